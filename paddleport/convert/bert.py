@@ -1,0 +1,64 @@
+"""BERT conversion table (transformers ``modeling_bert.py`` <-> ``paddleport.models.modeling_bert``)."""
+
+from __future__ import annotations
+
+from paddleport.convert.rules import embeddings_rules, layernorm, linear, parameter
+from paddleport.convert.table import ArchitectureTable, ClassLayout
+from paddleport.convert.transforms import OUTPUT_EMBEDDING, PARAMETER
+
+LAYER = "encoder.layer.{layer}"
+
+BASE = (
+    *embeddings_rules("hidden_size"),
+    *linear(f"{LAYER}.attention.self.query", "hidden_size", "hidden_size"),
+    *linear(f"{LAYER}.attention.self.key", "hidden_size", "hidden_size"),
+    *linear(f"{LAYER}.attention.self.value", "hidden_size", "hidden_size"),
+    *linear(f"{LAYER}.attention.output.dense", "hidden_size", "hidden_size"),
+    *layernorm(f"{LAYER}.attention.output.LayerNorm"),
+    *linear(f"{LAYER}.intermediate.dense", "intermediate_size", "hidden_size"),
+    *linear(f"{LAYER}.output.dense", "hidden_size", "intermediate_size"),
+    *layernorm(f"{LAYER}.output.LayerNorm"),
+)
+
+POOLER = linear("pooler.dense", "hidden_size", "hidden_size")
+
+MASKED_LM_HEAD = (
+    *parameter("cls.predictions.bias", lambda c: (c.vocab_size,), PARAMETER),
+    *linear("cls.predictions.transform.dense", "hidden_size", "hidden_size"),
+    *layernorm("cls.predictions.transform.LayerNorm"),
+    *parameter("cls.predictions.decoder.weight", lambda c: (c.vocab_size, c.hidden_size), OUTPUT_EMBEDDING,
+               when=lambda c: not c.tie_word_embeddings),
+)
+
+HEADS = {
+    "sequence_classification": linear("classifier", "num_labels", "hidden_size"),
+    "masked_lm": MASKED_LM_HEAD,
+    # BertForPreTraining's next-sentence head: known, so that it is reported as dropped, never converted.
+    "next_sentence": (*parameter("cls.seq_relationship.weight", lambda c: (2, c.hidden_size), PARAMETER),
+                      *parameter("cls.seq_relationship.bias", lambda c: (2,), PARAMETER)),
+}
+
+TIED_MLM_DECODER = {
+    "cls.predictions.decoder.weight": "{prefix}embeddings.word_embeddings.weight",
+    "cls.predictions.decoder.bias": "cls.predictions.bias",
+}
+
+
+def tied_names(prefix: str) -> dict[str, str]:
+    return {k: v.format(prefix=prefix) for k, v in TIED_MLM_DECODER.items()}
+
+
+BERT = ArchitectureTable(
+    model_type="bert",
+    base_prefix="bert.",
+    base=BASE,
+    pooler=POOLER,
+    heads=HEADS,
+    classes={
+        "BertModel": ClassLayout(prefixed=False, pooler=True),
+        "BertForSequenceClassification": ClassLayout(prefixed=True, pooler=True, head="sequence_classification"),
+        "BertForMaskedLM": ClassLayout(prefixed=True, pooler=False, head="masked_lm"),
+    },
+    tied=tied_names("bert."),
+    buffers=(r"embeddings\.position_ids$", r"embeddings\.token_type_ids$"),
+)

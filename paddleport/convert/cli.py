@@ -1,0 +1,31 @@
+"""``paddleport convert SRC OUT``."""
+
+from __future__ import annotations
+
+import argparse
+
+from paddleport.convert.converter import DIRECTIONS, DTYPES, FORMATS, convert_checkpoint
+from paddleport.convert.registry import SUPPORTED_CLASSES
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="convert a checkpoint between Hugging Face and Paddle",
+        description="Convert a Hugging Face checkpoint directory to Paddle (or back with --to hf).")
+    parser.add_argument("src", help="source checkpoint directory (config.json + weights)")
+    parser.add_argument("out", help="output directory (must not exist unless --force)")
+    parser.add_argument("--to", choices=DIRECTIONS, default="paddle", help="target framework (default: paddle)")
+    parser.add_argument("--arch", metavar="CLASS",
+                        help=f"target class, e.g. to add or drop a head ({', '.join(SUPPORTED_CLASSES)})")
+    parser.add_argument("--dtype", choices=DTYPES, help="cast floating tensors (default: keep the source dtype)")
+    parser.add_argument("--format", dest="fmt", choices=FORMATS, default="safetensors",
+                        help="weights file format for --to paddle (default: safetensors)")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = convert_checkpoint(args.src, args.out, to=args.to, arch=args.arch, dtype=args.dtype, fmt=args.fmt,
+                                force=args.force)
+    print(report.summary())
+    return 0

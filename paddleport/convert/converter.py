@@ -1,0 +1,269 @@
+"""``convert_checkpoint``: Hugging Face <-> Paddle, driven by the architecture's table, strict about every tensor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from paddleport import __version__
+from paddleport.convert.registry import resolve_class, table_for
+from paddleport.convert.table import ArchitectureTable, ParamSpec
+from paddleport.convert.tensor_io import (
+    FLOAT_DTYPES, PDPARAMS_NAME, SAFETENSORS_NAME, TensorSource, numpy_dtype, open_checkpoint,
+    write_safetensors_stream,
+)
+from paddleport.errors import PaddleportError
+from paddleport.fsutil import atomic_directory
+from paddleport.models.configuration import CONFIG_NAME, AutoConfig, PretrainedConfig, read_config_dict
+
+DIRECTIONS = ("paddle", "hf")
+FORMATS = ("safetensors", "pdparams")
+DTYPES = ("float32", "float16", "bfloat16")
+PADDLE_FORMAT_TAG = "paddle"
+HF_FORMAT_TAG = "pt"
+REPORT_NAME = "conversion.json"
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+)
+
+
+@dataclass
+class TensorRecord:
+    source: str
+    target: str
+    transform: str
+    shape: list[int]
+    dtype: str
+    source_shape: list[int]
+    source_dtype: str
+
+
+@dataclass
+class ConversionReport:
+    direction: str
+    source: str
+    output: str
+    model_type: str
+    architecture: str
+    source_architecture: str | None
+    format: str
+    dtype: str | None
+    tensors: list[TensorRecord] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    newly_initialised: list[str] = field(default_factory=list)
+    tied: list[str] = field(default_factory=list)
+    skipped_buffers: list[str] = field(default_factory=list)
+    paddleport_version: str = __version__
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lines = [f"converted {len(self.tensors)} tensors: {self.source} -> {self.output} "
+                 f"({self.architecture}, {self.direction}, {self.format})"]
+        for label, names in (("dropped (not in the target class)", self.dropped),
+                             ("newly initialised (absent from the source)", self.newly_initialised),
+                             ("tied (skipped)", self.tied), ("buffers (skipped)", self.skipped_buffers)):
+            if names:
+                lines.append(f"  {label}: {', '.join(names)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Plan:
+    """Which source tensor fills which target parameter, decided before anything is written."""
+
+    pairs: list[tuple[str, ParamSpec]]
+    dropped: list[str]
+    newly_initialised: list[str]
+    tied: dict[str, str]
+    skipped_buffers: list[str]
+
+
+def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", arch: str | None = None,
+                       dtype: str | None = None, fmt: str = "safetensors", force: bool = False,
+                       progress: bool | None = None) -> ConversionReport:
+    """Convert the checkpoint directory ``src`` into ``out`` (``to="paddle"`` or ``"hf"``).
+
+    Every source tensor must be consumed, every target parameter filled, every shape must agree
+    with ``config.json``; heads that differ between the source and ``arch`` are reported, not hidden.
+    ``out`` appears only when complete.
+    """
+    src, out = Path(src), Path(out)
+    _check_options(to, dtype, fmt)
+    if not src.is_dir():
+        raise PaddleportError(src, "source checkpoint directory does not exist" if not src.exists()
+                              else "source must be a checkpoint directory")
+    if out.exists() and not force:
+        raise PaddleportError(out, "output already exists (pass --force to replace it)")
+    config_path = src / CONFIG_NAME
+    config_dict = read_config_dict(config_path)
+    config = AutoConfig.from_dict(config_dict, source=config_path)
+    class_name = resolve_class(config, arch, config_path)
+    table = table_for(config)
+    with open_checkpoint(src) as source:
+        _check_layout(source, to)
+        plan = plan_conversion(table, config, class_name, source, to)
+        report = ConversionReport(
+            direction=to, source=str(src), output=str(out), model_type=config.model_type, architecture=class_name,
+            source_architecture=config.architecture, format=fmt, dtype=dtype, dropped=plan.dropped,
+            newly_initialised=plan.newly_initialised, tied=sorted(plan.tied),
+            skipped_buffers=plan.skipped_buffers)
+        with atomic_directory(out, replace=force) as partial:
+            report.tensors = _write_weights(partial, source, plan, to, dtype, fmt, progress)
+            _write_config(partial / CONFIG_NAME, config_dict, class_name, dtype)
+            _copy_tokenizer(src, partial)
+            (partial / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return report
+
+
+def _check_options(to: str, dtype: str | None, fmt: str) -> None:
+    if to not in DIRECTIONS:
+        raise PaddleportError("--to", f"must be one of {', '.join(DIRECTIONS)}, not {to!r}")
+    if fmt not in FORMATS:
+        raise PaddleportError("--format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "pdparams" and to != "paddle":
+        raise PaddleportError("--format", "pdparams is a Paddle format: use it with --to paddle")
+    if dtype is not None and dtype not in DTYPES:
+        raise PaddleportError("--dtype", f"must be one of {', '.join(DTYPES)}, not {dtype!r}")
+
+
+def _check_layout(source: TensorSource, to: str) -> None:
+    """A Paddle checkpoint converts only to hf, a Hugging Face one only to paddle."""
+    is_paddle = source.metadata.get("format") == PADDLE_FORMAT_TAG
+    if to == "paddle" and is_paddle:
+        raise PaddleportError(source.file_of(source.names()[0]) if source.names() else None,
+                              "already holds Paddle-layout weights (use --to hf to convert back)")
+    if to == "hf" and not is_paddle:
+        raise PaddleportError(source.file_of(source.names()[0]) if source.names() else None,
+                              "holds Hugging Face weights, not Paddle ones (use --to paddle)")
+
+
+def plan_conversion(table: ArchitectureTable, config: PretrainedConfig, class_name: str,
+                    source: TensorSource, to: str) -> Plan:
+    """Match every source tensor to a target parameter by name; fail on anything unaccounted for."""
+    target_specs = table.class_specs(config, class_name)
+    by_name = {(s.hf_name if to == "paddle" else s.paddle_name): s for s in target_specs}
+    known = {s.hf_name for s in table.all_specs(config)}
+    strip_prefix = not table.classes[class_name].prefixed
+    pairs, dropped, tied, buffers, unknown, claimed = [], [], {}, [], [], {}
+    for name in source.names():
+        canonical = table.canonical_name(name, known)
+        target_name = canonical.removeprefix(table.base_prefix) if strip_prefix else canonical
+        if target_name in by_name:
+            if target_name in claimed:
+                raise PaddleportError(source.file_of(name), f"tensors {claimed[target_name]} and {name} "
+                                                            f"both map to {target_name}")
+            claimed[target_name] = name
+            pairs.append((name, by_name[target_name]))
+        elif canonical in table.tied and config.tie_word_embeddings:
+            tied[name] = table.tied[canonical]
+        elif table.is_buffer(name):
+            buffers.append(name)
+        elif canonical in known:
+            dropped.append(name)
+        else:
+            unknown.append(name)
+    if unknown:
+        raise PaddleportError(source.file_of(unknown[0]), f"{len(unknown)} tensors match no parameter of "
+                              f"{class_name} (with {config.num_hidden_layers} layers): {', '.join(unknown[:8])}")
+    filled = set(claimed)
+    missing = [name for name, spec in by_name.items() if name not in filled]
+    missing_base = [name for name in missing if by_name[name].group == "base"]
+    if missing_base:
+        raise PaddleportError(source.file_of(source.names()[0]) if source.names() else None,
+                              f"{len(missing_base)} parameters of {class_name} are not in the checkpoint: "
+                              f"{', '.join(missing_base[:8])}")
+    _check_shapes(source, pairs, to)
+    _check_tied(source, tied, table, strip_prefix)
+    return Plan(pairs, sorted(dropped), sorted(missing), tied, sorted(buffers))
+
+
+def _check_shapes(source: TensorSource, pairs: list[tuple[str, ParamSpec]], to: str) -> None:
+    for name, spec in pairs:
+        expected = spec.hf_shape if to == "paddle" else spec.paddle_shape
+        if source.shape(name) != expected:
+            raise PaddleportError(source.file_of(name), f"tensor {name} has shape {list(source.shape(name))} "
+                                                        f"but config.json implies {list(expected)}")
+
+
+def _check_tied(source: TensorSource, tied: dict[str, str], table: ArchitectureTable, strip_prefix: bool) -> None:
+    """A tied copy is skipped only if it really equals the tensor it is tied to."""
+    names = set(source.names())
+    for name, tied_to in tied.items():
+        candidates = [tied_to, tied_to.removeprefix(table.base_prefix)] if not strip_prefix else [tied_to]
+        present = next((c for c in candidates if c in names), None)
+        if present is not None and not np.array_equal(source.read(name), source.read(present)):
+            raise PaddleportError(source.file_of(name), f"tensor {name} differs from {present}, to which "
+                                                        "config.json ties it (set tie_word_embeddings false)")
+
+
+def _target_dtype(source_dtype: str, requested: str | None) -> str:
+    return requested if requested and source_dtype in FLOAT_DTYPES else source_dtype
+
+
+def _convert_tensor(array: np.ndarray, spec: ParamSpec, to: str, dtype: str) -> np.ndarray:
+    array = spec.transform.to_paddle(array) if to == "paddle" else spec.transform.to_hf(array)
+    return array.astype(numpy_dtype(dtype), copy=False)
+
+
+def _write_weights(directory: Path, source: TensorSource, plan: Plan, to: str, dtype: str | None, fmt: str,
+                   progress: bool | None) -> list[TensorRecord]:
+    from tqdm import tqdm
+
+    records = []
+    for name, spec in plan.pairs:
+        target_dtype = _target_dtype(source.dtype(name), dtype)
+        target_name, shape = (spec.paddle_name, spec.paddle_shape) if to == "paddle" else (spec.hf_name, spec.hf_shape)
+        records.append(TensorRecord(name, target_name, spec.transform.name, list(shape), target_dtype,
+                                    list(source.shape(name)), source.dtype(name)))
+    spec_of = {record.target: spec for record, (_, spec) in zip(records, plan.pairs)}
+    source_of = {record.target: record.source for record in records}
+    dtype_of = {record.target: record.dtype for record in records}
+
+    def produce(target_name: str) -> np.ndarray:
+        return _convert_tensor(source.read(source_of[target_name]), spec_of[target_name], to, dtype_of[target_name])
+
+    total = sum(source.nbytes(r.source) for r in records)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="convert", disable=None if progress is None else not progress,
+              leave=False) as bar:
+        if fmt == "pdparams":
+            _save_pdparams(directory / PDPARAMS_NAME, [r.target for r in records], produce, bar.update)
+        else:
+            layout = [(r.target, r.dtype, tuple(r.shape)) for r in records]
+            tag = PADDLE_FORMAT_TAG if to == "paddle" else HF_FORMAT_TAG
+            write_safetensors_stream(directory / SAFETENSORS_NAME, layout, produce, {"format": tag},
+                                     on_tensor=bar.update)
+    return records
+
+
+def _save_pdparams(path: Path, names: list[str], produce, on_tensor) -> None:
+    """``paddle.save`` needs the whole dict in memory; this format is for ``paddle.load`` users."""
+    import paddle
+
+    from paddleport.models.modeling_utils import numpy_to_paddle
+
+    state = {}
+    for name in names:
+        array = produce(name)
+        state[name] = numpy_to_paddle(array)
+        on_tensor(array.nbytes)
+    paddle.save(state, str(path))
+
+
+def _write_config(path: Path, config_dict: dict, class_name: str, dtype: str | None) -> None:
+    config = dict(config_dict, architectures=[class_name])
+    if dtype is not None:
+        config["dtype"] = dtype
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _copy_tokenizer(src: Path, out: Path) -> None:
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, out / name)

@@ -1,0 +1,117 @@
+"""The declarative conversion table every architecture fills in, and its expansion into parameters."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+from paddleport.convert.transforms import Transform
+from paddleport.models.configuration import PretrainedConfig
+
+ShapeFn = Callable[[PretrainedConfig], tuple[int, ...]]
+LAYER = "{layer}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One parameter: Hugging Face name pattern -> Paddle name pattern, typed transform, HF-layout shape.
+
+    Patterns may hold ``{layer}``, expanded over ``num_hidden_layers``. ``when`` limits a rule to configs
+    where the parameter exists (an untied MLM decoder, say).
+    """
+
+    hf: str
+    paddle: str
+    transform: Transform
+    shape: ShapeFn
+    when: Callable[[PretrainedConfig], bool] = lambda config: True
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    hf_name: str
+    paddle_name: str
+    transform: Transform
+    hf_shape: tuple[int, ...]
+    group: str  # "base", "pooler" or a head's name
+
+    @property
+    def paddle_shape(self) -> tuple[int, ...]:
+        return self.transform.paddle_shape(self.hf_shape)
+
+
+@dataclass(frozen=True)
+class ClassLayout:
+    """What a model class holds: the base model (prefixed or not), the pooler, and which head."""
+
+    prefixed: bool
+    pooler: bool
+    head: str | None = None
+
+
+@dataclass
+class ArchitectureTable:
+    """One architecture's complete name table, in the spirit of llama.cpp's per-architecture tensor maps."""
+
+    model_type: str
+    base_prefix: str
+    base: tuple[Rule, ...]
+    pooler: tuple[Rule, ...]
+    heads: dict[str, tuple[Rule, ...]]
+    classes: dict[str, ClassLayout]
+    # Source names that duplicate another tensor (tied weights): skipped after checking they are equal.
+    tied: dict[str, str] = field(default_factory=dict)
+    # Non-persistent buffers that old checkpoints carry: skipped by name.
+    buffers: tuple[str, ...] = ()
+    # Legacy TF-era names, renamed before matching.
+    legacy_renames: ClassVar[tuple[tuple[str, str], ...]] = (
+        (r"LayerNorm\.gamma$", "LayerNorm.weight"),
+        (r"LayerNorm\.beta$", "LayerNorm.bias"),
+    )
+
+    def base_class(self) -> str:
+        return next(name for name, layout in self.classes.items() if not layout.prefixed)
+
+    def all_specs(self, config: PretrainedConfig) -> list[ParamSpec]:
+        """Every parameter any class of this architecture can hold, named as in a prefixed (head) class."""
+        specs = self._expand(self.base, "base", config, self.base_prefix)
+        specs += self._expand(self.pooler, "pooler", config, self.base_prefix)
+        for head, rules in self.heads.items():
+            specs += self._expand(rules, head, config, "")
+        return specs
+
+    def class_specs(self, config: PretrainedConfig, class_name: str) -> list[ParamSpec]:
+        layout = self.classes[class_name]
+        groups = {"base"} | ({"pooler"} if layout.pooler else set()) | ({layout.head} if layout.head else set())
+        specs = [s for s in self.all_specs(config) if s.group in groups]
+        if layout.prefixed:
+            return specs
+        return [ParamSpec(s.hf_name.removeprefix(self.base_prefix), s.paddle_name.removeprefix(self.base_prefix),
+                          s.transform, s.hf_shape, s.group) for s in specs]
+
+    def canonical_name(self, name: str, known: set[str]) -> str:
+        """Legacy renames, then the base prefix added where the checkpoint was saved without it."""
+        for pattern, replacement in self.legacy_renames:
+            name = re.sub(pattern, replacement, name)
+        if name not in known and self.base_prefix + name in known:
+            return self.base_prefix + name
+        if name not in known and self.base_prefix + name in self.tied:
+            return self.base_prefix + name
+        return name
+
+    def is_buffer(self, name: str) -> bool:
+        return any(re.search(pattern, name) for pattern in self.buffers)
+
+    @staticmethod
+    def _expand(rules, group: str, config: PretrainedConfig, prefix: str) -> list[ParamSpec]:
+        specs = []
+        for rule in rules:
+            if not rule.when(config):
+                continue
+            layers = range(config.num_hidden_layers) if LAYER in rule.hf else [None]
+            for layer in layers:
+                hf_name = prefix + rule.hf.replace(LAYER, str(layer))
+                paddle_name = prefix + rule.paddle.replace(LAYER, str(layer))
+                specs.append(ParamSpec(hf_name, paddle_name, rule.transform, tuple(rule.shape(config)), group))
+        return specs

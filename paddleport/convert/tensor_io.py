@@ -1,0 +1,212 @@
+"""Reading checkpoints tensor by tensor, and writing safetensors as a stream.
+
+Sources are memory-mapped (safetensors through ``safe_open``, ``.bin`` through ``torch.load(mmap=True,
+weights_only=True)``), so a conversion holds about one tensor at a time. The safetensors library can
+only write a whole dict at once, so the writer below lays out the (simple, documented) safetensors
+format itself: an 8-byte little-endian header length, the JSON header, then the raw tensor bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable, Iterable
+
+import ml_dtypes  # noqa: F401  (registers numpy's bfloat16 dtype, which safetensors' numpy API needs)
+import numpy as np
+
+from paddleport.errors import PaddleportError
+
+SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+}
+DTYPE_TO_SAFETENSORS = {v: k for k, v in SAFETENSORS_DTYPES.items()}
+FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+SAFETENSORS_NAME = "model.safetensors"
+SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
+TORCH_BIN_NAME = "pytorch_model.bin"
+TORCH_BIN_INDEX_NAME = "pytorch_model.bin.index.json"
+PDPARAMS_NAME = "model_state.pdparams"
+WEIGHT_FILES = (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, TORCH_BIN_NAME, TORCH_BIN_INDEX_NAME, PDPARAMS_NAME)
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+
+
+class TensorSource:
+    """A checkpoint opened for reading one tensor at a time. Subclasses fill ``_entries``."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        # name -> (file, shape, dtype name)
+        self._entries: dict[str, tuple[Path, tuple[int, ...], str]] = {}
+        self.metadata: dict[str, str] = {}
+
+    def __enter__(self) -> "TensorSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def file_of(self, name: str) -> Path:
+        return self._entries[name][0]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._entries[name][1]
+
+    def dtype(self, name: str) -> str:
+        return self._entries[name][2]
+
+    def nbytes(self, name: str) -> int:
+        return int(np.prod(self.shape(name), dtype=np.int64)) * numpy_dtype(self.dtype(name)).itemsize
+
+    def read(self, name: str) -> np.ndarray:
+        raise NotImplementedError
+
+
+class SafetensorsSource(TensorSource):
+    def __init__(self, files: Iterable[Path]):
+        super().__init__()
+        from safetensors import safe_open
+
+        self._handles = {}
+        for path in files:
+            try:
+                handle = self._stack.enter_context(safe_open(str(path), framework="numpy"))
+                for name in handle.keys():
+                    tensor_slice = handle.get_slice(name)
+                    dtype = SAFETENSORS_DTYPES.get(tensor_slice.get_dtype())
+                    if dtype is None:
+                        raise PaddleportError(path, f"tensor {name} has unsupported dtype {tensor_slice.get_dtype()}")
+                    self._entries[name] = (path, tuple(tensor_slice.get_shape()), dtype)
+                    self._handles[name] = handle
+                self.metadata.update(handle.metadata() or {})
+            except PaddleportError:
+                self._stack.close()
+                raise
+            except Exception as error:  # safetensors raises SafetensorError and OSError variants
+                self._stack.close()
+                raise PaddleportError(path, f"is not a readable safetensors file ({error})") from None
+
+    def read(self, name: str) -> np.ndarray:
+        try:
+            return self._handles[name].get_tensor(name)
+        except Exception as error:
+            raise PaddleportError(self.file_of(name), f"tensor {name} cannot be read ({error})") from None
+
+
+class TorchBinSource(TensorSource):
+    """``pytorch_model.bin`` files, loaded with ``weights_only=True``: no arbitrary object is unpickled."""
+
+    def __init__(self, files: Iterable[Path]):
+        super().__init__()
+        self._tensors = {}
+        for path in files:
+            for name, tensor in self._load(path).items():
+                self._entries[name] = (path, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+                self._tensors[name] = tensor
+
+    @staticmethod
+    def _load(path: Path) -> dict:
+        import torch
+
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except Exception as error:  # torch raises many types for damaged or unsafe files
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise PaddleportError(path, f"is not a readable PyTorch weights file ({message})") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise PaddleportError(path, "does not hold a flat dict of tensors (a state_dict)")
+        return state
+
+    def read(self, name: str) -> np.ndarray:
+        import torch
+
+        tensor = self._tensors[name].contiguous()
+        if tensor.dtype == torch.bfloat16:
+            return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return tensor.numpy()
+
+
+class PdparamsSource(TensorSource):
+    def __init__(self, path: Path):
+        super().__init__()
+        import paddle
+
+        try:
+            state = paddle.load(str(path), return_numpy=True)
+        except Exception as error:
+            raise PaddleportError(path, f"is not a readable Paddle weights file ({error})") from None
+        if not isinstance(state, dict):
+            raise PaddleportError(path, "does not hold a dict of tensors")
+        self._arrays = {name: np.asarray(value) for name, value in state.items()}
+        self._entries = {name: (path, a.shape, a.dtype.name) for name, a in self._arrays.items()}
+        self.metadata = {"format": "paddle"}
+
+    def read(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+
+def shard_files(index_path: Path) -> list[Path]:
+    try:
+        weight_map = json.loads(index_path.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise PaddleportError(index_path, f"is not a valid checkpoint index ({error})") from None
+    files = [index_path.parent / name for name in dict.fromkeys(weight_map.values())]
+    for path in files:
+        if not path.is_file():
+            raise PaddleportError(path, f"shard named in {index_path.name} is missing")
+    return files
+
+
+def open_checkpoint(directory: Path) -> TensorSource:
+    """The weights of a checkpoint directory, whichever of the supported files it holds."""
+    if (directory / SAFETENSORS_NAME).is_file():
+        return SafetensorsSource([directory / SAFETENSORS_NAME])
+    if (directory / SAFETENSORS_INDEX_NAME).is_file():
+        return SafetensorsSource(shard_files(directory / SAFETENSORS_INDEX_NAME))
+    if (directory / TORCH_BIN_NAME).is_file():
+        return TorchBinSource([directory / TORCH_BIN_NAME])
+    if (directory / TORCH_BIN_INDEX_NAME).is_file():
+        return TorchBinSource(shard_files(directory / TORCH_BIN_INDEX_NAME))
+    if (directory / PDPARAMS_NAME).is_file():
+        return PdparamsSource(directory / PDPARAMS_NAME)
+    raise PaddleportError(directory, f"no weights file found (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def read_safetensors_checked(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """A whole safetensors file as numpy arrays, with its metadata; damaged files raise PaddleportError."""
+    with SafetensorsSource([path]) as source:
+        return {name: source.read(name) for name in source.names()}, source.metadata
+
+
+def write_safetensors_stream(path: Path, layout: list[tuple[str, str, tuple[int, ...]]],
+                             produce: Callable[[str], np.ndarray], metadata: dict[str, str],
+                             on_tensor: Callable[[int], None] = lambda nbytes: None) -> None:
+    """Write tensors ``layout`` = [(name, dtype, shape)] in order, asking ``produce(name)`` for each."""
+    header, offset = {}, 0
+    for name, dtype, shape in layout:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * numpy_dtype(dtype).itemsize
+        header[name] = {"dtype": DTYPE_TO_SAFETENSORS[dtype], "shape": list(shape),
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header["__metadata__"] = metadata
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    with open(path, "wb") as stream:
+        stream.write(struct.pack("<Q", len(header_bytes)))
+        stream.write(header_bytes)
+        for name, dtype, shape in layout:
+            array = np.ascontiguousarray(produce(name))
+            if array.dtype != numpy_dtype(dtype) or tuple(array.shape) != tuple(shape):
+                raise AssertionError(f"{name}: produced {array.dtype}{array.shape}, planned {dtype}{shape}")
+            stream.write(array.astype(array.dtype.newbyteorder("<"), copy=False).data)
+            on_tensor(array.nbytes)

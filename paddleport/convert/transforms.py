@@ -1,0 +1,41 @@
+"""Typed tensor transforms between the torch (Hugging Face) and Paddle layouts.
+
+Each rule in a conversion table names its transform by the kind of layer the tensor belongs to;
+nothing here looks at a tensor's shape to decide what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    transpose: bool = False
+
+    def to_paddle(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array.T) if self.transpose else array
+
+    def to_hf(self, array: np.ndarray) -> np.ndarray:
+        return self.to_paddle(array)  # a transpose is its own inverse
+
+    def paddle_shape(self, hf_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(reversed(hf_shape)) if self.transpose else tuple(hf_shape)
+
+
+# torch nn.Linear stores [out, in]; paddle nn.Linear stores [in, out].
+LINEAR_WEIGHT = Transform("linear_weight", transpose=True)
+LINEAR_BIAS = Transform("linear_bias")
+# Conv1d weights are [out, in/groups, kernel] in both frameworks.
+CONV1D_WEIGHT = Transform("conv1d_weight")
+CONV1D_BIAS = Transform("conv1d_bias")
+EMBEDDING = Transform("embedding")
+LAYERNORM_WEIGHT = Transform("layernorm_weight")
+LAYERNORM_BIAS = Transform("layernorm_bias")
+# A free parameter (the MLM output bias) and an untied MLM decoder, which both frameworks hold as
+# [vocab, hidden] (paddleport computes the decoder as a matmul with transpose_y, like a tied embedding).
+PARAMETER = Transform("parameter")
+OUTPUT_EMBEDDING = Transform("output_embedding")

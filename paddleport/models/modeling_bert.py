@@ -1,0 +1,270 @@
+"""BERT in Paddle, mirroring transformers' ``modeling_bert.py``: same classes, sub-layer names and forward.
+
+Parameter names equal the Hugging Face ones; ``nn.Linear`` weights are stored ``[in, out]`` (Paddle's layout).
+"""
+
+from __future__ import annotations
+
+import math
+
+import paddle
+from paddle import nn
+
+from paddleport.models.configuration import BertConfig
+from paddleport.models.modeling_utils import (
+    ACT2FN,
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    PretrainedModel,
+    SequenceClassifierOutput,
+    extended_attention_mask,
+    masked_lm_loss,
+    sequence_classification_loss,
+)
+
+
+class BertEmbeddings(nn.Layer):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None):
+        if position_ids is None:
+            position_ids = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0)
+        if token_type_ids is None:
+            token_type_ids = paddle.zeros_like(input_ids)
+        embeddings = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+                      + self.token_type_embeddings(token_type_ids))
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BertSelfAttention(nn.Layer):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.scaling = 1.0 / math.sqrt(self.attention_head_size)
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def split_heads(self, x):
+        """[batch, seq, hidden] -> [batch, heads, seq, head_size]"""
+        return x.reshape([0, 0, self.num_attention_heads, self.attention_head_size]).transpose([0, 2, 1, 3])
+
+    def forward(self, hidden_states, attention_mask=None):
+        query = self.split_heads(self.query(hidden_states))
+        key = self.split_heads(self.key(hidden_states))
+        value = self.split_heads(self.value(hidden_states))
+        scores = paddle.matmul(query, key, transpose_y=True) * self.scaling
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        probs = self.dropout(nn.functional.softmax(scores, axis=-1))
+        context = paddle.matmul(probs, value).transpose([0, 2, 1, 3])
+        return context.reshape([0, 0, -1]), probs
+
+
+class BertSelfOutput(nn.Layer):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BertAttention(nn.Layer):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden_states, attention_mask=None):
+        context, probs = self.self(hidden_states, attention_mask)
+        return self.output(context, hidden_states), probs
+
+
+class BertIntermediate(nn.Layer):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states):
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class BertOutput(BertSelfOutput):
+    def __init__(self, config: BertConfig):
+        nn.Layer.__init__(self)
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+
+class BertLayer(nn.Layer):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden_states, attention_mask=None):
+        attention_output, probs = self.attention(hidden_states, attention_mask)
+        return self.output(self.intermediate(attention_output), attention_output), probs
+
+
+class BertEncoder(nn.Layer):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.LayerList([BertLayer(config) for _ in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
+
+    def forward(self, hidden_states, attention_mask=None, output_hidden_states=False, output_attentions=False):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layer:
+            if self.gradient_checkpointing and self.training:
+                from paddle.distributed.fleet.utils import recompute
+
+                hidden_states, probs = recompute(layer, hidden_states, attention_mask)
+            else:
+                hidden_states, probs = layer(hidden_states, attention_mask)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (probs,)
+        return hidden_states, all_hidden_states, all_attentions
+
+
+class BertPooler(nn.Layer):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states):
+        return self.activation(self.dense(hidden_states[:, 0]))
+
+
+class BertPreTrainedModel(PretrainedModel):
+    config_class = BertConfig
+    base_model_prefix = "bert"
+
+    def gradient_checkpointing_enable(self) -> None:
+        self.base_model.encoder.gradient_checkpointing = True
+
+    @property
+    def base_model(self) -> "BertModel":
+        return getattr(self, self.base_model_prefix, self)
+
+
+class BertModel(BertPreTrainedModel):
+    initialisable_prefixes = ("pooler.",)
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False):
+        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+        mask = None if attention_mask is None else extended_attention_mask(attention_mask, embedding_output.dtype)
+        sequence_output, hidden_states, attentions = self.encoder(
+            embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
+            hidden_states=hidden_states,
+            attentions=attentions,
+        )
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    initialisable_prefixes = ("classifier.", "bert.pooler.")
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, output_hidden_states=output_hidden_states,
+                            output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
+
+
+class BertPredictionHeadTransform(nn.Layer):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform_act_fn = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+
+    def forward(self, hidden_states):
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+
+
+class BertLMPredictionHead(nn.Layer):
+    """The decoder shares the word-embedding matrix ``[vocab, hidden]``, as transformers ties it."""
+
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.bias = self.create_parameter([config.vocab_size], is_bias=True)
+        self._tied_decoder = [word_embeddings]  # a list, so the embedding is not registered twice
+        if not config.tie_word_embeddings:
+            self.decoder = nn.Embedding(config.vocab_size, config.hidden_size)
+
+    @property
+    def decoder_weight(self):
+        decoder = getattr(self, "decoder", None)
+        return decoder.weight if decoder is not None else self._tied_decoder[0].weight
+
+    def forward(self, hidden_states):
+        return paddle.matmul(self.transform(hidden_states), self.decoder_weight, transpose_y=True) + self.bias
+
+
+class BertOnlyMLMHead(nn.Layer):
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config, word_embeddings)
+
+    def forward(self, sequence_output):
+        return self.predictions(sequence_output)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    initialisable_prefixes = ("cls.",)
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, output_hidden_states=output_hidden_states,
+                            output_attentions=output_attentions)
+        logits = self.cls(outputs.last_hidden_state)
+        loss = None if labels is None else masked_lm_loss(logits, labels)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                              attentions=outputs.attentions)

@@ -1,0 +1,227 @@
+"""SqueezeBERT in Paddle, mirroring transformers' ``modeling_squeezebert.py``.
+
+The encoder runs in [batch, channels, seq] (NCW) layout with grouped 1x1 ``Conv1D``s, as the original.
+Parameter names equal the Hugging Face ones; Conv1D weights keep torch's ``[out, in/groups, 1]`` layout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import paddle
+from paddle import nn
+
+from paddleport.models.configuration import SqueezeBertConfig
+from paddleport.models.modeling_bert import BertOnlyMLMHead, BertPooler
+from paddleport.models.modeling_utils import (
+    ACT2FN,
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    PretrainedModel,
+    SequenceClassifierOutput,
+    extended_attention_mask,
+    masked_lm_loss,
+    sequence_classification_loss,
+)
+
+# transformers builds the encoder's LayerNorms as SqueezeBertLayerNorm(hidden_size), i.e. with the default
+# eps, not config.layer_norm_eps (which only the embeddings and the MLM transform use).
+ENCODER_LAYER_NORM_EPS = 1e-12
+
+
+class SqueezeBertEmbeddings(nn.Layer):
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None):
+        if position_ids is None:
+            position_ids = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0)
+        if token_type_ids is None:
+            token_type_ids = paddle.zeros_like(input_ids)
+        embeddings = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+                      + self.token_type_embeddings(token_type_ids))
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class SqueezeBertLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel dimension of NCW data."""
+
+    def __init__(self, hidden_size: int, eps: float = ENCODER_LAYER_NORM_EPS):
+        super().__init__(hidden_size, epsilon=eps)
+
+    def forward(self, x):
+        return super().forward(x.transpose([0, 2, 1])).transpose([0, 2, 1])
+
+
+class ConvDropoutLayerNorm(nn.Layer):
+    def __init__(self, cin: int, cout: int, groups: int, dropout_prob: float):
+        super().__init__()
+        self.conv1d = nn.Conv1D(cin, cout, kernel_size=1, groups=groups)
+        self.layernorm = SqueezeBertLayerNorm(cout)
+        self.dropout = nn.Dropout(dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.layernorm(self.dropout(self.conv1d(hidden_states)) + input_tensor)
+
+
+class ConvActivation(nn.Layer):
+    def __init__(self, cin: int, cout: int, groups: int, act: str):
+        super().__init__()
+        self.conv1d = nn.Conv1D(cin, cout, kernel_size=1, groups=groups)
+        self.act = ACT2FN[act]
+
+    def forward(self, x):
+        return self.act(self.conv1d(x))
+
+
+class SqueezeBertSelfAttention(nn.Layer):
+    def __init__(self, config: SqueezeBertConfig, cin: int, q_groups: int = 1, k_groups: int = 1,
+                 v_groups: int = 1):
+        super().__init__()
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = cin // config.num_attention_heads
+        self.query = nn.Conv1D(cin, cin, kernel_size=1, groups=q_groups)
+        self.key = nn.Conv1D(cin, cin, kernel_size=1, groups=k_groups)
+        self.value = nn.Conv1D(cin, cin, kernel_size=1, groups=v_groups)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def split_heads(self, x):
+        """[N, C, W] -> [N, heads, head_size, W]"""
+        return x.reshape([0, self.num_attention_heads, self.attention_head_size, -1])
+
+    def forward(self, hidden_states, attention_mask=None):
+        query = self.split_heads(self.query(hidden_states))
+        key = self.split_heads(self.key(hidden_states))
+        value = self.split_heads(self.value(hidden_states))
+        scores = paddle.matmul(query, key, transpose_x=True) / math.sqrt(self.attention_head_size)
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        probs = self.dropout(nn.functional.softmax(scores, axis=-1))
+        context = paddle.matmul(value, probs, transpose_y=True)  # [N, heads, head_size, W]
+        return context.reshape([0, -1, context.shape[-1]]), probs
+
+
+class SqueezeBertModule(nn.Layer):
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        hidden, intermediate = config.hidden_size, config.intermediate_size
+        self.attention = SqueezeBertSelfAttention(config, cin=hidden, q_groups=config.q_groups,
+                                                  k_groups=config.k_groups, v_groups=config.v_groups)
+        self.post_attention = ConvDropoutLayerNorm(hidden, hidden, config.post_attention_groups,
+                                                   config.hidden_dropout_prob)
+        self.intermediate = ConvActivation(hidden, intermediate, config.intermediate_groups, config.hidden_act)
+        self.output = ConvDropoutLayerNorm(intermediate, hidden, config.output_groups, config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, attention_mask=None):
+        context, probs = self.attention(hidden_states, attention_mask)
+        post_attention_output = self.post_attention(context, hidden_states)
+        return self.output(self.intermediate(post_attention_output), post_attention_output), probs
+
+
+class SqueezeBertEncoder(nn.Layer):
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__()
+        self.layers = nn.LayerList([SqueezeBertModule(config) for _ in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
+
+    def forward(self, hidden_states, attention_mask=None, output_hidden_states=False, output_attentions=False):
+        """Takes and returns [N, W, C]; runs the layers in [N, C, W]."""
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        hidden_states = hidden_states.transpose([0, 2, 1])
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                from paddle.distributed.fleet.utils import recompute
+
+                hidden_states, probs = recompute(layer, hidden_states, attention_mask)
+            else:
+                hidden_states, probs = layer(hidden_states, attention_mask)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states.transpose([0, 2, 1]),)
+            if output_attentions:
+                all_attentions += (probs,)
+        return hidden_states.transpose([0, 2, 1]), all_hidden_states, all_attentions
+
+
+class SqueezeBertPooler(BertPooler):
+    pass
+
+
+class SqueezeBertPreTrainedModel(PretrainedModel):
+    config_class = SqueezeBertConfig
+    base_model_prefix = "transformer"
+
+    def gradient_checkpointing_enable(self) -> None:
+        self.base_model.encoder.gradient_checkpointing = True
+
+    @property
+    def base_model(self) -> "SqueezeBertModel":
+        return getattr(self, self.base_model_prefix, self)
+
+
+class SqueezeBertModel(SqueezeBertPreTrainedModel):
+    initialisable_prefixes = ("pooler.",)
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.embeddings = SqueezeBertEmbeddings(config)
+        self.encoder = SqueezeBertEncoder(config)
+        self.pooler = SqueezeBertPooler(config)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False):
+        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+        mask = None if attention_mask is None else extended_attention_mask(attention_mask, embedding_output.dtype)
+        sequence_output, hidden_states, attentions = self.encoder(
+            embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=self.pooler(sequence_output),
+                                          hidden_states=hidden_states, attentions=attentions)
+
+
+class SqueezeBertForSequenceClassification(SqueezeBertPreTrainedModel):
+    initialisable_prefixes = ("classifier.", "transformer.pooler.")
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = SqueezeBertModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, output_hidden_states=output_hidden_states,
+                                   output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
+
+
+class SqueezeBertOnlyMLMHead(BertOnlyMLMHead):
+    pass
+
+
+class SqueezeBertForMaskedLM(SqueezeBertPreTrainedModel):
+    initialisable_prefixes = ("cls.", "transformer.pooler.")
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.transformer = SqueezeBertModel(config)
+        self.cls = SqueezeBertOnlyMLMHead(config, self.transformer.embeddings.word_embeddings)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, output_hidden_states=output_hidden_states,
+                                   output_attentions=output_attentions)
+        logits = self.cls(outputs.last_hidden_state)
+        loss = None if labels is None else masked_lm_loss(logits, labels)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                              attentions=outputs.attentions)

@@ -1,0 +1,260 @@
+"""What every Paddle model shares: outputs, activations, losses, weight init, from/save_pretrained."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+
+from paddleport.errors import PaddleportError
+from paddleport.models.configuration import PretrainedConfig
+
+logger = logging.getLogger(__name__)
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+PDPARAMS_NAME = "model_state.pdparams"
+PADDLE_FORMAT_TAG = "paddle"
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+@dataclass
+class ModelOutput:
+    """Attribute access like transformers' outputs; ``to_tuple`` drops the fields that are None."""
+
+    def to_tuple(self) -> tuple:
+        return tuple(v for v in self.__dict__.values() if v is not None)
+
+    def __getitem__(self, index: int):
+        return self.to_tuple()[index]
+
+
+@dataclass
+class BaseModelOutputWithPooling(ModelOutput):
+    last_hidden_state: paddle.Tensor = None
+    pooler_output: paddle.Tensor | None = None
+    hidden_states: tuple[paddle.Tensor, ...] | None = None
+    attentions: tuple[paddle.Tensor, ...] | None = None
+
+
+@dataclass
+class SequenceClassifierOutput(ModelOutput):
+    loss: paddle.Tensor | None = None
+    logits: paddle.Tensor = None
+    hidden_states: tuple[paddle.Tensor, ...] | None = None
+    attentions: tuple[paddle.Tensor, ...] | None = None
+
+
+@dataclass
+class MaskedLMOutput(ModelOutput):
+    loss: paddle.Tensor | None = None
+    logits: paddle.Tensor = None
+    hidden_states: tuple[paddle.Tensor, ...] | None = None
+    attentions: tuple[paddle.Tensor, ...] | None = None
+
+
+# --- activations (names and formulas as transformers' ACT2FN) ------------------------------
+
+def _quick_gelu(x):
+    return x * F.sigmoid(1.702 * x)
+
+
+def _gelu_tanh(x):
+    return F.gelu(x, approximate=True)
+
+
+ACT2FN = {
+    "gelu": F.gelu,
+    "gelu_python": F.gelu,
+    "gelu_new": _gelu_tanh,
+    "gelu_fast": _gelu_tanh,
+    "gelu_accurate": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": paddle.tanh,
+    "sigmoid": F.sigmoid,
+    "mish": F.mish,
+    "linear": lambda x: x,
+}
+
+
+def extended_attention_mask(attention_mask: paddle.Tensor, dtype) -> paddle.Tensor:
+    """[batch, seq] 1/0 mask -> additive [batch, 1, 1, seq] mask (0 keeps, dtype's minimum drops)."""
+    mask = attention_mask.astype(dtype).unsqueeze([1, 2])
+    return (1.0 - mask) * paddle.finfo(dtype).min
+
+
+def sequence_classification_loss(config: PretrainedConfig, logits: paddle.Tensor, labels: paddle.Tensor):
+    """The loss transformers picks from ``problem_type`` (inferred from num_labels and label dtype if unset)."""
+    problem_type = config.problem_type
+    if problem_type is None:
+        if config.num_labels == 1:
+            problem_type = "regression"
+        elif labels.dtype in (paddle.int64, paddle.int32):
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "multi_label_classification"
+    if problem_type == "regression":
+        labels = labels.astype(logits.dtype)
+        if config.num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze())
+        return F.mse_loss(logits, labels)
+    if problem_type == "single_label_classification":
+        return F.cross_entropy(logits.reshape([-1, config.num_labels]), labels.reshape([-1]))
+    return F.binary_cross_entropy_with_logits(logits, labels.astype(logits.dtype))
+
+
+# --- the base class --------------------------------------------------------------------------
+
+@dataclass
+class LoadingInfo:
+    newly_initialised: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+
+class PretrainedModel(nn.Layer):
+    """Base of every Paddle model: config, weight init, strict loading and saving."""
+
+    config_class: ClassVar[type[PretrainedConfig]]
+    base_model_prefix: ClassVar[str]
+    # Parameter name prefixes that may be absent from a checkpoint (heads, pooler): initialised and reported.
+    initialisable_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: PretrainedConfig):
+        super().__init__()
+        self.config = config
+        self.loading_info = LoadingInfo()
+
+    @property
+    def is_base_model(self) -> bool:
+        return not hasattr(self, self.base_model_prefix)
+
+    def init_weights(self) -> None:
+        """transformers' initialisation: normal(0, initializer_range) weights, zero biases, unit LayerNorms."""
+        std = self.config.initializer_range
+        for layer in self.sublayers(include_self=True):
+            if isinstance(layer, (nn.Linear, nn.Conv1D, nn.Embedding)):
+                weight = paddle.normal(0.0, std, layer.weight.shape)
+                if isinstance(layer, nn.Embedding) and layer._padding_idx is not None:
+                    weight[layer._padding_idx] = 0.0
+                layer.weight.set_value(weight.astype(layer.weight.dtype))
+            elif isinstance(layer, nn.LayerNorm):
+                layer.weight.set_value(paddle.ones_like(layer.weight))
+            for name, param in layer.named_parameters(include_sublayers=False):
+                if name == "bias":
+                    param.set_value(paddle.zeros_like(param))
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig) -> "PretrainedModel":
+        model = cls(config)
+        model.init_weights()
+        return model
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **config_overrides: Any) -> "PretrainedModel":
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise PaddleportError(directory, "model directory does not exist")
+        config = cls.config_class.from_pretrained(directory, **config_overrides)
+        model = cls.from_config(config)
+        model.load_weights(read_paddle_state_dict(directory))
+        model.eval()
+        return model
+
+    def load_weights(self, state: dict[str, np.ndarray]) -> LoadingInfo:
+        """Strict loading: every base parameter must be present with its shape; only heads may be missing."""
+        state = self._align_prefix(state)
+        own = self.state_dict()
+        info = LoadingInfo(
+            newly_initialised=sorted(k for k in own if k not in state),
+            dropped=sorted(k for k in state if k not in own),
+        )
+        missing_required = [k for k in info.newly_initialised if not k.startswith(self.initialisable_prefixes)]
+        if missing_required:
+            raise PaddleportError(None, f"checkpoint lacks {len(missing_required)} parameters of "
+                                        f"{type(self).__name__}: {', '.join(missing_required[:8])}")
+        for name in sorted(set(own) & set(state)):
+            value = state[name]
+            if tuple(value.shape) != tuple(own[name].shape):
+                raise PaddleportError(None, f"parameter {name} has shape {tuple(value.shape)} in the checkpoint, "
+                                            f"the model expects {tuple(own[name].shape)}")
+            own[name].set_value(numpy_to_paddle(np.asarray(value)).astype(own[name].dtype))
+        for kind, names in (("newly initialised", info.newly_initialised), ("dropped", info.dropped)):
+            if names:
+                logger.warning("%s: %s parameters: %s", type(self).__name__, kind, ", ".join(names))
+        self.loading_info = info
+        return info
+
+    def _align_prefix(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Accept a base-model checkpoint in a head class and a head checkpoint in the base class."""
+        prefix = self.base_model_prefix + "."
+        has_prefix = any(k.startswith(prefix) for k in state)
+        if self.is_base_model and has_prefix:
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)} | {
+                k: v for k, v in state.items() if not k.startswith(prefix)}
+        if not self.is_base_model and not has_prefix:
+            return {prefix + k: v for k, v in state.items()}
+        return state
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config.json and model.safetensors (Paddle layout) so that ``from_pretrained`` reads them back."""
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.config.to_dict() | {"architectures": [type(self).__name__]}
+        (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        arrays = {name: tensor_to_numpy(value) for name, value in self.state_dict().items()}
+        save_file(arrays, str(directory / SAFE_WEIGHTS_NAME), metadata={"format": PADDLE_FORMAT_TAG})
+        return directory
+
+
+def tensor_to_numpy(tensor: paddle.Tensor) -> np.ndarray:
+    if tensor.dtype == paddle.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(paddle.uint16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
+def numpy_to_paddle(array: np.ndarray) -> paddle.Tensor:
+    """numpy -> paddle, including ml_dtypes' bfloat16 (moved as its raw 16 bits)."""
+    if array.dtype.name == "bfloat16":
+        return paddle.to_tensor(array.view(np.uint16)).view(paddle.bfloat16)
+    return paddle.to_tensor(array)
+
+
+def read_paddle_state_dict(directory: Path) -> dict[str, Any]:
+    """Weights of a Paddle directory: model.safetensors (Paddle layout) or model_state.pdparams."""
+    safetensors_path = directory / SAFE_WEIGHTS_NAME
+    if safetensors_path.is_file():
+        from paddleport.convert.tensor_io import read_safetensors_checked
+
+        arrays, metadata = read_safetensors_checked(safetensors_path)
+        if (metadata or {}).get("format") != PADDLE_FORMAT_TAG:
+            raise PaddleportError(safetensors_path, "holds Hugging Face (torch layout) weights, not Paddle ones: "
+                                                    "convert it first with `paddleport convert`")
+        return arrays
+    pdparams_path = directory / PDPARAMS_NAME
+    if pdparams_path.is_file():
+        try:
+            return paddle.load(str(pdparams_path))
+        except Exception as error:  # paddle raises assorted types for damaged files
+            raise PaddleportError(pdparams_path, f"cannot be read ({error})") from None
+    raise PaddleportError(directory, f"no weights file ({SAFE_WEIGHTS_NAME} or {PDPARAMS_NAME})")
+
+
+def masked_lm_loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+    """Cross-entropy over the vocabulary; -100 marks positions without a label, as in transformers."""
+    return F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), labels.reshape([-1]), ignore_index=-100)

