@@ -40,6 +40,8 @@ def make_tiny_hf_model(architecture: str, seed: int = 0, **overrides):
         for name, param in model.named_parameters():
             if name.endswith("bias") or "LayerNorm" in name or "layernorm" in name:
                 param.add_(torch.randn_like(param) * 0.1)
+        # Real checkpoints have a trained (non-zero) padding row; transformers initialises it to zero.
+        model.get_input_embeddings().weight[model.config.pad_token_id].normal_()
     return model
 
 
@@ -55,3 +57,39 @@ def make_tiny_hf_checkpoint(out_dir, architecture: str, seed: int = 0, **overrid
     model.save_pretrained(out_dir)
     copy_tokenizer(out_dir)
     return out_dir
+
+
+def qqp_batch(tokenizer_dir: Path = MINILM_DIR, pairs: int = 6, max_length: int = 48) -> dict:
+    """Real QQP pairs, padded, with attention masks and token type ids, plus a one-word pair."""
+    import csv
+
+    from transformers import AutoTokenizer
+
+    from paddleport.data import QQP_DIR
+
+    with open(QQP_DIR / "dev.tsv", newline="") as stream:
+        rows = list(csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE))[:pairs]
+    first = [row["question1"] for row in rows] + ["why"]
+    second = [row["question2"] for row in rows] + ["how"]
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    encoded = tokenizer(first, second, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    return {key: encoded[key].astype("int64") for key in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def forward_diffs(hf_model, paddle_model, batch: dict) -> dict[str, float]:
+    """Max |delta| of the main outputs and of every hidden state, transformers vs paddleport, float32."""
+    import numpy as np
+    import paddle
+    import torch
+
+    with torch.no_grad():
+        expected = hf_model.eval()(**{k: torch.from_numpy(v) for k, v in batch.items()}, output_hidden_states=True)
+    actual = paddle_model(**{k: paddle.to_tensor(v) for k, v in batch.items()}, output_hidden_states=True)
+    diffs = {}
+    for name in ("logits", "last_hidden_state", "pooler_output"):
+        if getattr(expected, name, None) is not None and getattr(actual, name, None) is not None:
+            diffs[name] = float(np.abs(getattr(expected, name).numpy() - getattr(actual, name).numpy()).max())
+    assert len(expected.hidden_states) == len(actual.hidden_states)
+    for index, (e, a) in enumerate(zip(expected.hidden_states, actual.hidden_states)):
+        diffs[f"hidden_states[{index}]"] = float(np.abs(e.numpy() - a.numpy()).max())
+    return diffs

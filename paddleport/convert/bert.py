@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paddleport.convert.rules import embeddings_rules, layernorm, linear, parameter
 from paddleport.convert.table import ArchitectureTable, ClassLayout
-from paddleport.convert.transforms import OUTPUT_EMBEDDING, PARAMETER
+from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING, PARAMETER
 
 LAYER = "encoder.layer.{layer}"
 
@@ -28,6 +28,8 @@ MASKED_LM_HEAD = (
     *layernorm("cls.predictions.transform.LayerNorm"),
     *parameter("cls.predictions.decoder.weight", lambda c: (c.vocab_size, c.hidden_size), OUTPUT_EMBEDDING,
                when=lambda c: not c.tie_word_embeddings),
+    *parameter("cls.predictions.decoder.bias", lambda c: (c.vocab_size,), LINEAR_BIAS,
+               when=lambda c: not c.tie_word_embeddings),
 )
 
 HEADS = {
@@ -38,14 +40,10 @@ HEADS = {
                       *parameter("cls.seq_relationship.bias", lambda c: (2,), PARAMETER)),
 }
 
-TIED_MLM_DECODER = {
-    "cls.predictions.decoder.weight": "{prefix}embeddings.word_embeddings.weight",
-    "cls.predictions.decoder.bias": "cls.predictions.bias",
-}
-
-
-def tied_names(prefix: str) -> dict[str, str]:
-    return {k: v.format(prefix=prefix) for k, v in TIED_MLM_DECODER.items()}
+def tied_decoder(base_prefix: str) -> dict[str, str]:
+    """transformers ties the MLM decoder to the word embeddings and its bias to cls.predictions.bias."""
+    return {"cls.predictions.decoder.weight": f"{base_prefix}embeddings.word_embeddings.weight",
+            "cls.predictions.decoder.bias": "cls.predictions.bias"}
 
 
 BERT = ArchitectureTable(
@@ -59,6 +57,6 @@ BERT = ArchitectureTable(
         "BertForSequenceClassification": ClassLayout(prefixed=True, pooler=True, head="sequence_classification"),
         "BertForMaskedLM": ClassLayout(prefixed=True, pooler=False, head="masked_lm"),
     },
-    tied=tied_names("bert."),
+    tied_to_embeddings=tied_decoder("bert."),
     buffers=(r"embeddings\.position_ids$", r"embeddings\.token_type_ids$"),
 )

@@ -161,8 +161,8 @@ def plan_conversion(table: ArchitectureTable, config: PretrainedConfig, class_na
                                                             f"both map to {target_name}")
             claimed[target_name] = name
             pairs.append((name, by_name[target_name]))
-        elif canonical in table.tied and config.tie_word_embeddings:
-            tied[name] = table.tied[canonical]
+        elif table.tied_target(canonical, config):
+            tied[name] = table.tied_target(canonical, config)
         elif table.is_buffer(name):
             buffers.append(name)
         elif canonical in known:

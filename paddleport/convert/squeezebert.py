@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paddleport.convert.bert import HEADS, tied_names
+from paddleport.convert.bert import HEADS, tied_decoder
 from paddleport.convert.rules import conv1d, embeddings_rules, layernorm, linear
 from paddleport.convert.table import ArchitectureTable, ClassLayout
 
@@ -32,6 +32,6 @@ SQUEEZEBERT = ArchitectureTable(
                                                             head="sequence_classification"),
         "SqueezeBertForMaskedLM": ClassLayout(prefixed=True, pooler=True, head="masked_lm"),
     },
-    tied=tied_names("transformer."),
+    tied_to_embeddings=tied_decoder("transformer."),
     buffers=(r"embeddings\.position_ids$",),
 )

@@ -60,8 +60,9 @@ class ArchitectureTable:
     pooler: tuple[Rule, ...]
     heads: dict[str, tuple[Rule, ...]]
     classes: dict[str, ClassLayout]
-    # Source names that duplicate another tensor (tied weights): skipped after checking they are equal.
-    tied: dict[str, str] = field(default_factory=dict)
+    # Source names that duplicate another tensor while config.tie_word_embeddings is true:
+    # skipped after checking they are equal.
+    tied_to_embeddings: dict[str, str] = field(default_factory=dict)
     # Non-persistent buffers that old checkpoints carry: skipped by name.
     buffers: tuple[str, ...] = ()
     # Legacy TF-era names, renamed before matching.
@@ -96,9 +97,10 @@ class ArchitectureTable:
             name = re.sub(pattern, replacement, name)
         if name not in known and self.base_prefix + name in known:
             return self.base_prefix + name
-        if name not in known and self.base_prefix + name in self.tied:
-            return self.base_prefix + name
         return name
+
+    def tied_target(self, canonical: str, config: PretrainedConfig) -> str | None:
+        return self.tied_to_embeddings.get(canonical) if config.tie_word_embeddings else None
 
     def is_buffer(self, name: str) -> bool:
         return any(re.search(pattern, name) for pattern in self.buffers)

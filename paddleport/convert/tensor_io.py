@@ -208,5 +208,5 @@ def write_safetensors_stream(path: Path, layout: list[tuple[str, str, tuple[int,
             array = np.ascontiguousarray(produce(name))
             if array.dtype != numpy_dtype(dtype) or tuple(array.shape) != tuple(shape):
                 raise AssertionError(f"{name}: produced {array.dtype}{array.shape}, planned {dtype}{shape}")
-            stream.write(array.astype(array.dtype.newbyteorder("<"), copy=False).data)
+            stream.write(array.reshape(-1).view(np.uint8).data)  # safetensors is little-endian, as x86 and arm
             on_tensor(array.nbytes)

@@ -17,6 +17,7 @@ from paddleport.models.modeling_utils import (
     MaskedLMOutput,
     PretrainedModel,
     SequenceClassifierOutput,
+    UntiedDecoder,
     extended_attention_mask,
     masked_lm_loss,
     sequence_classification_loss,
@@ -26,7 +27,9 @@ from paddleport.models.modeling_utils import (
 class BertEmbeddings(nn.Layer):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        # No padding_idx: Paddle would then output zeros for the pad token, torch only stops its gradient.
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.word_embeddings.padding_row = config.pad_token_id  # zeroed at initialisation, as in torch
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
@@ -223,23 +226,20 @@ class BertPredictionHeadTransform(nn.Layer):
 
 
 class BertLMPredictionHead(nn.Layer):
-    """The decoder shares the word-embedding matrix ``[vocab, hidden]``, as transformers ties it."""
+    """The decoder is the word-embedding matrix ``[vocab, hidden]`` plus ``bias``, as transformers ties them."""
 
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
         self.bias = self.create_parameter([config.vocab_size], is_bias=True)
-        self._tied_decoder = [word_embeddings]  # a list, so the embedding is not registered twice
-        if not config.tie_word_embeddings:
-            self.decoder = nn.Embedding(config.vocab_size, config.hidden_size)
-
-    @property
-    def decoder_weight(self):
-        decoder = getattr(self, "decoder", None)
-        return decoder.weight if decoder is not None else self._tied_decoder[0].weight
+        self._word_embeddings = [word_embeddings]  # a list, so the embedding is not registered twice
+        self.decoder = None if config.tie_word_embeddings else UntiedDecoder(config)
 
     def forward(self, hidden_states):
-        return paddle.matmul(self.transform(hidden_states), self.decoder_weight, transpose_y=True) + self.bias
+        hidden_states = self.transform(hidden_states)
+        if self.decoder is not None:
+            return self.decoder(hidden_states)
+        return paddle.matmul(hidden_states, self._word_embeddings[0].weight, transpose_y=True) + self.bias
 
 
 class BertOnlyMLMHead(nn.Layer):

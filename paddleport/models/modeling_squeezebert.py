@@ -32,7 +32,9 @@ ENCODER_LAYER_NORM_EPS = 1e-12
 class SqueezeBertEmbeddings(nn.Layer):
     def __init__(self, config: SqueezeBertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        # No padding_idx: Paddle would then output zeros for the pad token, torch only stops its gradient.
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size)
+        self.word_embeddings.padding_row = config.pad_token_id  # zeroed at initialisation, as in torch
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)

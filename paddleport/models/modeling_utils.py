@@ -115,6 +115,18 @@ def sequence_classification_loss(config: PretrainedConfig, logits: paddle.Tensor
     return F.binary_cross_entropy_with_logits(logits, labels.astype(logits.dtype))
 
 
+class UntiedDecoder(nn.Layer):
+    """An MLM decoder with weights of its own (tie_word_embeddings false), held ``[vocab, hidden]`` as torch."""
+
+    def __init__(self, config: PretrainedConfig):
+        super().__init__()
+        self.weight = self.create_parameter([config.vocab_size, config.hidden_size])
+        self.bias = self.create_parameter([config.vocab_size], is_bias=True)
+
+    def forward(self, hidden_states):
+        return paddle.matmul(hidden_states, self.weight, transpose_y=True) + self.bias
+
+
 # --- the base class --------------------------------------------------------------------------
 
 @dataclass
@@ -144,10 +156,10 @@ class PretrainedModel(nn.Layer):
         """transformers' initialisation: normal(0, initializer_range) weights, zero biases, unit LayerNorms."""
         std = self.config.initializer_range
         for layer in self.sublayers(include_self=True):
-            if isinstance(layer, (nn.Linear, nn.Conv1D, nn.Embedding)):
+            if isinstance(layer, (nn.Linear, nn.Conv1D, nn.Embedding, UntiedDecoder)):
                 weight = paddle.normal(0.0, std, layer.weight.shape)
-                if isinstance(layer, nn.Embedding) and layer._padding_idx is not None:
-                    weight[layer._padding_idx] = 0.0
+                if getattr(layer, "padding_row", None) is not None:
+                    weight[layer.padding_row] = 0.0
                 layer.weight.set_value(weight.astype(layer.weight.dtype))
             elif isinstance(layer, nn.LayerNorm):
                 layer.weight.set_value(paddle.ones_like(layer.weight))
