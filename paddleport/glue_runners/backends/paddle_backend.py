@@ -1,0 +1,193 @@
+"""Paddle backend: paddleport.models, paddle AdamW + LambdaDecay, paddle.amp auto_cast / GradScaler.
+
+Model, optimizer and optimizer steps are created under this backend's own unique-name generator, so
+internal parameter/accumulator names (the keys of the optimizer state) are the same in every run, also
+when several runs share one process (tests), and ``--resume`` can load them.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from paddleport.errors import PaddleportError
+from paddleport.glue_runners.backends.base import (Backend, BackendOptions, OptimizerConfig, linear_warmup_decay,
+                                                   uses_weight_decay)
+from paddleport.glue_runners.checkpoint_info import inspect_model_dir
+
+OPTIMIZER_FILE = "optimizer.pdopt"
+EXTRA_STATE_FILE = "training_state.pkl"
+
+
+def _import_paddle(num_threads: int | None):
+    if num_threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(num_threads))
+    import paddle
+
+    if num_threads:
+        paddle.base.core.set_num_threads(num_threads)
+    return paddle
+
+
+class PaddleBackend(Backend):
+    name = "paddle"
+
+    def __init__(self, options: BackendOptions):
+        super().__init__(options)
+        self.paddle = paddle = _import_paddle(options.num_threads)
+        if options.device == "gpu":
+            if not (paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0):
+                raise PaddleportError("--device", "gpu requested but this paddle has no CUDA device "
+                                                  "(install paddlepaddle-gpu)")
+            paddle.set_device("gpu")
+        else:
+            paddle.set_device("cpu")
+        self.names = paddle.base.unique_name.UniqueNameGenerator()
+        self.model = None
+        self.optimizer = None
+        self.scheduler = None
+        self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**16) if options.amp == "fp16" else None
+        self.specs: dict = {}  # Paddle parameter name -> ParamSpec (HF name, transform)
+        self.regression = False
+
+    def _names_guard(self):
+        return self.paddle.base.unique_name.guard(self.names)
+
+    # -- model ---------------------------------------------------------------------------------
+    def load_model(self, model_dir: Path, num_labels: int, work_dir: Path) -> None:
+        from paddleport.convert import convert_checkpoint, parameter_specs
+        from paddleport.models import AutoModelForSequenceClassification
+
+        if not inspect_model_dir(model_dir).is_paddle:
+            converted = Path(work_dir) / "paddle_init"
+            convert_checkpoint(model_dir, converted, to="paddle", force=True)
+            model_dir = converted
+        with self._names_guard():
+            self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels)
+        self.specs = {spec.paddle_name: spec for spec in parameter_specs(self.model.config, type(self.model).__name__)}
+        self.regression = num_labels == 1
+        if self.options.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+
+    def _named_parameters(self):
+        for name, param in self.model.named_parameters():
+            if name not in self.specs:
+                raise PaddleportError(None, f"Paddle parameter {name} has no conversion rule")
+            yield self.specs[name], param
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {spec.hf_name: tuple(spec.hf_shape) for spec, _ in self._named_parameters()}
+
+    def get_parameters(self) -> dict[str, np.ndarray]:
+        return {spec.hf_name: spec.transform.to_hf(param.astype("float32").numpy())
+                for spec, param in self._named_parameters()}
+
+    def set_parameters(self, values: dict[str, np.ndarray]) -> None:
+        for spec, param in self._named_parameters():
+            if spec.hf_name in values:
+                value = spec.transform.to_paddle(np.asarray(values[spec.hf_name]))
+                param.set_value(self.paddle.to_tensor(value).astype(param.dtype))
+
+    def save_model(self, directory: Path) -> None:
+        self.model.save_pretrained(directory)
+
+    def load_model_weights(self, directory: Path) -> None:
+        from paddleport.models.modeling_utils import read_paddle_state_dict
+
+        self.model.load_weights(read_paddle_state_dict(Path(directory)))
+
+    # -- training ------------------------------------------------------------------------------
+    def build_optimizer(self, config: OptimizerConfig) -> None:
+        paddle = self.paddle
+        decayed = {param.name for name, param in self.model.named_parameters() if uses_weight_decay(name)}
+        self.scheduler = paddle.optimizer.lr.LambdaDecay(
+            config.lr, linear_warmup_decay(config.warmup_steps, config.total_steps))
+        clip = paddle.nn.ClipGradByGlobalNorm(config.max_grad_norm) if config.max_grad_norm > 0 else None
+        with self._names_guard():
+            self.optimizer = paddle.optimizer.AdamW(
+                learning_rate=self.scheduler, parameters=self.model.parameters(), beta1=config.betas[0],
+                beta2=config.betas[1], epsilon=config.eps, weight_decay=config.weight_decay,
+                apply_decay_param_fun=lambda name: name in decayed, grad_clip=clip)
+
+    def set_train_mode(self, training: bool) -> None:
+        self.model.train() if training else self.model.eval()
+
+    def _autocast(self):
+        dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(self.options.amp)
+        return self.paddle.amp.auto_cast(enable=dtype is not None, dtype=dtype or "float16", level="O1")
+
+    def _tensors(self, batch: dict[str, np.ndarray]) -> dict:
+        return {name: self.paddle.to_tensor(value) for name, value in batch.items()}
+
+    def _loss(self, logits, labels):
+        functional = self.paddle.nn.functional
+        if self.regression:
+            return functional.mse_loss(logits.astype("float32").squeeze(-1), labels.astype("float32"))
+        return functional.cross_entropy(logits.astype("float32"), labels)
+
+    def _logits(self, tensors: dict):
+        with self._autocast():
+            return self.model(input_ids=tensors["input_ids"], token_type_ids=tensors["token_type_ids"],
+                              attention_mask=tensors["attention_mask"]).logits
+
+    def forward_backward(self, batch: dict[str, np.ndarray], loss_divisor: int) -> float:
+        tensors = self._tensors(batch)
+        loss = self._loss(self._logits(tensors), tensors["labels"])
+        scaled = loss / loss_divisor
+        (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        return float(loss)
+
+    def optimizer_step(self) -> None:
+        with self._names_guard():
+            if self.scaler:
+                self.scaler.step(self.optimizer)  # unscales, skips the step on inf/nan gradients
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+        self.optimizer.clear_grad(set_to_zero=False)
+        self.scheduler.step()
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.get_lr())
+
+    def predict(self, batch: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+        tensors = self._tensors(batch)
+        with self.paddle.no_grad():
+            logits = self._logits(tensors).astype("float32")
+            loss = float(self._loss(logits, tensors["labels"])) if "labels" in tensors else float("nan")
+        return loss, logits.numpy()
+
+    # -- state ---------------------------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        self.paddle.seed(seed)
+
+    def save_training_state(self, directory: Path) -> None:
+        paddle = self.paddle
+        paddle.save(self.optimizer.state_dict(), str(Path(directory) / OPTIMIZER_FILE))
+        extra = {"scheduler": self.scheduler.state_dict(), "rng": paddle.get_rng_state(),
+                 "scaler": self.scaler.state_dict() if self.scaler else None}
+        if paddle.get_device().startswith("gpu"):
+            extra["cuda_rng"] = paddle.get_cuda_rng_state()
+        with open(Path(directory) / EXTRA_STATE_FILE, "wb") as file:
+            pickle.dump(extra, file)
+
+    def load_training_state(self, directory: Path) -> None:
+        paddle = self.paddle
+        with self._names_guard():
+            self.optimizer.set_state_dict(paddle.load(str(Path(directory) / OPTIMIZER_FILE)))
+        with open(Path(directory) / EXTRA_STATE_FILE, "rb") as file:
+            extra = pickle.load(file)  # written by this backend's own save_training_state
+        self.scheduler.set_state_dict(extra["scheduler"])
+        if self.scaler and extra["scaler"]:
+            self.scaler.load_state_dict(extra["scaler"])
+        paddle.set_rng_state(extra["rng"])
+        if "cuda_rng" in extra and paddle.get_device().startswith("gpu"):
+            paddle.set_cuda_rng_state(extra["cuda_rng"])
+
+    def peak_device_memory_mb(self) -> float | None:
+        if not self.paddle.get_device().startswith("gpu"):
+            return None
+        return self.paddle.device.cuda.max_memory_allocated() / 2**20

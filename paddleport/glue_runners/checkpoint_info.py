@@ -1,0 +1,118 @@
+"""Framework-free facts about a model directory, and the shared initialisation of fresh parameters.
+
+A headless checkpoint (e.g. MiniLM's ``BertModel``) gets a new classifier; for both frameworks to start
+from the same point, the fresh parameters are drawn once here (seeded numpy, Hugging Face layout) and each
+backend loads them into its model.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from paddleport.errors import PaddleportError
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model_state.pdparams")
+
+
+@dataclass(frozen=True)
+class ModelDirInfo:
+    path: Path
+    config: dict
+    parameter_shapes: dict[str, tuple[int, ...]]  # as stored (layout of the directory's framework)
+    is_paddle: bool  # written by paddleport convert / a Paddle save_pretrained
+
+    @property
+    def initializer_range(self) -> float:
+        return float(self.config.get("initializer_range", 0.02))
+
+    def has_parameter(self, name: str) -> bool:
+        """Whether a model parameter ``name`` is stored, with or without its base-model prefix (``bert.``)."""
+        return name in self.parameter_shapes or name.split(".", 1)[-1] in self.parameter_shapes
+
+    def head_size(self) -> int | None:
+        """Label count of a stored classifier head, None for a headless checkpoint."""
+        shape = self.parameter_shapes.get("classifier.bias")
+        return int(shape[0]) if shape else None
+
+
+def inspect_model_dir(model_dir: Path, option: str = "--model") -> ModelDirInfo:
+    """Read config.json and the parameter names/shapes (safetensors header only) of ``model_dir``."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise PaddleportError(option, f"model directory {model_dir} not found")
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise PaddleportError(model_dir, "has no config.json")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise PaddleportError(config_path, f"is not valid JSON ({error})") from None
+    return ModelDirInfo(model_dir, config, _stored_shapes(model_dir), _is_paddle_dir(model_dir))
+
+
+def _is_paddle_dir(model_dir: Path) -> bool:
+    """Paddle layout: safetensors tagged ``format: paddle`` (paddleport convert / save_pretrained) or pdparams."""
+    weights = model_dir / "model.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="numpy") as stored:
+            return (stored.metadata() or {}).get("format") == "paddle"
+    return (model_dir / "model_state.pdparams").is_file()
+
+
+def _stored_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
+    files = sorted(model_dir.glob("*.safetensors"))
+    if files:
+        from safetensors import safe_open
+
+        shapes: dict[str, tuple[int, ...]] = {}
+        for file in files:
+            with safe_open(str(file), framework="numpy") as stored:
+                shapes.update({name: tuple(stored.get_slice(name).get_shape()) for name in stored.keys()})
+        return shapes
+    if (model_dir / "pytorch_model.bin").is_file():
+        import torch  # only a torch .bin checkpoint brings torch in
+
+        state = torch.load(model_dir / "pytorch_model.bin", map_location="meta", weights_only=True)
+        return {name: tuple(tensor.shape) for name, tensor in state.items()}
+    if (model_dir / "model_state.pdparams").is_file():
+        import paddle  # only a Paddle .pdparams checkpoint brings paddle in
+
+        state = paddle.load(str(model_dir / "model_state.pdparams"))
+        return {name: tuple(value.shape) for name, value in state.items()}
+    raise PaddleportError(model_dir, f"has no weights ({' or '.join(WEIGHT_FILES)})")
+
+
+def check_head(info: ModelDirInfo, num_labels: int, task_name: str) -> None:
+    """A trained classifier of another size than the task's label count is an error (not silently replaced)."""
+    size = info.head_size()
+    if size is not None and size != num_labels:
+        raise PaddleportError(info.path, f"has a trained classifier for {size} labels but task {task_name} "
+                                         f"needs {num_labels}; use a checkpoint without that head")
+
+
+def fresh_parameters(model_shapes: dict[str, tuple[int, ...]], info: ModelDirInfo, seed: int) -> dict[str, np.ndarray]:
+    """Initial values (Hugging Face layout) of the model parameters the checkpoint does not hold.
+
+    Linear/embedding weights ~ N(0, initializer_range), biases 0, LayerNorm weights 1, as transformers does;
+    each parameter draws from its own generator seeded by (seed, name), so values do not depend on order.
+    """
+    values = {}
+    for name in sorted(model_shapes):
+        if info.has_parameter(name):
+            continue
+        shape = model_shapes[name]
+        if name.endswith("bias"):
+            values[name] = np.zeros(shape, dtype=np.float32)
+        elif "layernorm" in name.lower():
+            values[name] = np.ones(shape, dtype=np.float32)
+        else:
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+            values[name] = rng.normal(0.0, info.initializer_range, size=shape).astype(np.float32)
+    return values

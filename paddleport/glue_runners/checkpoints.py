@@ -1,0 +1,73 @@
+"""Checkpoint directories: written atomically (temporary directory, then rename), found, pruned, read back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+TRAINER_STATE_FILE = "trainer_state.json"
+MODEL_SUBDIR = "model"
+CHECKPOINT_PREFIX = "step-"
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``target`` in one rename.
+
+    A reader never sees a half-written ``target``: either the old one or the complete new one.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+    temporary.mkdir()
+    try:
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    retired = None
+    if target.exists():
+        retired = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(target, retired)
+    os.replace(temporary, target)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def checkpoint_dir(checkpoints_root: Path, global_step: int) -> Path:
+    return Path(checkpoints_root) / f"{CHECKPOINT_PREFIX}{global_step:08d}"
+
+
+def list_checkpoints(checkpoints_root: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = Path(checkpoints_root)
+    if not root.is_dir():
+        return []
+    found = [path for path in root.glob(f"{CHECKPOINT_PREFIX}*") if (path / TRAINER_STATE_FILE).is_file()]
+    return sorted(found, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]))
+
+
+def latest_checkpoint(checkpoints_root: Path) -> Path | None:
+    checkpoints = list_checkpoints(checkpoints_root)
+    return checkpoints[-1] if checkpoints else None
+
+
+def write_checkpoint(checkpoints_root: Path, global_step: int, trainer_state: dict,
+                     write_framework_files: Callable[[Path], None], keep: int) -> Path:
+    """A new checkpoint (framework files + trainer state JSON), then prune to the newest ``keep``."""
+    target = checkpoint_dir(checkpoints_root, global_step)
+    with atomic_directory(target) as temporary:
+        write_framework_files(temporary)
+        (temporary / TRAINER_STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
+    for old in list_checkpoints(checkpoints_root)[:-max(1, keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def read_trainer_state(checkpoint: Path) -> dict:
+    return json.loads((Path(checkpoint) / TRAINER_STATE_FILE).read_text())

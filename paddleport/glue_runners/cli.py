@@ -1,0 +1,131 @@
+"""``paddleport run-glue`` and ``paddleport train-parity`` (argparse only; the work is in the library)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from paddleport.errors import PaddleportError
+
+SUBCOMMANDS = ("run-glue", "train-parity")
+
+
+def _add_run_glue(subparsers) -> None:
+    from paddleport.glue_runners.backends.base import AMP_MODES
+    from paddleport.glue_runners.tasks import GLUE_TASKS
+
+    parser = subparsers.add_parser("run-glue", help="fine-tune and evaluate on a GLUE task with torch or Paddle",
+                                   description="Fine-tune a BERT-family model on a GLUE task (default: the embedded "
+                                               "QQP sample) with PyTorch or PaddlePaddle, one shared pipeline.")
+    parser.add_argument("--framework", required=True, choices=("torch", "paddle"))
+    parser.add_argument("--model", required=True, type=Path,
+                        help="Hugging Face checkpoint directory, or a Paddle one written by paddleport convert")
+    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--task", default="qqp", help=f"GLUE task: {', '.join(GLUE_TASKS)} (default qqp)")
+    data = parser.add_argument_group("data (default: the embedded QQP sample)")
+    data.add_argument("--data-dir", type=Path, help="GLUE-format TSVs: train.tsv, dev.tsv (MNLI: dev_matched.tsv, "
+                                                    "dev_mismatched.tsv), optional test.tsv")
+    data.add_argument("--train-file", type=Path, help="CSV / JSON lines training file (read with datasets)")
+    data.add_argument("--validation-file", type=Path, help="CSV / JSON lines evaluation file")
+    data.add_argument("--test-file", type=Path, help="CSV / JSON lines unlabelled file for --do-predict")
+    data.add_argument("--from-hub", action="store_true", help='datasets.load_dataset("glue", TASK) (hub or cache)')
+    data.add_argument("--tokenizer", type=Path, help="tokenizer directory (default: the model's)")
+    data.add_argument("--cache-dir", type=Path, help="tokenized-feature cache (default OUTPUT_DIR/cache)")
+    data.add_argument("--max-train-samples", type=int)
+    data.add_argument("--max-eval-samples", type=int)
+    data.add_argument("--max-length", type=int, default=128)
+    data.add_argument("--group-by-length", action="store_true", help="batch examples of similar length together")
+    train = parser.add_argument_group("training")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--eval-batch-size", type=int, help="default: twice --batch-size")
+    train.add_argument("--lr", type=float, default=5e-5)
+    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (also sizes the schedule)")
+    train.add_argument("--warmup-ratio", type=float, default=0.1)
+    train.add_argument("--weight-decay", type=float, default=0.01)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    train.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off)")
+    train.add_argument("--amp", choices=AMP_MODES, default="none", help="mixed precision (fp16 with loss scaling)")
+    train.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    train.add_argument("--gradient-checkpointing", action="store_true")
+    train.add_argument("--num-threads", type=int, help="CPU threads of the framework")
+    loop = parser.add_argument_group("evaluation and checkpoints")
+    loop.add_argument("--eval-steps", type=int, default=0, help="also evaluate every N steps (0: each epoch only)")
+    loop.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: each epoch only)")
+    loop.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
+    loop.add_argument("--early-stopping-patience", type=int, default=0,
+                      help="stop after N evaluations without improvement (0: off)")
+    loop.add_argument("--metric-for-best", help="default: the task's metric (QQP/MRPC acc_and_f1, CoLA Matthews...)")
+    loop.add_argument("--do-predict", action="store_true", help="write GLUE submission TSVs for the test set")
+    loop.add_argument("--overwrite", action="store_true", help="replace a run already in --output-dir")
+    loop.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
+    loop.add_argument("--stop-after-steps", type=int,
+                      help="testing aid: stop as if killed after N optimizer steps (then --resume)")
+    loop.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm progress bars")
+    parser.set_defaults(func=run_glue_command)
+
+
+def _add_train_parity(subparsers) -> None:
+    parser = subparsers.add_parser("train-parity", help="the same training steps in torch and Paddle, compared",
+                                   description="N optimizer steps in both frameworks from the same weights on the same "
+                                               "batches (fp32, dropout off); exit 0 when every step's losses agree.")
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--task", default="qqp")
+    parser.add_argument("--data-dir", type=Path, help="GLUE-format TSV directory (default: the embedded QQP sample)")
+    parser.add_argument("--tokenizer", type=Path)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |loss_torch - loss_paddle|")
+    parser.add_argument("--num-threads", type=int)
+    parser.add_argument("--json", dest="json_path", type=Path, help="write the report here")
+    parser.set_defaults(func=train_parity_command)
+
+
+def register(subparsers) -> None:
+    _add_run_glue(subparsers)
+    _add_train_parity(subparsers)
+
+
+def _config_from_args(config_class, args: argparse.Namespace):
+    return config_class(**{item.name: getattr(args, item.name) for item in fields(config_class)
+                           if hasattr(args, item.name)})
+
+
+def run_glue_command(args: argparse.Namespace) -> int:
+    from paddleport.glue_runners.runner import GlueRunConfig, run_glue
+
+    result = run_glue(_config_from_args(GlueRunConfig, args))
+    if result.get("status") == "interrupted":
+        print(f"stopped after {result['global_steps']} steps (--stop-after-steps); continue with --resume")
+    else:
+        print(f"metrics: {Path(args.output_dir) / 'metrics.json'}")
+    return 0
+
+
+def train_parity_command(args: argparse.Namespace) -> int:
+    from paddleport.glue_runners.parity import TrainParityConfig, format_parity_report, run_train_parity
+
+    report = run_train_parity(_config_from_args(TrainParityConfig, args))
+    print(format_parity_report(report))
+    return 0 if report["passed"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m paddleport.glue_runners [run-glue|train-parity] ...`` (run-glue when no sub-command is named)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
+        argv.insert(0, "run-glue")
+    parser = argparse.ArgumentParser(prog="python -m paddleport.glue_runners")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PaddleportError as error:
+        print(f"paddleport: error: {error}", file=sys.stderr)
+        return error.exit_code
