@@ -13,25 +13,23 @@ from paddle import nn
 from paddleport.models.configuration import BertConfig
 from paddleport.models.modeling_utils import (
     ACT2FN,
-    BaseModelOutputWithPooling,
-    MaskedLMOutput,
+    EncoderModel,
+    ForMaskedLM,
+    ForSequenceClassification,
     PretrainedModel,
-    SequenceClassifierOutput,
     UntiedDecoder,
-    extended_attention_mask,
-    masked_lm_loss,
-    sequence_classification_loss,
 )
 
 
 class BertEmbeddings(nn.Layer):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: BertConfig, embedding_size: int | None = None):
         super().__init__()
+        embedding_size = embedding_size or config.hidden_size
         # No padding_idx: Paddle would then output zeros for the pad token, torch only stops its gradient.
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.word_embeddings = nn.Embedding(config.vocab_size, embedding_size)
         self.word_embeddings.padding_row = config.pad_token_id  # zeroed at initialisation, as in torch
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, embedding_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, embedding_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -161,15 +159,8 @@ class BertPreTrainedModel(PretrainedModel):
     config_class = BertConfig
     base_model_prefix = "bert"
 
-    def gradient_checkpointing_enable(self) -> None:
-        self.base_model.encoder.gradient_checkpointing = True
 
-    @property
-    def base_model(self) -> "BertModel":
-        return getattr(self, self.base_model_prefix, self)
-
-
-class BertModel(BertPreTrainedModel):
+class BertModel(EncoderModel, BertPreTrainedModel):
     initialisable_prefixes = ("pooler.",)
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
@@ -178,21 +169,8 @@ class BertModel(BertPreTrainedModel):
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, output_attentions=False):
-        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
-        mask = None if attention_mask is None else extended_attention_mask(attention_mask, embedding_output.dtype)
-        sequence_output, hidden_states, attentions = self.encoder(
-            embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=sequence_output,
-            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
-            hidden_states=hidden_states,
-            attentions=attentions,
-        )
 
-
-class BertForSequenceClassification(BertPreTrainedModel):
+class BertForSequenceClassification(ForSequenceClassification, BertPreTrainedModel):
     initialisable_prefixes = ("classifier.", "bert.pooler.")
 
     def __init__(self, config: BertConfig):
@@ -202,16 +180,6 @@ class BertForSequenceClassification(BertPreTrainedModel):
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
-        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                            position_ids=position_ids, output_hidden_states=output_hidden_states,
-                            output_attentions=output_attentions)
-        logits = self.classifier(self.dropout(outputs.pooler_output))
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                        attentions=outputs.attentions)
 
 
 class BertPredictionHeadTransform(nn.Layer):
@@ -251,20 +219,10 @@ class BertOnlyMLMHead(nn.Layer):
         return self.predictions(sequence_output)
 
 
-class BertForMaskedLM(BertPreTrainedModel):
+class BertForMaskedLM(ForMaskedLM, BertPreTrainedModel):
     initialisable_prefixes = ("cls.",)
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
-        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                            position_ids=position_ids, output_hidden_states=output_hidden_states,
-                            output_attentions=output_attentions)
-        logits = self.cls(outputs.last_hidden_state)
-        loss = None if labels is None else masked_lm_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                              attentions=outputs.attentions)

@@ -12,16 +12,13 @@ import paddle
 from paddle import nn
 
 from paddleport.models.configuration import SqueezeBertConfig
-from paddleport.models.modeling_bert import BertOnlyMLMHead, BertPooler
+from paddleport.models.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPooler
 from paddleport.models.modeling_utils import (
     ACT2FN,
-    BaseModelOutputWithPooling,
-    MaskedLMOutput,
+    EncoderModel,
+    ForMaskedLM,
+    ForSequenceClassification,
     PretrainedModel,
-    SequenceClassifierOutput,
-    extended_attention_mask,
-    masked_lm_loss,
-    sequence_classification_loss,
 )
 
 # transformers builds the encoder's LayerNorms as SqueezeBertLayerNorm(hidden_size), i.e. with the default
@@ -29,25 +26,9 @@ from paddleport.models.modeling_utils import (
 ENCODER_LAYER_NORM_EPS = 1e-12
 
 
-class SqueezeBertEmbeddings(nn.Layer):
+class SqueezeBertEmbeddings(BertEmbeddings):
     def __init__(self, config: SqueezeBertConfig):
-        super().__init__()
-        # No padding_idx: Paddle would then output zeros for the pad token, torch only stops its gradient.
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size)
-        self.word_embeddings.padding_row = config.pad_token_id  # zeroed at initialisation, as in torch
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, input_ids, token_type_ids=None, position_ids=None):
-        if position_ids is None:
-            position_ids = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0)
-        if token_type_ids is None:
-            token_type_ids = paddle.zeros_like(input_ids)
-        embeddings = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
-                      + self.token_type_embeddings(token_type_ids))
-        return self.dropout(self.LayerNorm(embeddings))
+        super().__init__(config, embedding_size=config.embedding_size)
 
 
 class SqueezeBertLayerNorm(nn.LayerNorm):
@@ -158,15 +139,8 @@ class SqueezeBertPreTrainedModel(PretrainedModel):
     config_class = SqueezeBertConfig
     base_model_prefix = "transformer"
 
-    def gradient_checkpointing_enable(self) -> None:
-        self.base_model.encoder.gradient_checkpointing = True
 
-    @property
-    def base_model(self) -> "SqueezeBertModel":
-        return getattr(self, self.base_model_prefix, self)
-
-
-class SqueezeBertModel(SqueezeBertPreTrainedModel):
+class SqueezeBertModel(EncoderModel, SqueezeBertPreTrainedModel):
     initialisable_prefixes = ("pooler.",)
 
     def __init__(self, config: SqueezeBertConfig):
@@ -175,17 +149,8 @@ class SqueezeBertModel(SqueezeBertPreTrainedModel):
         self.encoder = SqueezeBertEncoder(config)
         self.pooler = SqueezeBertPooler(config)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, output_attentions=False):
-        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
-        mask = None if attention_mask is None else extended_attention_mask(attention_mask, embedding_output.dtype)
-        sequence_output, hidden_states, attentions = self.encoder(
-            embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=self.pooler(sequence_output),
-                                          hidden_states=hidden_states, attentions=attentions)
 
-
-class SqueezeBertForSequenceClassification(SqueezeBertPreTrainedModel):
+class SqueezeBertForSequenceClassification(ForSequenceClassification, SqueezeBertPreTrainedModel):
     initialisable_prefixes = ("classifier.", "transformer.pooler.")
 
     def __init__(self, config: SqueezeBertConfig):
@@ -195,35 +160,15 @@ class SqueezeBertForSequenceClassification(SqueezeBertPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
-        outputs = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                   position_ids=position_ids, output_hidden_states=output_hidden_states,
-                                   output_attentions=output_attentions)
-        logits = self.classifier(self.dropout(outputs.pooler_output))
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                        attentions=outputs.attentions)
-
 
 class SqueezeBertOnlyMLMHead(BertOnlyMLMHead):
     pass
 
 
-class SqueezeBertForMaskedLM(SqueezeBertPreTrainedModel):
+class SqueezeBertForMaskedLM(ForMaskedLM, SqueezeBertPreTrainedModel):
     initialisable_prefixes = ("cls.", "transformer.pooler.")
 
     def __init__(self, config: SqueezeBertConfig):
         super().__init__(config)
         self.transformer = SqueezeBertModel(config)
         self.cls = SqueezeBertOnlyMLMHead(config, self.transformer.embeddings.word_embeddings)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
-        outputs = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                   position_ids=position_ids, output_hidden_states=output_hidden_states,
-                                   output_attentions=output_attentions)
-        logits = self.cls(outputs.last_hidden_state)
-        loss = None if labels is None else masked_lm_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                              attentions=outputs.attentions)

@@ -152,6 +152,14 @@ class PretrainedModel(nn.Layer):
     def is_base_model(self) -> bool:
         return not hasattr(self, self.base_model_prefix)
 
+    @property
+    def base_model(self) -> "PretrainedModel":
+        return getattr(self, self.base_model_prefix, self)
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each encoder layer in the backward pass (paddle.distributed.fleet.utils.recompute)."""
+        self.base_model.encoder.gradient_checkpointing = True
+
     def init_weights(self) -> None:
         """transformers' initialisation: normal(0, initializer_range) weights, zero biases, unit LayerNorms."""
         std = self.config.initializer_range
@@ -270,3 +278,50 @@ def read_paddle_state_dict(directory: Path) -> dict[str, Any]:
 def masked_lm_loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
     """Cross-entropy over the vocabulary; -100 marks positions without a label, as in transformers."""
     return F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), labels.reshape([-1]), ignore_index=-100)
+
+
+# --- forward passes shared by BERT and SqueezeBERT (as in transformers, they differ only in their layers) ---
+
+class EncoderModel(PretrainedModel):
+    """``*Model``: embeddings -> encoder -> optional pooler."""
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False):
+        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+        mask = None if attention_mask is None else extended_attention_mask(attention_mask, embedding_output.dtype)
+        sequence_output, hidden_states, attentions = self.encoder(
+            embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
+            hidden_states=hidden_states,
+            attentions=attentions,
+        )
+
+
+class ForSequenceClassification(PretrainedModel):
+    """``*ForSequenceClassification``: pooled output -> dropout -> classifier; loss by ``problem_type``."""
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.base_model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                  position_ids=position_ids, output_hidden_states=output_hidden_states,
+                                  output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
+
+
+class ForMaskedLM(PretrainedModel):
+    """``*ForMaskedLM``: sequence output -> MLM head; labels of -100 are ignored."""
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.base_model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                  position_ids=position_ids, output_hidden_states=output_hidden_states,
+                                  output_attentions=output_attentions)
+        logits = self.cls(outputs.last_hidden_state)
+        loss = None if labels is None else masked_lm_loss(logits, labels)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                              attentions=outputs.attentions)
