@@ -25,7 +25,7 @@ class BertEmbeddings(nn.Layer):
     def __init__(self, config: BertConfig, embedding_size: int | None = None):
         super().__init__()
         embedding_size = embedding_size or config.hidden_size
-        # No padding_idx: Paddle would then output zeros for the pad token, torch only stops its gradient.
+        # No padding_idx: Paddle would then output zeros for the pad row; torch only stops its gradient.
         self.word_embeddings = nn.Embedding(config.vocab_size, embedding_size)
         self.word_embeddings.padding_row = config.pad_token_id  # zeroed at initialisation, as in torch
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, embedding_size)
@@ -38,9 +38,17 @@ class BertEmbeddings(nn.Layer):
             position_ids = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0)
         if token_type_ids is None:
             token_type_ids = paddle.zeros_like(input_ids)
-        embeddings = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+        embeddings = (self.embed_words(input_ids) + self.position_embeddings(position_ids)
                       + self.token_type_embeddings(token_type_ids))
         return self.dropout(self.LayerNorm(embeddings))
+
+    def embed_words(self, input_ids):
+        """Word embeddings whose padding row gets no gradient, like torch's ``padding_idx``."""
+        embedded = self.word_embeddings(input_ids)
+        pad_row = self.word_embeddings.padding_row
+        if pad_row is None:
+            return embedded
+        return paddle.where((input_ids == pad_row).unsqueeze(-1), embedded.detach(), embedded)
 
 
 class BertSelfAttention(nn.Layer):

@@ -276,8 +276,13 @@ def read_paddle_state_dict(directory: Path) -> dict[str, Any]:
 
 
 def masked_lm_loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
-    """Cross-entropy over the vocabulary; -100 marks positions without a label, as in transformers."""
-    return F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), labels.reshape([-1]), ignore_index=-100)
+    """Cross-entropy over the vocabulary, averaged over labelled positions (-100 marks none), as torch does.
+
+    Paddle's mean reduction with ignore_index divides by every position, so the mean is taken here.
+    """
+    labels = labels.reshape([-1])
+    losses = F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), labels, ignore_index=-100, reduction="none")
+    return losses.sum() / (labels != -100).astype(losses.dtype).sum()
 
 
 # --- forward passes shared by BERT and SqueezeBERT (as in transformers, they differ only in their layers) ---

@@ -1,0 +1,119 @@
+"""Full CPU comparison: bert-base-uncased and squeezebert-uncased sized encoders (seeded random weights).
+
+Times torch eager, Paddle eager and paddle.inference at batch 16 x 128 tokens in float32 and bfloat16 and
+prints, side by side, fastest-Paddle / torch-eager (float32) and fastest-Paddle-bf16 / fastest-torch-bf16
+(targets <= 1.0).  Usage:  .venv/bin/python benchmarks/bench_inference.py [--iters 10] [--json OUT]
+[--plot OUT.png] [--tiny]   (--tiny: 2-layer models, for a smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BERT_BASE_UNCASED = dict(
+    vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    hidden_act="gelu", max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12)
+SQUEEZEBERT_UNCASED = dict(
+    vocab_size=30528, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    embedding_size=768, q_groups=4, k_groups=4, v_groups=4, post_attention_groups=1, intermediate_groups=4,
+    output_groups=4, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu", layer_norm_eps=1e-12)
+TINY = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128, embedding_size=64)
+
+
+def write_random_checkpoint(out_dir: Path, architecture: str, config: dict, seed: int = 0) -> Path:
+    """A transformers checkpoint with seeded random weights (+ a BERT uncased tokenizer when one is installed)."""
+    import torch
+    import transformers
+
+    config_cls = transformers.SqueezeBertConfig if architecture.startswith("SqueezeBert") else transformers.BertConfig
+    torch.manual_seed(seed)
+    model = getattr(transformers, architecture)(config_cls(architectures=[architecture], **config)).eval()
+    model.save_pretrained(out_dir)
+    _copy_tokenizer(out_dir)
+    return out_dir
+
+
+def _copy_tokenizer(out_dir: Path) -> None:
+    try:
+        from tests.fixtures import copy_tokenizer
+    except ImportError:  # the MiniLM package is optional here: only --end-to-end needs a tokenizer
+        return
+    copy_tokenizer(out_dir)
+
+
+def ratios(rows) -> list[dict]:
+    """Per model: fastest Paddle fp32 / torch eager fp32 and fastest Paddle bf16 / fastest torch bf16."""
+    results = []
+    for model in dict.fromkeys(row.model for row in rows):
+        timed = [r for r in rows if r.model == model and r.median_ms is not None and r.scenario == "forward"]
+        best = lambda framework, dtype, modes=None: min(  # noqa: E731
+            (r for r in timed if r.framework == framework and r.dtype == dtype
+             and (modes is None or r.mode in modes)), key=lambda r: r.median_ms, default=None)
+        torch_fp32 = best("torch", "float32", ("eager",))
+        paddle_fp32, torch_bf16, paddle_bf16 = best("paddle", "float32"), best("torch", "bfloat16"), best("paddle", "bfloat16")
+        results.append({
+            "model": model,
+            "fp32": _ratio(paddle_fp32, torch_fp32),
+            "bf16": _ratio(paddle_bf16, torch_bf16),
+        })
+    return results
+
+
+def _ratio(paddle_row, torch_row) -> dict | None:
+    if paddle_row is None or torch_row is None:
+        return None
+    return {"paddle": f"{paddle_row.mode} {paddle_row.median_ms:.1f} ms", "torch": f"{torch_row.mode} "
+            f"{torch_row.median_ms:.1f} ms", "ratio": paddle_row.median_ms / torch_row.median_ms}
+
+
+def format_ratios(results: list[dict]) -> str:
+    lines = ["| model | fastest Paddle fp32 / torch eager fp32 (target <= 1.0) "
+             "| fastest Paddle bf16 / fastest torch bf16 (target <= 1.0) |",
+             "|---|---|---|"]
+    for result in results:
+        cells = [f"{c['ratio']:.2f} ({c['paddle']} vs {c['torch']})" if c else "n/a"
+                 for c in (result["fp32"], result["bf16"])]
+        lines.append(f"| {result['model']} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+
+    from paddleport.parity.bench import BenchOptions, run_benchmark
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument("--tiny", action="store_true", help="2-layer models (smoke test)")
+    args = parser.parse_args(argv)
+    options = BenchOptions(dtypes=tuple(args.dtypes.split(",")), batch_sizes=(args.batch_size,),
+                           seq_lens=(args.seq_len,), iters=args.iters, warmup=2, threads=args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as workdir:
+        dirs = [write_random_checkpoint(Path(workdir) / name, arch, {**config, **(TINY if args.tiny else {})})
+                for name, arch, config in (("bert-base-uncased", "BertModel", BERT_BASE_UNCASED),
+                                           ("squeezebert-uncased", "SqueezeBertModel", SQUEEZEBERT_UNCASED))]
+        result = run_benchmark(dirs, options)
+    summary = ratios(result.rows)
+    print(result.markdown())
+    print()
+    print(format_ratios(summary))
+    if args.json:
+        args.json.write_text(json.dumps({**result.as_json(), "ratios": summary}, indent=2) + "\n")
+    if args.plot:
+        result.plot(args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

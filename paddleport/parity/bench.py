@@ -1,0 +1,500 @@
+"""Inference latency of the same checkpoints in torch and Paddle, on CPU or GPU, in float32 and half precision.
+
+Paths (one row each per model, dtype, batch size and sequence length):
+
+- ``torch eager``: transformers in eval mode under ``inference_mode``; for a half dtype the weights are cast
+  (``model.to(torch.bfloat16)``) and, as a second row, ``torch autocast`` keeps float32 weights.
+- ``paddle eager``: our Paddle models; half dtypes need Paddle kernels on the device, otherwise the row is
+  skipped with the reason (Paddle has no CPU bfloat16 matmul).
+- ``paddle inference``: the exported static program (``paddleport export``) through ``paddle.inference``
+  with IR optimisation, oneDNN on CPU (``enable_mkldnn_bfloat16`` for bfloat16) and the GPU passes on GPU.
+
+Each row: warm-up, then ``iters`` timed calls with device synchronisation; median and p90 latency,
+samples/s, peak memory (process RSS on CPU, max allocated on GPU), threads, device name, and the max |Δ| of
+its output (logits, or the last hidden state of a base model) against torch float32 on the same batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paddleport.errors import PaddleportError
+from paddleport.parity import devices
+from paddleport.parity.loading import CheckpointPair, architecture_of, read_config
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MAX_ROW_SECONDS = 60.0  # stop timing a row after this long (at least MIN_ITERS calls)
+MIN_ITERS = 3
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    device: str = "cpu"
+    dtypes: tuple[str, ...] = ("float32",)
+    batch_sizes: tuple[int, ...] = (1, 16, 32)
+    seq_lens: tuple[int, ...] = (32, 128, 512)
+    iters: int = 10
+    warmup: int = 2
+    threads: int | None = None
+    end_to_end: int = 0
+    paths: tuple[str, ...] = ("torch eager", "torch autocast", "paddle eager", "paddle inference")
+    seed: int = 0
+
+
+@dataclass
+class BenchRow:
+    framework: str
+    mode: str
+    model: str
+    architecture: str
+    dtype: str
+    batch_size: int
+    seq_len: int
+    device: str
+    device_name: str
+    threads: int
+    scenario: str = "forward"
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    samples_per_s: float | None = None
+    peak_mem_mb: float | None = None
+    max_abs_diff: float | None = None
+    iters: int = 0
+    skipped: str | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.framework} {self.mode}"
+
+
+@dataclass
+class BenchModel:
+    """One checkpoint in both layouts (the missing one converted into a temporary directory)."""
+
+    name: str
+    architecture: str
+    model_type: str
+    hf_dir: Path
+    paddle_dir: Path
+    config: dict[str, Any]
+    export_dir: Path | None = None
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.config.get("max_position_embeddings", 512))
+
+
+@dataclass
+class BenchResult:
+    rows: list[BenchRow]
+    options: BenchOptions
+    speedups: list[dict] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"options": asdict(self.options), "rows": [asdict(row) for row in self.rows],
+                "squeezebert_speedup_over_bert": self.speedups}
+
+    def markdown(self) -> str:
+        text = format_markdown(self.rows)
+        if self.speedups:
+            text += "\n\n" + format_speedups(self.speedups)
+        return text
+
+    def plot(self, path: str | Path) -> Path:
+        return plot_latency(self.rows, path)
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+def run_benchmark(model_dirs: Sequence[str | Path], options: BenchOptions = BenchOptions()) -> BenchResult:
+    """Benchmark every model on every path, dtype and shape in ``options``."""
+    _check_options(options)
+    devices.require_device(options.device, _frameworks(options))
+    threads = options.threads or devices.default_threads()
+    _set_threads(threads)
+    rows: list[BenchRow] = []
+    with tempfile.TemporaryDirectory(prefix="paddleport-bench-") as workdir:
+        for index, model_dir in enumerate(model_dirs):
+            model = prepare_model(model_dir, Path(workdir) / str(index))
+            rows.extend(benchmark_model(model, options, threads, Path(workdir) / str(index)))
+            if options.end_to_end:
+                rows.extend(benchmark_end_to_end(model, options, threads, Path(workdir) / str(index)))
+    return BenchResult(rows, options, squeezebert_speedups(rows))
+
+
+def _check_options(options: BenchOptions) -> None:
+    for dtype in options.dtypes:
+        if dtype not in devices.DTYPES:
+            raise PaddleportError("--dtypes", f"unknown dtype {dtype!r} (choose from {', '.join(devices.DTYPES)})")
+    if min(options.batch_sizes) < 1 or min(options.seq_lens) < 2:
+        raise PaddleportError("--batch-sizes/--seq-lens", "batch sizes must be >= 1 and sequence lengths >= 2")
+    if options.iters < 1 or options.warmup < 0 or options.end_to_end < 0:
+        raise PaddleportError("--iters/--warmup/--end-to-end", "iters must be >= 1, warmup and N >= 0")
+
+
+def _frameworks(options: BenchOptions) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(path.split()[0] for path in options.paths))
+
+
+def _set_threads(threads: int) -> None:
+    import paddle
+    import torch
+
+    torch.set_num_threads(threads)
+    paddle.set_flags({"FLAGS_paddle_num_threads": threads})
+
+
+# --- models ------------------------------------------------------------------------------------
+
+def prepare_model(model_dir: str | Path, workdir: Path) -> BenchModel:
+    """Find the layout of ``model_dir`` and convert it to the other one (HF <-> Paddle) under ``workdir``."""
+    from paddleport.convert import convert_checkpoint
+
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    architecture = architecture_of(config, model_dir)
+    converted = workdir / "converted"
+    if is_paddle_layout(model_dir):
+        convert_checkpoint(model_dir, converted, to="hf", progress=False)
+        hf_dir, paddle_dir = converted, model_dir
+    else:
+        convert_checkpoint(model_dir, converted, to="paddle", progress=False)
+        hf_dir, paddle_dir = model_dir, converted
+    return BenchModel(model_dir.name, architecture, config.get("model_type", ""), hf_dir, paddle_dir, config)
+
+
+def is_paddle_layout(model_dir: Path) -> bool:
+    """Paddle checkpoints are model_state.pdparams or safetensors tagged format=paddle."""
+    from safetensors import safe_open
+
+    if (model_dir / "model_state.pdparams").is_file():
+        return True
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        return False
+    with safe_open(str(weights), framework="numpy") as handle:
+        return (handle.metadata() or {}).get("format") == "paddle"
+
+
+def ensure_export(model: BenchModel, workdir: Path) -> Path:
+    from paddleport.parity.export import export_model
+
+    if model.export_dir is None:
+        model.export_dir = Path(export_model(model.paddle_dir, workdir / f"{model.name}-export").out_dir)
+    return model.export_dir
+
+
+# --- runners: callables from a numpy batch to the main output as float32 numpy -------------------
+
+Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+@dataclass
+class PathSpec:
+    """One benchmarked path: how to build its runner, or why it is skipped."""
+
+    framework: str
+    mode: str
+    dtype: str
+    build: Callable[[], Runner] | None
+    skipped: str | None = None
+
+
+def main_output(output) -> Any:
+    logits = getattr(output, "logits", None)
+    return logits if logits is not None else output.last_hidden_state
+
+
+def torch_runner(model, device: str, dtype: str, autocast: bool) -> Runner:
+    import torch
+
+    target = devices.torch_device(device)
+    if dtype != "float32" and not autocast:
+        model = copy.deepcopy(model).to(dtype=getattr(torch, dtype))
+    model = model.to(target).eval()
+
+    def run(batch: dict[str, np.ndarray]) -> np.ndarray:
+        inputs = {key: torch.from_numpy(batch[key]).to(target) for key in MODEL_INPUTS}
+        with torch.inference_mode(), torch.autocast(target, dtype=getattr(torch, dtype), enabled=autocast):
+            output = main_output(model(**inputs))
+        return output.float().cpu().numpy()
+
+    return run
+
+
+def paddle_eager_runner(paddle_dir: Path, architecture: str, device: str, dtype: str) -> Runner:
+    import paddle
+
+    import paddleport.models as models
+
+    devices.set_paddle_device(device)
+    model = getattr(models, architecture).from_pretrained(paddle_dir)
+    if dtype != "float32":
+        model.to(dtype=dtype)
+    model.eval()
+
+    def run(batch: dict[str, np.ndarray]) -> np.ndarray:
+        with paddle.no_grad():
+            output = main_output(model(**{key: paddle.to_tensor(batch[key]) for key in MODEL_INPUTS}))
+        return output.astype("float32").numpy()
+
+    return run
+
+
+def paddle_inference_runner(export_dir: Path, device: str, dtype: str, threads: int) -> Runner:
+    from paddleport.parity.inference import Predictor, PredictorOptions
+
+    predictor = Predictor(export_dir, PredictorOptions(device=device, dtype=dtype, threads=threads))
+    return lambda batch: predictor(batch)[0]
+
+
+def path_specs(model: BenchModel, torch_model, options: BenchOptions, dtype: str, threads: int,
+               workdir: Path) -> list[PathSpec]:
+    """Every path of ``options.paths`` for ``dtype``, each with a builder or a skip reason."""
+    device = options.device
+    torch_reason = devices.torch_supports(dtype, device)
+    paddle_reason = devices.paddle_eager_supports(dtype, device)
+    inference_reason = None if (device == "gpu" or dtype != "float16") else \
+        "paddle.inference on CPU has no float16 kernels (oneDNN runs float32 and bfloat16)"
+    mode = "eager" if dtype == "float32" else f"eager ({dtype} weights)"
+    specs = [
+        PathSpec("torch", mode, dtype, lambda: torch_runner(torch_model, device, dtype, autocast=False),
+                 torch_reason),
+        PathSpec("torch", "autocast", dtype, lambda: torch_runner(torch_model, device, dtype, autocast=True),
+                 torch_reason),
+        PathSpec("paddle", mode, dtype, lambda: paddle_eager_runner(model.paddle_dir, model.architecture, device,
+                                                                     dtype), paddle_reason),
+        PathSpec("paddle", "inference", dtype,
+                 lambda: paddle_inference_runner(ensure_export(model, workdir), device, dtype, threads),
+                 inference_reason),
+    ]
+    selected = [spec for spec in specs if _path_key(spec) in options.paths]
+    # autocast at float32 would repeat the eager row
+    return [spec for spec in selected if not (spec.mode == "autocast" and dtype == "float32")]
+
+
+def _path_key(spec: PathSpec) -> str:
+    return f"{spec.framework} {spec.mode.split()[0]}"
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+def synthetic_batch(batch_size: int, seq_len: int, vocab_size: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded token ids, full attention, the second half of each row as segment B."""
+    rng = np.random.default_rng(seed)
+    return {
+        "input_ids": rng.integers(1000, min(vocab_size, 30000), size=(batch_size, seq_len), dtype=np.int64),
+        "attention_mask": np.ones((batch_size, seq_len), dtype=np.int64),
+        "token_type_ids": (np.arange(seq_len)[None, :] >= seq_len // 2).astype(np.int64).repeat(batch_size, 0),
+    }
+
+
+@dataclass
+class Timing:
+    latencies_s: list[float]
+    peak_mem_mb: float | None
+    output: np.ndarray
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.latencies_s) * 1e3)
+
+    @property
+    def p90_ms(self) -> float:
+        return float(np.percentile(self.latencies_s, 90) * 1e3)
+
+
+def time_runner(run: Runner, batch: dict[str, np.ndarray], *, framework: str, device: str, iters: int,
+                warmup: int) -> Timing:
+    """Warm up, then time ``iters`` synchronised calls (stopping after MAX_ROW_SECONDS, at least MIN_ITERS)."""
+    output = None
+    for _ in range(warmup):
+        output = run(batch)
+    devices.synchronize(framework, device)
+    if device == "gpu":
+        devices.reset_peak_gpu_memory(framework)
+    latencies: list[float] = []
+    with devices.PeakRss() as rss:
+        started = time.perf_counter()
+        while len(latencies) < iters:
+            begin = time.perf_counter()
+            output = run(batch)
+            devices.synchronize(framework, device)
+            latencies.append(time.perf_counter() - begin)
+            if len(latencies) >= MIN_ITERS and time.perf_counter() - started > MAX_ROW_SECONDS:
+                break
+    peak = devices.peak_gpu_memory_mb(framework) if device == "gpu" else rss.peak_mb
+    return Timing(latencies, peak, output)
+
+
+def benchmark_model(model: BenchModel, options: BenchOptions, threads: int, workdir: Path) -> list[BenchRow]:
+    """All rows of one model: each dtype and path over the batch-size x sequence-length grid."""
+    from paddleport.parity.loading import load_torch_model
+
+    torch_model = load_torch_model(CheckpointPair(model.hf_dir, model.paddle_dir, model.architecture, model.config))
+    reference_run = torch_runner(torch_model, options.device, "float32", autocast=False)
+    shapes = [(b, s) for b in options.batch_sizes for s in options.seq_lens]
+    batches = {shape: synthetic_batch(*shape, int(model.config["vocab_size"]), options.seed) for shape in shapes}
+    references = {shape: reference_run(batch) for shape, batch in batches.items() if shape[1] <= model.max_positions}
+    rows = []
+    for dtype in options.dtypes:
+        for spec in path_specs(model, torch_model, options, dtype, threads, workdir):
+            rows.extend(_benchmark_path(model, spec, batches, references, options, threads))
+    return rows
+
+
+def _benchmark_path(model: BenchModel, spec: PathSpec, batches: dict, references: dict, options: BenchOptions,
+                    threads: int) -> list[BenchRow]:
+    run = None if spec.skipped else spec.build()
+    rows = []
+    for (batch_size, seq_len), batch in batches.items():
+        row = _row(model, spec, batch_size, seq_len, options.device, threads)
+        if spec.skipped or (batch_size, seq_len) not in references:
+            row.skipped = spec.skipped or f"seq_len {seq_len} > max_position_embeddings {model.max_positions}"
+        else:
+            timing = time_runner(run, batch, framework=spec.framework, device=options.device,
+                                 iters=options.iters, warmup=options.warmup)
+            _fill(row, timing, batch_size, references[(batch_size, seq_len)])
+        rows.append(row)
+    return rows
+
+
+def _row(model: BenchModel, spec: PathSpec, batch_size: int, seq_len: int, device: str, threads: int) -> BenchRow:
+    return BenchRow(framework=spec.framework, mode=spec.mode, model=model.name, architecture=model.architecture,
+                    dtype=spec.dtype, batch_size=batch_size, seq_len=seq_len, device=device,
+                    device_name=devices.device_name(device), threads=threads)
+
+
+def _fill(row: BenchRow, timing: Timing, samples: int, reference: np.ndarray | None) -> None:
+    row.median_ms, row.p90_ms = timing.median_ms, timing.p90_ms
+    row.samples_per_s = samples / (timing.median_ms / 1e3)
+    row.peak_mem_mb = timing.peak_mem_mb
+    row.iters = len(timing.latencies_s)
+    if reference is not None and timing.output is not None and timing.output.shape == reference.shape:
+        row.max_abs_diff = float(np.abs(timing.output - reference).max())
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+def benchmark_end_to_end(model: BenchModel, options: BenchOptions, threads: int, workdir: Path) -> list[BenchRow]:
+    """Tokenize + batch + forward over the first N QQP pairs, for each float32 and half-precision path."""
+    from paddleport.parity.inputs import load_tokenizer, read_examples
+    from paddleport.parity.loading import load_torch_model
+
+    batch_size = max(options.batch_sizes)
+    max_length = min(max(options.seq_lens), model.max_positions)
+    tokenizer = load_tokenizer(model.hf_dir)
+    examples = read_examples(None, limit=options.end_to_end)
+    torch_model = load_torch_model(CheckpointPair(model.hf_dir, model.paddle_dir, model.architecture, model.config))
+    rows = []
+    for dtype in options.dtypes:
+        for spec in path_specs(model, torch_model, options, dtype, threads, workdir):
+            row = _row(model, spec, batch_size, max_length, options.device, threads)
+            row.scenario = f"end-to-end {len(examples)} QQP pairs"
+            if spec.skipped:
+                row.skipped = spec.skipped
+            else:
+                pipeline = _pipeline(spec.build(), tokenizer, examples, batch_size, max_length)
+                timing = time_runner(pipeline, {}, framework=spec.framework, device=options.device,
+                                     iters=max(1, min(options.iters, 3)), warmup=1)
+                _fill(row, timing, len(examples), None)
+            rows.append(row)
+    return rows
+
+
+def _pipeline(run: Runner, tokenizer, examples, batch_size: int, max_length: int) -> Runner:
+    def whole_pass(_unused: dict) -> np.ndarray:
+        last = None
+        for start in range(0, len(examples), batch_size):
+            encoded = tokenizer(examples.first[start:start + batch_size],
+                                examples.second[start:start + batch_size] if examples.second else None,
+                                padding=True, truncation=True, max_length=max_length,
+                                return_token_type_ids=True, return_tensors="np")
+            last = run({key: encoded[key].astype(np.int64) for key in MODEL_INPUTS})
+        return last
+
+    return whole_pass
+
+
+# --- summaries ---------------------------------------------------------------------------------
+
+def squeezebert_speedups(rows: list[BenchRow]) -> list[dict]:
+    """BERT median / SqueezeBERT median for each path and shape where both were timed."""
+    timed = [row for row in rows if row.median_ms is not None]
+    bert = {_key(row): row for row in timed if row.architecture.startswith("Bert")}
+    speedups = []
+    for row in timed:
+        match = bert.get(_key(row)) if row.architecture.startswith("SqueezeBert") else None
+        if match is not None:
+            speedups.append({"framework": row.framework, "mode": row.mode, "dtype": row.dtype,
+                             "scenario": row.scenario, "batch_size": row.batch_size, "seq_len": row.seq_len,
+                             "bert": match.model, "squeezebert": row.model,
+                             "speedup": match.median_ms / row.median_ms})
+    return speedups
+
+
+def _key(row: BenchRow) -> tuple:
+    return row.framework, row.mode, row.dtype, row.scenario, row.batch_size, row.seq_len, row.device
+
+
+def format_markdown(rows: list[BenchRow]) -> str:
+    header = ("| model | framework | mode | dtype | scenario | batch | seq | median ms | p90 ms | samples/s "
+              "| peak MB | max abs diff | threads | device |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for row in rows:
+        if row.skipped:
+            numbers = f"skipped: {row.skipped} | | | | |"
+        else:
+            diff = f"{row.max_abs_diff:.2e}" if row.max_abs_diff is not None else "-"
+            numbers = (f"{row.median_ms:.1f} | {row.p90_ms:.1f} | {row.samples_per_s:.1f} | "
+                       f"{row.peak_mem_mb:.0f} | {diff}")
+        lines.append(f"| {row.model} | {row.framework} | {row.mode} | {row.dtype} | {row.scenario} | "
+                     f"{row.batch_size} | {row.seq_len} | {numbers} | {row.threads} | {row.device_name} |")
+    return "\n".join(lines)
+
+
+def format_speedups(speedups: list[dict]) -> str:
+    lines = ["| SqueezeBERT speed-up over BERT | dtype | scenario | batch | seq | speed-up |", "|---|---|---|---|---|---|"]
+    lines += [f"| {s['framework']} {s['mode']} | {s['dtype']} | {s['scenario']} | {s['batch_size']} | "
+              f"{s['seq_len']} | {s['speedup']:.2f}x |" for s in speedups]
+    return "\n".join(lines)
+
+
+def plot_latency(rows: list[BenchRow], path: str | Path) -> Path:
+    """Grouped bars: median latency of each path (framework, mode, dtype) per model and shape."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = [row for row in rows if row.median_ms is not None]
+    groups = list(dict.fromkeys((r.model, r.scenario, r.batch_size, r.seq_len) for r in timed))
+    paths = list(dict.fromkeys((r.framework, r.mode, r.dtype) for r in timed))
+    by_key = {((r.model, r.scenario, r.batch_size, r.seq_len), (r.framework, r.mode, r.dtype)): r.median_ms
+              for r in timed}
+    width = 0.8 / max(1, len(paths))
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) * max(1, len(paths)) * 0.35 + 3), 4.5))
+    for index, key in enumerate(paths):
+        heights = [by_key.get((group, key), 0.0) for group in groups]
+        axis.bar(np.arange(len(groups)) + index * width, heights, width, label=" ".join(key))
+    axis.set_xticks(np.arange(len(groups)) + width * (len(paths) - 1) / 2)
+    axis.set_xticklabels([f"{m}\n{'e2e ' if s != 'forward' else ''}bs{b} len{n}" for m, s, b, n in groups],
+                         fontsize=7)
+    axis.set_ylabel("median latency (ms)")
+    axis.set_title("Latency by framework and model (lower is better)")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,126 @@
+"""Check that a Hugging Face and a Paddle directory hold the same model, and load both (lazy imports)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paddleport.errors import PaddleportError
+
+SUPPORTED_ARCHITECTURES = (
+    "BertModel", "BertForSequenceClassification", "BertForMaskedLM",
+    "SqueezeBertModel", "SqueezeBertForSequenceClassification", "SqueezeBertForMaskedLM",
+)
+# Config keys that decide every parameter's shape; both directories must agree on them.
+STRUCTURAL_KEYS = (
+    "model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "max_position_embeddings", "type_vocab_size", "embedding_size", "q_groups", "k_groups", "v_groups",
+    "post_attention_groups", "intermediate_groups", "output_groups", "hidden_act", "layer_norm_eps",
+)
+
+
+@dataclass
+class CheckpointPair:
+    """The two directories, their shared architecture and the HF config dict."""
+
+    hf_dir: Path
+    paddle_dir: Path
+    architecture: str
+    config: dict[str, Any]
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.config.get("max_position_embeddings", 512))
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.config.get("id2label") or {0: 0, 1: 1})
+
+
+def read_config(model_dir: str | Path) -> dict[str, Any]:
+    from paddleport.models.configuration import read_config_dict
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise PaddleportError(model_dir, "model directory does not exist")
+    return read_config_dict(model_dir / "config.json")
+
+
+def architecture_of(config: dict[str, Any], model_dir: str | Path) -> str:
+    architectures = config.get("architectures") or []
+    if not architectures:
+        raise PaddleportError(Path(model_dir) / "config.json", "names no architecture (\"architectures\" is empty)")
+    architecture = architectures[0]
+    if architecture not in SUPPORTED_ARCHITECTURES:
+        raise PaddleportError(Path(model_dir) / "config.json", f"architecture {architecture!r} is not supported "
+                                                               f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+    return architecture
+
+
+def check_pair(hf_dir: str | Path, paddle_dir: str | Path) -> CheckpointPair:
+    """Same architecture, vocabulary and shape-deciding config on both sides, or a one-line error."""
+    hf_config, paddle_config = read_config(hf_dir), read_config(paddle_dir)
+    hf_arch, paddle_arch = architecture_of(hf_config, hf_dir), architecture_of(paddle_config, paddle_dir)
+    if hf_arch != paddle_arch:
+        raise PaddleportError(paddle_dir, f"architecture {paddle_arch} differs from {hf_dir}'s {hf_arch}")
+    for key in STRUCTURAL_KEYS:
+        if hf_config.get(key) != paddle_config.get(key):
+            what = "vocabulary size" if key == "vocab_size" else key
+            raise PaddleportError(paddle_dir, f"{what} {paddle_config.get(key)!r} differs from "
+                                              f"{hf_dir}'s {hf_config.get(key)!r}")
+    hf_labels, paddle_labels = len(hf_config.get("id2label") or {}), len(paddle_config.get("id2label") or {})
+    if hf_arch.endswith("SequenceClassification") and hf_labels != paddle_labels:
+        raise PaddleportError(paddle_dir, f"{paddle_labels} labels differ from {hf_dir}'s {hf_labels}")
+    return CheckpointPair(Path(hf_dir), Path(paddle_dir), hf_arch, hf_config)
+
+
+def load_torch_model(pair: CheckpointPair):
+    """The transformers model in eval mode; every parameter must come from the checkpoint."""
+    import transformers
+
+    quiet_transformers()
+    cls = getattr(transformers, pair.architecture)
+    try:
+        model, info = cls.from_pretrained(str(pair.hf_dir), output_loading_info=True, dtype="float32")
+    except (OSError, RuntimeError, ValueError) as error:
+        raise PaddleportError(pair.hf_dir, f"weights do not match config.json ({_first_line(error)})") from None
+    problems = {kind: info.get(kind) for kind in ("missing_keys", "mismatched_keys") if info.get(kind)}
+    if problems:
+        kind, names = next(iter(problems.items()))
+        names = sorted(str(name[0] if isinstance(name, tuple) else name) for name in names)
+        raise PaddleportError(pair.hf_dir, f"weights do not match config.json ({kind.replace('_', ' ')}: "
+                                           f"{', '.join(names[:4])})")
+    return model.eval()
+
+
+def load_paddle_model(pair: CheckpointPair):
+    """Our Paddle model in eval mode; a parameter missing from the directory is an error, not a fresh init."""
+    import paddleport.models as models
+
+    cls = getattr(models, pair.architecture)
+    logging.getLogger("paddleport.models").setLevel(logging.ERROR)
+    try:
+        model = cls.from_pretrained(pair.paddle_dir)
+    except PaddleportError as error:
+        if error.where is None:
+            raise PaddleportError(pair.paddle_dir, f"weights do not match config.json ({error.problem})") from None
+        raise
+    fresh = model.loading_info.newly_initialised
+    if fresh:
+        raise PaddleportError(pair.paddle_dir, f"weights do not match config.json (missing: {', '.join(fresh[:4])})")
+    return model
+
+
+def quiet_transformers() -> None:
+    """No progress bars or info chatter from transformers in our reports."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

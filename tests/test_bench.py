@@ -1,0 +1,162 @@
+"""bench: a tiny grid end to end, the JSON fields, and the GPU helpers (monkeypatched on CPU)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paddleport.cli import main
+from paddleport.parity import devices
+from tests.fixtures import make_tiny_hf_checkpoint
+
+ROW_FIELDS = {"framework", "mode", "model", "batch_size", "seq_len", "median_ms", "p90_ms", "samples_per_s",
+              "peak_mem_mb", "device", "dtype", "threads", "max_abs_diff"}
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory) -> list[Path]:
+    from paddleport.convert import convert_checkpoint
+
+    root = tmp_path_factory.mktemp("bench")
+    bert = make_tiny_hf_checkpoint(root / "bert", "BertForSequenceClassification")
+    squeeze_hf = make_tiny_hf_checkpoint(root / "squeeze-hf", "SqueezeBertForSequenceClassification")
+    convert_checkpoint(squeeze_hf, root / "squeeze", to="paddle", progress=False)  # a Paddle-layout input
+    return [bert, root / "squeeze"]
+
+
+def test_bench_tiny_grid_json_and_plot(model_dirs, tmp_path, capsys):
+    json_path, plot_path = tmp_path / "rows.json", tmp_path / "latency.png"
+    assert main(["bench", *map(str, model_dirs), "--dtypes", "float32,bfloat16", "--batch-sizes", "1,2",
+                 "--seq-lens", "8", "--iters", "2", "--warmup", "1", "--end-to-end", "6",
+                 "--json", str(json_path), "--plot", str(plot_path)]) == 0
+    result = json.loads(json_path.read_text())
+    rows = result["rows"]
+    assert all(ROW_FIELDS <= set(row) for row in rows)
+    timed = [row for row in rows if row["skipped"] is None]
+    assert {(r["framework"], r["mode"]) for r in timed if r["dtype"] == "float32"} == {
+        ("torch", "eager"), ("paddle", "eager"), ("paddle", "inference")}
+    forward = [r for r in timed if r["scenario"] == "forward"]
+    assert all(r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["peak_mem_mb"] > 0 for r in forward)
+    assert all(r["max_abs_diff"] <= (1e-5 if r["dtype"] == "float32" else 5e-2) for r in forward)
+    assert {r["mode"] for r in forward if r["dtype"] == "bfloat16"} >= {"eager (bfloat16 weights)", "autocast",
+                                                                        "inference"}
+    skipped = [r for r in rows if r["framework"] == "paddle" and r["mode"].startswith("eager (bfloat16")]
+    if devices.paddle_eager_supports("bfloat16", "cpu"):
+        assert skipped and all("no CPU bfloat16" in r["skipped"] for r in skipped)
+    assert any(r["scenario"].startswith("end-to-end 6") for r in timed)
+    assert {s["squeezebert"] for s in result["squeezebert_speedup_over_bert"]} == {"squeeze"}
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert out.startswith("| model | framework |") and "SqueezeBERT speed-up over BERT" in out
+
+
+def test_bench_gpu_without_gpu(model_dirs, capsys):
+    if devices.gpu_frameworks():
+        pytest.skip("a GPU is present")
+    assert main(["bench", str(model_dirs[0]), "--device", "gpu"]) == 2
+    assert "no GPU available" in capsys.readouterr().err
+
+
+def test_bench_bad_lists(model_dirs, capsys):
+    assert main(["bench", str(model_dirs[0]), "--batch-sizes", "1,x"]) == 2
+    assert main(["bench", str(model_dirs[0]), "--dtypes", "int8"]) == 2
+    assert "unknown dtype 'int8'" in capsys.readouterr().err
+
+
+class Recorder:
+    def __init__(self, value=0):
+        self.calls, self.value = 0, value
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.value
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Both frameworks report one CUDA device; synchronisation and memory statistics are recorded."""
+    import paddle
+    import torch
+
+    fakes = {"torch_sync": Recorder(), "paddle_sync": Recorder(), "torch_reset": Recorder(),
+             "paddle_reset": Recorder(), "torch_peak": Recorder(3 * 2**20), "paddle_peak": Recorder(5 * 2**20)}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "synchronize", fakes["torch_sync"])
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", fakes["torch_reset"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", fakes["torch_peak"])
+    monkeypatch.setattr(paddle.device, "is_compiled_with_cuda", lambda: True)
+    monkeypatch.setattr(paddle.device.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(paddle.device, "synchronize", fakes["paddle_sync"])
+    monkeypatch.setattr(paddle.device.cuda, "reset_max_memory_allocated", fakes["paddle_reset"])
+    monkeypatch.setattr(paddle.device.cuda, "max_memory_allocated", fakes["paddle_peak"])
+    return fakes
+
+
+def test_gpu_device_helpers(fake_gpu):
+    devices.require_device("gpu")
+    assert devices.gpu_frameworks() == ["torch", "paddle"] and devices.device_name("gpu") == "Fake GPU"
+    assert devices.torch_device("gpu") == "cuda" and devices.torch_device("cpu") == "cpu"
+    devices.synchronize("torch", "gpu")
+    devices.synchronize("paddle", "gpu")
+    devices.synchronize("paddle", "cpu")  # no-op
+    assert fake_gpu["torch_sync"].calls == 1 and fake_gpu["paddle_sync"].calls == 1
+    assert devices.peak_gpu_memory_mb("torch") == 3.0 and devices.peak_gpu_memory_mb("paddle") == 5.0
+
+
+def test_gpu_timing_synchronises_and_reads_gpu_memory(fake_gpu):
+    from paddleport.parity.bench import time_runner
+
+    timing = time_runner(lambda batch: np.zeros(2, np.float32), {}, framework="paddle", device="gpu",
+                         iters=4, warmup=1)
+    assert len(timing.latencies_s) == 4 and timing.peak_mem_mb == 5.0
+    assert fake_gpu["paddle_sync"].calls == 5 and fake_gpu["paddle_reset"].calls == 1
+    assert fake_gpu["torch_sync"].calls == 0
+
+
+def test_gpu_predictor_config(monkeypatch):
+    """paddle.inference on GPU: enable_use_gpu with the row's precision, no oneDNN, IR optimisation on."""
+    from paddle import inference
+
+    from paddleport.parity.inference import PredictorOptions, make_config
+
+    calls = []
+
+    class FakeConfig:
+        def __init__(self, *files):
+            calls.append(("files", tuple(Path(f).name for f in files)))
+
+        def __getattr__(self, name):
+            return lambda *args: calls.append((name, args))
+
+    monkeypatch.setattr(inference, "Config", FakeConfig)
+    monkeypatch.setattr("paddleport.parity.inference.program_files",
+                        lambda d: (Path(d) / "model.json", Path(d) / "model.pdiparams"))
+    make_config("/x", PredictorOptions(device="gpu", dtype="bfloat16"))
+    names = [name for name, _ in calls]
+    assert ("enable_use_gpu", (256, 0, inference.PrecisionType.Bfloat16)) in calls
+    assert ("switch_ir_optim", (True,)) in calls and "enable_mkldnn" not in names
+    calls.clear()
+    make_config("/x", PredictorOptions(device="cpu", dtype="bfloat16", threads=2))
+    assert {"enable_mkldnn", "enable_mkldnn_bfloat16", "disable_gpu"} <= {name for name, _ in calls}
+    assert ("set_cpu_math_library_num_threads", (2,)) in calls
+
+
+def test_bench_inference_script_smoke(tmp_path):
+    """benchmarks/bench_inference.py with --tiny: both models, both dtypes, the ratio table."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_inference.py"
+    module = types.ModuleType("bench_inference")
+    module.__file__ = str(script)
+    exec(compile(script.read_text(), str(script), "exec"), module.__dict__)
+    sys.modules.setdefault("bench_inference", module)
+    out = tmp_path / "bench.json"
+    assert module.main(["--tiny", "--iters", "2", "--seq-len", "16", "--batch-size", "2", "--json", str(out)]) == 0
+    ratios = json.loads(out.read_text())["ratios"]
+    assert [r["model"] for r in ratios] == ["bert-base-uncased", "squeezebert-uncased"]
+    assert all(r["fp32"]["ratio"] > 0 and r["bf16"]["ratio"] > 0 for r in ratios)

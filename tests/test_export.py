@@ -1,0 +1,78 @@
+"""export: a static inference program that matches eager, written only after it was verified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paddleport.cli import main
+from paddleport.errors import PaddleportError
+from tests.fixtures import make_tiny_hf_checkpoint
+
+
+def paddle_checkpoint(root: Path, architecture: str) -> Path:
+    from paddleport.convert import convert_checkpoint
+
+    hf_dir = make_tiny_hf_checkpoint(root / f"hf-{architecture}", architecture)
+    convert_checkpoint(hf_dir, root / f"paddle-{architecture}", to="paddle", progress=False)
+    return root / f"paddle-{architecture}"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.mark.parametrize("architecture", ["BertForSequenceClassification", "SqueezeBertModel"])
+def test_export_round_trip(workdir, architecture):
+    import paddle
+
+    import paddleport.models as models
+    from paddleport.parity.export import eager_outputs, export_model
+    from paddleport.parity.inference import Predictor
+
+    paddle_dir = paddle_checkpoint(workdir, architecture)
+    report = export_model(paddle_dir, workdir / f"out-{architecture}")
+    out = Path(report.out_dir)
+    assert {"model.json", "model.pdiparams", "config.json", "export_info.json"} <= {p.name for p in out.iterdir()}
+    assert max(report.max_abs_diff.values()) <= 1e-5
+    assert json.loads((out / "export_info.json").read_text())["outputs"] == report.outputs
+    # a shape the export check did not use: batch 5, 33 tokens, with padding
+    rng = np.random.default_rng(1)
+    mask = (np.arange(33)[None, :] < rng.integers(1, 34, size=(5, 1))).astype(np.int64)
+    batch = {"input_ids": rng.integers(1, 30522, size=(5, 33)) * mask, "attention_mask": mask,
+             "token_type_ids": np.zeros((5, 33), dtype=np.int64)}
+    model = getattr(models, architecture).from_pretrained(paddle_dir)
+    expected = eager_outputs(model, batch, report.outputs)
+    for want, got in zip(expected, Predictor(out)(batch)):
+        assert np.abs(want - got).max() <= 1e-5
+    loaded = paddle.jit.load(str(out / "model"))
+    got = loaded(*(paddle.to_tensor(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
+    got = got[0] if isinstance(got, (list, tuple)) else got
+    assert np.abs(expected[0] - got.numpy()).max() <= 1e-5
+
+
+def test_failed_verification_writes_nothing(workdir, monkeypatch):
+    from paddleport.parity import export
+
+    paddle_dir = paddle_checkpoint(workdir / "fail", "BertModel")
+    monkeypatch.setattr(export, "eager_outputs",
+                        lambda model, batch, names: [np.full((1,), 1.0, np.float32) for _ in names])
+    out = workdir / "never"
+    with pytest.raises(PaddleportError, match="differs from eager"):
+        export.export_model(paddle_dir, out)
+    assert not out.exists() and not list(out.parent.glob(".never.*"))
+
+
+def test_cli_export_refuses_existing_out(workdir, capsys):
+    paddle_dir = paddle_checkpoint(workdir / "cli", "BertForMaskedLM")
+    out = workdir / "cli-out"
+    assert main(["export", str(paddle_dir), str(out)]) == 0
+    assert "max |Δ| vs eager" in capsys.readouterr().out
+    assert main(["export", str(paddle_dir), str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", str(paddle_dir), str(out), "--force"]) == 0
+    assert (out / "model.json").is_file()
