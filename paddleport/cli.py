@@ -21,7 +21,8 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paddleport", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="paddleport", description="PaddlePaddle <-> PyTorch porting and parity toolkit for BERT-family encoders")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMAND_MODULES:
         try:
