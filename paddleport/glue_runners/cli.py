@@ -14,11 +14,14 @@ SUBCOMMANDS = ("run-glue", "train-parity")
 
 def _add_run_glue(subparsers) -> None:
     from paddleport.glue_runners.backends.base import AMP_MODES
+    from paddleport.glue_runners.distributed import SHARDING_MODES
     from paddleport.glue_runners.tasks import GLUE_TASKS
 
     parser = subparsers.add_parser("run-glue", help="fine-tune and evaluate on a GLUE task with torch or Paddle",
                                    description="Fine-tune a BERT-family model on a GLUE task (default: the embedded "
-                                               "QQP sample) with PyTorch or PaddlePaddle, one shared pipeline.")
+                                               "QQP sample) with PyTorch or PaddlePaddle, one shared pipeline; "
+                                               "also data-parallel under torchrun --nproc_per_node N or "
+                                               "python -m paddle.distributed.launch --nproc_per_node N.")
     parser.add_argument("--framework", required=True, choices=("torch", "paddle"))
     parser.add_argument("--model", required=True, type=Path,
                         help="Hugging Face checkpoint directory, or a Paddle one written by paddleport convert")
@@ -38,7 +41,10 @@ def _add_run_glue(subparsers) -> None:
     data.add_argument("--max-length", type=int, default=128)
     data.add_argument("--group-by-length", action="store_true", help="batch examples of similar length together")
     train = parser.add_argument_group("training")
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--batch-size", type=int, default=32,
+                       help="global micro-batch: under torchrun / paddle.distributed.launch each of the N processes "
+                            "takes BATCH_SIZE/N of it (must divide); samples per optimizer step = BATCH_SIZE x "
+                            "GRAD_ACCUM, the same for any N")
     train.add_argument("--eval-batch-size", type=int, help="default: twice --batch-size")
     train.add_argument("--lr", type=float, default=5e-5)
     train.add_argument("--epochs", type=int, default=3)
@@ -50,6 +56,9 @@ def _add_run_glue(subparsers) -> None:
     train.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off)")
     train.add_argument("--amp", choices=AMP_MODES, default="none", help="mixed precision (fp16 with loss scaling)")
     train.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    train.add_argument("--sharding", choices=SHARDING_MODES, default="none",
+                       help="under a distributed launch: zero1 (torch ZeroRedundancyOptimizer, Paddle group_sharded "
+                            "'os'), zero2 (torch FSDP2 without resharding, Paddle 'os_g'), fsdp (torch FSDP2)")
     train.add_argument("--gradient-checkpointing", action="store_true")
     train.add_argument("--num-threads", type=int, help="CPU threads of the framework")
     loop = parser.add_argument_group("evaluation and checkpoints")
@@ -98,9 +107,12 @@ def _config_from_args(config_class, args: argparse.Namespace):
 
 
 def run_glue_command(args: argparse.Namespace) -> int:
+    from paddleport.glue_runners.distributed import detect_launch
     from paddleport.glue_runners.runner import GlueRunConfig, run_glue
 
     result = run_glue(_config_from_args(GlueRunConfig, args))
+    if not detect_launch().is_main:
+        return 0
     if result.get("status") == "interrupted":
         print(f"stopped after {result['global_steps']} steps (--stop-after-steps); continue with --resume")
     else:

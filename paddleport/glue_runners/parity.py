@@ -64,7 +64,7 @@ def train_steps(framework: str, config: TrainParityConfig, batches: list[dict], 
         total_steps=config.steps, max_grad_norm=config.max_grad_norm))
     losses = []
     for batch in batches:
-        losses.append(backend.forward_backward(batch, loss_divisor=1))
+        losses.append(backend.forward_backward(batch, 1.0))
         backend.optimizer_step()
     return losses, backend.get_parameters()
 

@@ -1,4 +1,5 @@
-"""``run_glue``: fine-tune and evaluate a BERT-family model on a GLUE task with torch or Paddle."""
+"""``run_glue``: fine-tune and evaluate a BERT-family model on a GLUE task with torch or Paddle, in one process
+or under ``torchrun`` / ``python -m paddle.distributed.launch`` (data parallel, optionally sharded)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,28 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from paddleport.errors import PaddleportError
 from paddleport.glue_runners.backends.base import AMP_MODES, Backend, BackendOptions, OptimizerConfig, make_backend
 from paddleport.glue_runners.checkpoints import atomic_directory
 from paddleport.glue_runners.checkpoint_info import ModelDirInfo, check_head, fresh_parameters, inspect_model_dir
 from paddleport.glue_runners.data import DataSource, GlueData, GlueSplit, load_glue_data
+from paddleport.glue_runners.distributed import (LaunchInfo, check_distributed_options, describe_global_batch,
+                                                 detect_launch, quiet_other_ranks)
 from paddleport.glue_runners.features import (Features, LoadedTokenizer, find_tokenizer_dir, load_tokenizer,
                                               tokenize_split)
 from paddleport.glue_runners.metrics import predictions_from_logits
 from paddleport.glue_runners.reporting import peak_rss_mb, plot_curves, summary_text, write_json
 from paddleport.glue_runners.tasks import GlueTask, get_task
-from paddleport.glue_runners.trainer import EvalSet, Trainer, TrainingPlan
+from paddleport.glue_runners.trainer import TRAIN_LOG_FILE, EvalSet, Trainer, TrainingPlan
 
 FRAMEWORKS = ("torch", "paddle")
 RUN_CONFIG_FILE = "run_config.json"
 METRICS_FILE = "metrics.json"
 RUN_ARTIFACTS = ("checkpoints", "best_model", "final_model", "predictions", "paddle_init", "torch_init",
-                 METRICS_FILE, "curves.png", RUN_CONFIG_FILE)
+                 METRICS_FILE, "curves.png", RUN_CONFIG_FILE, TRAIN_LOG_FILE)
+Result = TypeVar("Result")
 # Settings a resumed run must share with the run it continues.
 RESUME_KEYS = ("framework", "task", "model", "max_train_samples", "max_length", "batch_size", "lr", "epochs",
                "max_steps", "warmup_ratio", "weight_decay", "seed", "grad_accum", "max_grad_norm", "amp",
@@ -48,7 +53,7 @@ class GlueRunConfig:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     max_length: int = 128
-    batch_size: int = 32
+    batch_size: int = 32  # the global micro-batch: split between the processes of a distributed launch
     eval_batch_size: int | None = None
     lr: float = 5e-5
     epochs: int = 3
@@ -60,6 +65,7 @@ class GlueRunConfig:
     max_grad_norm: float = 1.0
     amp: str = "none"
     device: str = "cpu"
+    sharding: str = "none"  # none, zero1, zero2, fsdp (needs a distributed launch)
     gradient_checkpointing: bool = False
     group_by_length: bool = False
     eval_steps: int = 0
@@ -88,8 +94,8 @@ class GlueRunConfig:
 # ---------------------------------------------------------------------------------------- checks
 
 
-def validate_options(config: GlueRunConfig) -> GlueTask:
-    """Option values that need no file access; returns the task."""
+def validate_options(config: GlueRunConfig, launch: LaunchInfo | None = None) -> GlueTask:
+    """Option values that need no file access (and their fit with the launch); returns the task."""
     if config.framework not in FRAMEWORKS:
         raise PaddleportError("--framework", f"unknown framework {config.framework!r}; choose torch or paddle")
     task = get_task(config.task)
@@ -111,6 +117,8 @@ def validate_options(config: GlueRunConfig) -> GlueTask:
     if config.metric_for_best and config.metric_for_best not in _task_metrics(task):
         raise PaddleportError("--metric-for-best", f"{config.metric_for_best!r} is not a metric of {task.name} "
                                                    f"({', '.join(_task_metrics(task))})")
+    check_distributed_options(config.framework, launch or detect_launch(), config.sharding, config.device,
+                              config.amp, config.batch_size)
     return task
 
 
@@ -123,16 +131,27 @@ def _task_metrics(task: GlueTask) -> tuple[str, ...]:
 
 def prepare_output_dir(config: GlueRunConfig) -> None:
     """Refuse a directory that holds another run unless --overwrite (clears it) or --resume (same settings)."""
+    check_output_dir(config)
+    if not config.resume:
+        clear_output_dir(config)
+
+
+def check_output_dir(config: GlueRunConfig) -> None:
+    """The checks of :func:`prepare_output_dir`, without touching the directory."""
     out = Path(config.output_dir)
     run_config = out / RUN_CONFIG_FILE
     if config.resume:
         if not run_config.is_file():
             raise PaddleportError("--resume", f"{out} holds no run to resume ({RUN_CONFIG_FILE} missing)")
         _check_resume_settings(config, json.loads(run_config.read_text()), run_config)
-        return
-    if run_config.is_file() and not config.overwrite:
+    elif run_config.is_file() and not config.overwrite:
         raise PaddleportError(out, "already holds another run; "
                                    "pass --overwrite to replace it or --resume to continue it")
+
+
+def clear_output_dir(config: GlueRunConfig) -> None:
+    """Remove a previous run's artifacts (the feature cache stays)."""
+    out = Path(config.output_dir)
     for name in RUN_ARTIFACTS:
         path = out / name
         if path.is_dir():
@@ -181,6 +200,25 @@ def load_backend_model(backend: Backend, info: ModelDirInfo, num_labels: int, se
     return backend
 
 
+def main_rank_first(backend: Backend, action: Callable[[], Result]) -> Result:
+    """*Collective*: rank 0 runs ``action`` (filling caches, converting checkpoints), then the other ranks do."""
+    if backend.is_main:
+        result = action()
+    backend.barrier()
+    if not backend.is_main:
+        result = action()
+    return result
+
+
+def load_model_on_ranks(backend: Backend, info: ModelDirInfo, num_labels: int, seed: int, out: Path) -> None:
+    """Every rank loads the model; a conversion goes to a work directory of its own (no two processes write
+    the same files), rank 0's into the output directory."""
+    work_dir = out if backend.is_main else out / "cache" / f"rank{backend.rank}"
+    load_backend_model(backend, info, num_labels, seed, work_dir)
+    if backend.world_size > 1:
+        backend.seed(seed + backend.rank)  # different dropout masks on different ranks
+
+
 def build_plan(config: GlueRunConfig, task: GlueTask) -> TrainingPlan:
     return TrainingPlan(
         batch_size=config.batch_size, epochs=config.epochs, grad_accum=config.grad_accum, max_steps=config.max_steps,
@@ -192,10 +230,15 @@ def build_plan(config: GlueRunConfig, task: GlueTask) -> TrainingPlan:
         progress=config.progress, stop_after_steps=config.stop_after_steps)
 
 
+def say(backend: Backend, config: GlueRunConfig, text: str) -> None:
+    if config.verbose and backend.is_main:
+        print(text, flush=True)
+
+
 def write_predictions(trainer: Trainer, task: GlueTask, tests: list[tuple[GlueSplit, Features]], out_dir: Path
                       ) -> list[str]:
-    """GLUE submission files (``index<TAB>prediction``; label strings, or scores for STS-B)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """*Collective*: GLUE submission files (``index<TAB>prediction``; label strings, or scores for STS-B),
+    written by rank 0."""
     written = []
     for position, (split, features) in enumerate(tests):
         _, logits = trainer.predict_logits(features)
@@ -205,14 +248,18 @@ def write_predictions(trainer: Trainer, task: GlueTask, tests: list[tuple[GlueSp
         values = [f"{float(value):.3f}" for value in predictions] if task.is_regression else \
             [task.labels[int(value)] for value in predictions]
         rows = "".join(f"{index}\t{value}\n" for index, value in zip(split.ids, values))
-        path.write_text("index\tprediction\n" + rows)
+        if trainer.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text("index\tprediction\n" + rows)
         written.append(str(path))
     return written
 
 
 def build_metrics(config: GlueRunConfig, task: GlueTask, trainer: Trainer, backend: Backend,
                   predictions: list[str]) -> dict:
+    """*Collective* (peak memory of every rank)."""
     state = trainer.state
+    memory = backend.all_gather_object((peak_rss_mb(), backend.peak_device_memory_mb()))
     best = None
     if state.best_metric is not None:
         best = {"metric": trainer.plan.metric_for_best, "value": state.best_metric, "step": state.best_step,
@@ -223,6 +270,10 @@ def build_metrics(config: GlueRunConfig, task: GlueTask, trainer: Trainer, backe
         "model": str(config.model),
         "device": config.device,
         "amp": config.amp,
+        "world_size": backend.world_size,
+        "sharding": config.sharding,
+        "per_device_batch_size": config.batch_size // backend.world_size,
+        "global_batch_size": config.batch_size * config.grad_accum,
         "train_samples": len(trainer.train_features),
         "eval_samples": len(trainer.evals[0].features),
         "epochs": state.history,
@@ -230,8 +281,10 @@ def build_metrics(config: GlueRunConfig, task: GlueTask, trainer: Trainer, backe
         "global_steps": state.global_step,
         "total_train_time_s": state.train_time_s,
         "train_samples_per_s": state.train_samples / max(state.train_time_s, 1e-9),
-        "peak_memory_mb": peak_rss_mb(),
-        "peak_device_memory_mb": backend.peak_device_memory_mb(),
+        "peak_memory_mb": memory[0][0],  # rank 0's; every rank's in the *_per_rank lists
+        "peak_device_memory_mb": memory[0][1],
+        "peak_memory_mb_per_rank": [rss for rss, _ in memory],
+        "peak_device_memory_mb_per_rank": [device for _, device in memory],
         "best": best,
         "final_eval": state.evaluations[-1] if state.evaluations else None,
         "stopped_early": state.stopped_early,
@@ -250,47 +303,83 @@ def run_glue(config: GlueRunConfig) -> dict:
     All bad input is reported as :class:`PaddleportError` before training starts. A run stopped by
     ``stop_after_steps`` returns ``{"status": "interrupted", ...}`` and writes no final reports.
     """
-    task = validate_options(config)
+    launch = detect_launch()
+    quiet_other_ranks(launch)
+    task = validate_options(config, launch)
     info = inspect_model_dir(config.model)
     check_head(info, task.num_labels, task.name)
     data = load_run_data(config, task)
     tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
-    options = BackendOptions(config.device, config.amp, config.num_threads, config.gradient_checkpointing)
+    check_output_dir(config)
+    backend = start_backend(config, launch)
+    trainer, tests = build_trainer(config, task, info, data, tokenizer, backend)
+    if config.resume:
+        trainer.resume()
+    elif backend.is_main:
+        write_json(Path(config.output_dir) / RUN_CONFIG_FILE, config.to_json())
+    trainer.train()
+    if trainer.interrupted:
+        result = {"status": "interrupted", "framework": config.framework, "global_steps": trainer.state.global_step}
+    else:
+        result = finish_run(config, task, trainer, backend, tests)
+    backend.shutdown()
+    return result
+
+
+def start_backend(config: GlueRunConfig, launch: LaunchInfo) -> Backend:
+    """The backend (it joins the launch's process group); rank 0 clears the output directory once every rank
+    has checked it; the global batch is announced."""
+    options = BackendOptions(config.device, config.amp, config.num_threads, config.gradient_checkpointing,
+                             launch=launch, sharding=config.sharding)
     backend = make_backend(config.framework, options)  # checks the device
-    prepare_output_dir(config)
+    backend.barrier()
+    if backend.is_main and not config.resume:
+        clear_output_dir(config)
+    backend.barrier()
+    sharding = f", sharding {config.sharding}" if config.sharding != "none" else ""
+    say(backend, config, f"{config.framework}: "
+                         f"{describe_global_batch(config.batch_size, config.grad_accum, backend.world_size)}{sharding}")
+    return backend
+
+
+def build_trainer(config: GlueRunConfig, task: GlueTask, info: ModelDirInfo, data: GlueData,
+                  tokenizer: LoadedTokenizer, backend: Backend) -> tuple[Trainer, list[tuple[GlueSplit, Features]]]:
+    """Model (wrapped for parallel training by build_optimizer), features, optimizer; and the test sets."""
     out = Path(config.output_dir)
-    load_backend_model(backend, info, task.num_labels, config.seed, out)
-    train, evals, tests = tokenize_all(data, tokenizer, config)
+    load_model_on_ranks(backend, info, task.num_labels, config.seed, out)
+    train, evals, tests = main_rank_first(backend, lambda: tokenize_all(data, tokenizer, config))
     trainer = Trainer(backend, task, train, evals, build_plan(config, task), out, tokenizer.pad_token_id)
     backend.build_optimizer(OptimizerConfig(
         lr=config.lr, weight_decay=config.weight_decay, warmup_steps=int(config.warmup_ratio * trainer.total_steps),
         total_steps=trainer.total_steps, max_grad_norm=config.max_grad_norm))
-    if config.resume:
-        trainer.resume()
-    else:
-        write_json(out / RUN_CONFIG_FILE, config.to_json())
-    trainer.train()
-    if trainer.interrupted:
-        return {"status": "interrupted", "framework": config.framework, "global_steps": trainer.state.global_step}
-    return finish_run(config, task, trainer, backend, tests)
+    return trainer, tests
 
 
 def finish_run(config: GlueRunConfig, task: GlueTask, trainer: Trainer, backend: Backend,
                tests: list[tuple[GlueSplit, Features]]) -> dict:
     """Final model, predictions (with the best model), metrics.json, curves and the printed summary."""
     out = Path(config.output_dir)
-    with atomic_directory(out / "final_model") as temporary:
-        backend.save_model(temporary)
+
+    def save_final_model() -> None:
+        with atomic_directory(out / "final_model") as temporary:
+            backend.save_model(temporary)
+
+    trainer.write_on_main(save_final_model)
     predictions = []
     if tests:
         if trainer.best_model_dir.is_dir():
             backend.load_model_weights(trainer.best_model_dir)
         predictions = write_predictions(trainer, task, tests, out / "predictions")
     metrics = build_metrics(config, task, trainer, backend, predictions) | {"status": "completed"}
+    trainer.write_on_main(lambda: write_reports(config, trainer, metrics))
+    return metrics
+
+
+def write_reports(config: GlueRunConfig, trainer: Trainer, metrics: dict) -> None:
+    out = Path(config.output_dir)
     write_json(out / METRICS_FILE, metrics)
     if trainer.state.history:
         plot_curves(trainer.state.history, trainer.state.loss_log, trainer.steps_per_epoch, out / "curves.png")
     if config.verbose:
         print(summary_text(metrics))
-    return metrics
 

@@ -1,12 +1,21 @@
 """The training loop, written once for every backend: batches, accumulation, evaluation, best model,
-early stopping, checkpoints and exact resume."""
+early stopping, checkpoints and exact resume — in one process or as one rank of a data-parallel launch.
+
+Data parallelism (see :mod:`paddleport.glue_runners.distributed`): every rank walks the same seeded global
+micro-batches and computes its slice of each; the loss is weighted so that the engines' gradient average equals
+the single-process gradient; evaluation shards each global eval batch and gathers the predictions, so metrics
+(and therefore best-model and early-stopping decisions) are identical on all ranks. Rank 0 alone logs, shows
+progress and writes files; the trainer state counts global micro-batches and optimizer steps only.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -15,9 +24,13 @@ from paddleport.errors import PaddleportError
 from paddleport.glue_runners.backends.base import Backend
 from paddleport.glue_runners.checkpoints import (MODEL_SUBDIR, atomic_directory, latest_checkpoint,
                                                  read_trainer_state, write_checkpoint)
+from paddleport.glue_runners.distributed import gradient_weight, rank_slice
 from paddleport.glue_runners.features import Features, collate, epoch_batches, sequential_batches
 from paddleport.glue_runners.metrics import compute_metrics
 from paddleport.glue_runners.tasks import GlueTask
+
+TRAIN_LOG_FILE = "train_log.jsonl"  # one JSON line per optimizer step: the globally averaged loss
+Result = TypeVar("Result")
 
 
 class NonFiniteLossError(PaddleportError):
@@ -51,7 +64,7 @@ class TrainerState:
 
     global_step: int = 0
     epoch: int = 0  # index of the epoch in progress
-    batch_in_epoch: int = 0  # micro-batches of that epoch already consumed
+    batch_in_epoch: int = 0  # global micro-batches (of batch_size samples) of that epoch already consumed
     epoch_loss_sum: float = 0.0
     epoch_samples: int = 0
     epoch_time_s: float = 0.0
@@ -91,6 +104,7 @@ class Trainer:
         self.pad_token_id = pad_token_id
         self.state = TrainerState()
         self.interrupted = False
+        self.is_main = backend.is_main
 
     # -- sizes ---------------------------------------------------------------------------------
     @property
@@ -114,6 +128,24 @@ class Trainer:
     def best_model_dir(self) -> Path:
         return self.output_dir / "best_model"
 
+    @property
+    def train_log_path(self) -> Path:
+        return self.output_dir / TRAIN_LOG_FILE
+
+    # -- ranks ---------------------------------------------------------------------------------
+    def write_on_main(self, write: Callable[[], Result], with_training_state: bool = False) -> Result | None:
+        """*Collective*: let the backend gather sharded state, rank 0 runs ``write``, the others wait for it."""
+        self.backend.prepare_to_save(with_training_state)
+        result = write() if self.is_main else None
+        self.backend.barrier()
+        return result
+
+    def _local_part(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(this rank's slice of a global batch, the indices it runs): a rank whose slice is empty still runs
+        one example, with zero weight, so that every rank takes part in each collective of forward/backward."""
+        local = rank_slice(indices, self.backend.rank, self.backend.world_size)
+        return local, (local if len(local) else indices[:1])
+
     # -- resume --------------------------------------------------------------------------------
     def resume(self) -> Path:
         """Load the newest checkpoint (model, optimizer, schedule, scaler, RNG, data position)."""
@@ -123,7 +155,17 @@ class Trainer:
         self.backend.load_model_weights(checkpoint / MODEL_SUBDIR)
         self.backend.load_training_state(checkpoint)
         self.state = TrainerState(**read_trainer_state(checkpoint))
+        if self.is_main:
+            self._truncate_train_log(self.state.global_step)
+        self.backend.barrier()
         return checkpoint
+
+    def _truncate_train_log(self, last_step: int) -> None:
+        """Drop the lines of steps after the checkpoint (they are trained again)."""
+        if self.train_log_path.is_file():
+            lines = self.train_log_path.read_text().splitlines()
+            kept = [line for line in lines if line and json.loads(line)["step"] <= last_step]
+            self.train_log_path.write_text("".join(line + "\n" for line in kept))
 
     # -- loop ----------------------------------------------------------------------------------
     def train(self) -> TrainerState:
@@ -140,8 +182,9 @@ class Trainer:
         batches = epoch_batches(self.train_lengths, plan.batch_size, plan.seed, state.epoch, plan.group_by_length)
         windows = [window for window in accumulation_windows(len(batches), plan.grad_accum)
                    if window[1] > state.batch_in_epoch]
-        bar = tqdm(total=len(batches), initial=state.batch_in_epoch, disable=not plan.progress, unit="batch",
-                   desc=f"{self.backend.name} epoch {state.epoch + 1}/{plan.epochs}", leave=False)
+        bar = tqdm(total=len(batches), initial=state.batch_in_epoch, unit="batch", leave=False,
+                   disable=not (plan.progress and self.is_main),
+                   desc=f"{self.backend.name} epoch {state.epoch + 1}/{plan.epochs}")
         self.backend.set_train_mode(True)
         with bar:
             for start, end in windows:
@@ -154,25 +197,39 @@ class Trainer:
                     return
 
     def _train_step(self, micro_batches: list[np.ndarray]) -> None:
+        """One optimizer step over global micro-batches; gradients are synchronised on the last one only."""
         state = self.state
         started = time.perf_counter()
-        loss_sum, samples = 0.0, 0
-        for indices in micro_batches:
-            batch = collate(self.train_features, indices, self.pad_token_id, self.plan.pad_to_multiple_of)
-            loss = self.backend.forward_backward(batch, loss_divisor=len(micro_batches))
-            if not math.isfinite(loss):
-                self._diverged(loss)
-            loss_sum += loss * len(indices)
-            samples += len(indices)
+        totals = np.zeros(2)  # this rank's loss sum and sample count
+        for position, indices in enumerate(micro_batches):
+            local, run = self._local_part(indices)
+            weight = gradient_weight(len(local), len(indices), len(micro_batches), self.backend.world_size)
+            batch = collate(self.train_features, run, self.pad_token_id, self.plan.pad_to_multiple_of)
+            with self.backend.gradient_sync(position == len(micro_batches) - 1):
+                loss = self.backend.forward_backward(batch, weight)
+            if len(local):
+                totals += (loss * len(local), len(local))
+        loss_sum, samples = (float(value) for value in self.backend.all_reduce_sum(totals))
+        mean_loss = loss_sum / samples
+        if not math.isfinite(mean_loss):
+            self._diverged(mean_loss)
         self.backend.optimizer_step()
         elapsed = time.perf_counter() - started
         state.global_step += 1
         state.epoch_loss_sum += loss_sum
-        state.epoch_samples += samples
+        state.epoch_samples += int(samples)
         state.epoch_time_s += elapsed
         state.train_time_s += elapsed
-        state.train_samples += samples
-        state.loss_log.append([state.global_step, loss_sum / samples])
+        state.train_samples += int(samples)
+        state.loss_log.append([state.global_step, mean_loss])
+        if self.is_main:
+            self._append_train_log(mean_loss, int(samples))
+
+    def _append_train_log(self, loss: float, samples: int) -> None:
+        row = {"step": self.state.global_step, "epoch": self.state.epoch + 1, "loss": loss, "samples": samples,
+               "lr": self.backend.current_lr(), "world_size": self.backend.world_size}
+        with self.train_log_path.open("a") as stream:
+            stream.write(json.dumps(row) + "\n")
 
     def _diverged(self, loss: float) -> None:
         checkpoint = latest_checkpoint(self.checkpoints_root)
@@ -218,16 +275,23 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------------
     def predict_logits(self, features: Features) -> tuple[float, np.ndarray]:
-        """(mean loss, logits) over ``features`` in their order, dropout off."""
+        """*Collective*: (mean loss, logits) over ``features`` in their order, dropout off. Each rank predicts
+        its slice of every eval batch; the slices are gathered, so every example counts exactly once."""
         self.backend.set_train_mode(False)
-        losses, logits = [], []
-        for indices in sequential_batches(len(features), self.plan.eval_batch_size):
-            loss, batch_logits = self.backend.predict(collate(features, indices, self.pad_token_id,
+        indices, losses, logits = [], [], []
+        for batch_indices in sequential_batches(len(features), self.plan.eval_batch_size):
+            local, run = self._local_part(batch_indices)
+            loss, batch_logits = self.backend.predict(collate(features, run, self.pad_token_id,
                                                               self.plan.pad_to_multiple_of))
-            losses.append(loss * len(indices))
-            logits.append(batch_logits)
+            if len(local):
+                indices.append(local)
+                losses.append(loss * len(local))
+                logits.append(batch_logits)
         self.backend.set_train_mode(True)
-        return float(np.sum(losses) / len(features)), np.concatenate(logits)
+        shards = self.backend.all_gather_object((indices, float(np.sum(losses)), logits))
+        all_indices = np.concatenate([part for shard in shards for part in shard[0]])
+        all_logits = np.concatenate([part for shard in shards for part in shard[2]])
+        return float(sum(shard[1] for shard in shards) / len(features)), all_logits[np.argsort(all_indices)]
 
     def evaluate(self) -> dict:
         started = time.perf_counter()
@@ -251,8 +315,7 @@ class Trainer:
         if improved:
             state.best_metric, state.best_step = value, state.global_step
             state.evaluations_without_improvement = 0
-            with atomic_directory(self.best_model_dir) as temporary:
-                self.backend.save_model(temporary)
+            self.write_on_main(self._save_best_model)
         else:
             state.evaluations_without_improvement += 1
             patience = self.plan.early_stopping_patience
@@ -261,10 +324,16 @@ class Trainer:
         return results
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
+    def _save_best_model(self) -> None:
+        with atomic_directory(self.best_model_dir) as temporary:
+            self.backend.save_model(temporary)
+
+    def save_checkpoint(self) -> Path | None:
+        """*Collective*: the checkpoint directory (on rank 0; None on the others)."""
         def write_framework_files(directory: Path) -> None:
             self.backend.save_model(directory / MODEL_SUBDIR)
             self.backend.save_training_state(directory)
 
-        return write_checkpoint(self.checkpoints_root, self.state.global_step, asdict(self.state),
-                                write_framework_files, self.plan.save_total_limit)
+        return self.write_on_main(lambda: write_checkpoint(self.checkpoints_root, self.state.global_step,
+                                                           asdict(self.state), write_framework_files,
+                                                           self.plan.save_total_limit), with_training_state=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, ContextManager
 
 import numpy as np
+
+from paddleport.glue_runners.distributed import LaunchInfo
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -29,6 +32,8 @@ class BackendOptions:
     amp: str = "none"  # one of AMP_MODES
     num_threads: int | None = None
     gradient_checkpointing: bool = False
+    launch: LaunchInfo = field(default_factory=LaunchInfo)  # a torchrun / paddle.distributed.launch process
+    sharding: str = "none"  # one of distributed.SHARDING_MODES (checked before the backend is made)
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -53,12 +58,70 @@ class Backend(ABC):
 
     Batches are dicts of numpy arrays (``input_ids``, ``token_type_ids``, ``attention_mask``, ``labels``);
     parameters cross the interface as numpy arrays in Hugging Face names and layout.
+
+    Under a distributed launch the backend initialises its framework's process group when it is made, wraps
+    the model for data parallelism / sharding in :meth:`build_optimizer`, and offers the few collectives the
+    trainer needs (each a no-op, without the framework, in a single process). Methods marked *collective*
+    must be called by every rank in the same order; files are written by rank 0 only.
     """
 
     name: str
 
     def __init__(self, options: BackendOptions):
         self.options = options
+        self.launch = options.launch
+
+    # -- processes -----------------------------------------------------------------------------
+    @property
+    def rank(self) -> int:
+        return self.launch.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.launch.world_size
+
+    @property
+    def is_main(self) -> bool:
+        return self.launch.is_main
+
+    @property
+    def _collectives(self) -> bool:
+        return self.launch.is_distributed and self.launch.world_size > 1
+
+    def barrier(self) -> None:
+        """*Collective*: wait for every rank."""
+        if self._collectives:
+            self._barrier()
+
+    def all_reduce_sum(self, values: np.ndarray) -> np.ndarray:
+        """*Collective*: the element-wise float64 sum of ``values`` over the ranks."""
+        values = np.asarray(values, dtype=np.float64)
+        return self._all_reduce_sum(values) if self._collectives else values
+
+    def all_gather_object(self, value: Any) -> list:
+        """*Collective*: every rank's (picklable) ``value``, in rank order."""
+        return self._all_gather_object(value) if self._collectives else [value]
+
+    def _barrier(self) -> None:
+        raise NotImplementedError
+
+    def _all_reduce_sum(self, values: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _all_gather_object(self, value: Any) -> list:
+        raise NotImplementedError
+
+    def gradient_sync(self, enabled: bool) -> ContextManager:
+        """Around one micro-batch's :meth:`forward_backward`: with ``enabled`` False (an accumulation micro-step)
+        the data-parallel engine skips the gradient all-reduce (``no_sync``)."""
+        return contextlib.nullcontext()
+
+    def prepare_to_save(self, with_training_state: bool) -> None:
+        """*Collective*: gather what a sharded model/optimizer keeps in pieces, so that rank 0 can then call
+        :meth:`save_model` (and :meth:`save_training_state`)."""
+
+    def shutdown(self) -> None:
+        """Leave the process group (end of a distributed run)."""
 
     # -- model ---------------------------------------------------------------------------------
     @abstractmethod
@@ -96,8 +159,8 @@ class Backend(ABC):
         """Dropout on (training) or off."""
 
     @abstractmethod
-    def forward_backward(self, batch: dict[str, np.ndarray], loss_divisor: int) -> float:
-        """Forward under AMP, backward of loss / loss_divisor (gradients accumulate); returns the batch's
+    def forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float:
+        """Forward under AMP, backward of loss * loss_weight (gradients accumulate); returns the batch's
         mean loss (unscaled, float)."""
 
     @abstractmethod

@@ -3,13 +3,19 @@
 Model, optimizer and optimizer steps are created under this backend's own unique-name generator, so
 internal parameter/accumulator names (the keys of the optimizer state) are the same in every run, also
 when several runs share one process (tests), and ``--resume`` can load them.
+
+Under ``python -m paddle.distributed.launch``: ``init_parallel_env`` (gloo on CPU, NCCL on GPU) and
+``paddle.DataParallel``; with ``--sharding zero1/zero2`` (GPU only) ``group_sharded_parallel`` level 'os'/'os_g',
+whose optimizer-state shards are gathered into one full state for checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from pathlib import Path
+from typing import Any, ContextManager
 
 import numpy as np
 
@@ -17,6 +23,7 @@ from paddleport.errors import PaddleportError
 from paddleport.glue_runners.backends.base import (Backend, BackendOptions, OptimizerConfig, linear_warmup_decay,
                                                    uses_weight_decay)
 from paddleport.glue_runners.checkpoint_info import inspect_model_dir
+from paddleport.glue_runners.distributed import PADDLE_SHARDING_LEVELS
 
 OPTIMIZER_FILE = "optimizer.pdopt"
 EXTRA_STATE_FILE = "training_state.pkl"
@@ -32,6 +39,40 @@ def _import_paddle(num_threads: int | None):
     return paddle
 
 
+def _logits_only(paddle, model):
+    """The model as a layer that returns the logits tensor: paddle.DataParallel finds the tensors to reduce for
+    in what forward returns (tensors, lists, dicts), not in an output object."""
+
+    class LogitsOnly(paddle.nn.Layer):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **inputs):
+            return self.inner(**inputs).logits
+
+    return LogitsOnly(model)
+
+
+def _to_numpy(state):
+    """A (nested) optimizer state dict with numpy arrays in place of tensors, for pickling between ranks."""
+    if isinstance(state, dict):
+        return {name: _to_numpy(value) for name, value in state.items()}
+    return state.numpy() if hasattr(state, "numpy") else state
+
+
+def _merge_shards(shards: list[dict]) -> dict:
+    """The union of the ranks' optimizer-state shards (disjoint accumulators; shared entries are equal)."""
+    merged: dict = {}
+    for shard in shards:
+        for name, value in shard.items():
+            if isinstance(value, dict) and isinstance(merged.get(name), dict):
+                merged[name] = {**merged[name], **value}
+            else:
+                merged.setdefault(name, value)
+    return merged
+
+
 class PaddleBackend(Backend):
     name = "paddle"
 
@@ -42,11 +83,17 @@ class PaddleBackend(Backend):
             if not (paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0):
                 raise PaddleportError("--device", "gpu requested but this paddle has no CUDA device "
                                                   "(install paddlepaddle-gpu)")
-            paddle.set_device("gpu")
+            # under the launcher, the GPU it selected for this process (FLAGS_selected_gpus)
+            paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().device_id}" if self.launch.is_distributed
+                              else "gpu")
         else:
             paddle.set_device("cpu")
+        if self.launch.is_distributed:
+            paddle.distributed.init_parallel_env()
         self.names = paddle.base.unique_name.UniqueNameGenerator()
         self.model = None
+        self.train_module = None  # the model as wrapped for data-parallel / sharded training
+        self._gathered_optimizer_state: dict | None = None  # full state of a sharded optimizer (prepare_to_save)
         self.optimizer = None
         self.scheduler = None
         self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**16) if options.amp == "fp16" else None
@@ -55,6 +102,46 @@ class PaddleBackend(Backend):
 
     def _names_guard(self):
         return self.paddle.base.unique_name.guard(self.names)
+
+    # -- processes -----------------------------------------------------------------------------
+    def _barrier(self) -> None:
+        self.paddle.distributed.barrier()
+
+    def _all_reduce_sum(self, values: np.ndarray) -> np.ndarray:
+        tensor = self.paddle.to_tensor(values.copy())
+        self.paddle.distributed.all_reduce(tensor)
+        return tensor.numpy()
+
+    def _all_gather_object(self, value: Any) -> list:
+        gathered: list = []
+        self.paddle.distributed.all_gather_object(gathered, value)
+        return gathered
+
+    @property
+    def _sharded(self) -> bool:
+        return self.options.sharding in PADDLE_SHARDING_LEVELS
+
+    def _wrap_for_parallel(self) -> None:
+        """group_sharded_parallel (wraps model, optimizer and scaler) or DataParallel under a launch."""
+        paddle = self.paddle
+        logits_model = _logits_only(paddle, self.model)
+        if self._sharded:
+            from paddle.distributed.sharding import group_sharded_parallel
+
+            level = PADDLE_SHARDING_LEVELS[self.options.sharding]
+            self.train_module, self.optimizer, scaler = group_sharded_parallel(
+                logits_model, self.optimizer, level, scaler=self.scaler)
+            self.scaler = scaler
+        elif self.launch.is_distributed:
+            self.train_module = paddle.DataParallel(logits_model)
+        else:
+            self.train_module = logits_model
+
+    def gradient_sync(self, enabled: bool) -> ContextManager:
+        # group_sharded stage 1/2 reduces gradients in every backward (it has no no_sync): correct, more traffic.
+        if not enabled and isinstance(self.train_module, self.paddle.DataParallel):
+            return self.train_module.no_sync()
+        return contextlib.nullcontext()
 
     # -- model ---------------------------------------------------------------------------------
     def load_model(self, model_dir: Path, num_labels: int, work_dir: Path) -> None:
@@ -111,9 +198,11 @@ class PaddleBackend(Backend):
                 learning_rate=self.scheduler, parameters=self.model.parameters(), beta1=config.betas[0],
                 beta2=config.betas[1], epsilon=config.eps, weight_decay=config.weight_decay,
                 apply_decay_param_fun=lambda name: name in decayed, grad_clip=clip)
+        self._wrap_for_parallel()
 
     def set_train_mode(self, training: bool) -> None:
-        self.model.train() if training else self.model.eval()
+        module = self.model if self.train_module is None else self.train_module
+        module.train() if training else module.eval()
 
     def _autocast(self):
         dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(self.options.amp)
@@ -128,15 +217,20 @@ class PaddleBackend(Backend):
             return functional.mse_loss(logits.astype("float32").squeeze(-1), labels.astype("float32"))
         return functional.cross_entropy(logits.astype("float32"), labels)
 
+    @staticmethod
+    def _model_inputs(tensors: dict) -> dict:
+        return {name: tensors[name] for name in ("input_ids", "token_type_ids", "attention_mask")}
+
     def _logits(self, tensors: dict):
         with self._autocast():
-            return self.model(input_ids=tensors["input_ids"], token_type_ids=tensors["token_type_ids"],
-                              attention_mask=tensors["attention_mask"]).logits
+            return self.model(**self._model_inputs(tensors)).logits
 
-    def forward_backward(self, batch: dict[str, np.ndarray], loss_divisor: int) -> float:
+    def forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float:
         tensors = self._tensors(batch)
-        loss = self._loss(self._logits(tensors), tensors["labels"])
-        scaled = loss / loss_divisor
+        with self._autocast():
+            logits = self.train_module(**self._model_inputs(tensors))
+        loss = self._loss(logits, tensors["labels"])
+        scaled = loss * loss_weight
         (self.scaler.scale(scaled) if self.scaler else scaled).backward()
         return float(loss)
 
@@ -147,7 +241,10 @@ class PaddleBackend(Backend):
                 self.scaler.update()
             else:
                 self.optimizer.step()
-        self.optimizer.clear_grad(set_to_zero=False)
+        if self._sharded:
+            self.optimizer.clear_grad()  # group_sharded's replacement takes no arguments
+        else:
+            self.optimizer.clear_grad(set_to_zero=False)
         self.scheduler.step()
 
     def current_lr(self) -> float:
@@ -164,9 +261,20 @@ class PaddleBackend(Backend):
     def seed(self, seed: int) -> None:
         self.paddle.seed(seed)
 
+    def prepare_to_save(self, with_training_state: bool) -> None:
+        if self._sharded and with_training_state:  # each rank holds the accumulators of its own parameters
+            shards = self.all_gather_object(_to_numpy(self.optimizer.state_dict()))
+            self._gathered_optimizer_state = _merge_shards(shards)
+
+    def _optimizer_state(self) -> dict:
+        if self._sharded:
+            state, self._gathered_optimizer_state = self._gathered_optimizer_state, None
+            return state
+        return self.optimizer.state_dict()
+
     def save_training_state(self, directory: Path) -> None:
         paddle = self.paddle
-        paddle.save(self.optimizer.state_dict(), str(Path(directory) / OPTIMIZER_FILE))
+        paddle.save(self._optimizer_state(), str(Path(directory) / OPTIMIZER_FILE))
         extra = {"scheduler": self.scheduler.state_dict(), "rng": paddle.get_rng_state(),
                  "scaler": self.scaler.state_dict() if self.scaler else None}
         if paddle.get_device().startswith("gpu"):

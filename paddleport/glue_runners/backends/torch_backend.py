@@ -1,8 +1,15 @@
-"""PyTorch backend: transformers model, torch AdamW + LambdaLR, torch.autocast / GradScaler."""
+"""PyTorch backend: transformers model, torch AdamW + LambdaLR, torch.autocast / GradScaler.
+
+Under ``torchrun``: a gloo (CPU) or NCCL (GPU) process group, ``DistributedDataParallel``; with ``--sharding``
+``ZeroRedundancyOptimizer`` (zero1) or FSDP2 ``fully_shard`` per repeated block (zero2: parameters stay
+gathered after forward, fsdp: resharded). Checkpoints hold full (gathered) model and optimizer state.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any, ContextManager
 
 import numpy as np
 import torch
@@ -14,6 +21,10 @@ from paddleport.glue_runners.backends.base import (Backend, BackendOptions, Opti
 from paddleport.glue_runners.checkpoint_info import inspect_model_dir
 
 STATE_FILE = "training_state.pt"
+FSDP_MODES = ("zero2", "fsdp")
+# How the optimizer state is stored: the optimizer's own state_dict (indexed by parameter position), or
+# torch.distributed.checkpoint's full state dict keyed by parameter name (FSDP).
+INDEXED, BY_NAME = "indexed", "by_name"
 
 
 class TorchBackend(Backend):
@@ -23,15 +34,99 @@ class TorchBackend(Backend):
         super().__init__(options)
         if options.device == "gpu" and not torch.cuda.is_available():
             raise PaddleportError("--device", "gpu requested but torch finds no CUDA device")
-        self.device = torch.device("cuda" if options.device == "gpu" else "cpu")
+        self.device = self._pick_device()
         if options.num_threads:
             torch.set_num_threads(options.num_threads)
+        if self.launch.is_distributed:
+            self._init_process_group()
         self.model: torch.nn.Module | None = None
+        self.train_module: torch.nn.Module | None = None  # the model as wrapped for (data-)parallel training
+        self._gathered_model_state: dict | None = None  # full state of a sharded model, set by prepare_to_save
+        self._gathered_optimizer_state: dict | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.amp == "fp16")
         self.max_grad_norm = 0.0
         self.regression = False
+
+    # -- processes -----------------------------------------------------------------------------
+    def _pick_device(self) -> torch.device:
+        if self.options.device != "gpu":
+            return torch.device("cpu")
+        if self.launch.is_distributed:
+            torch.cuda.set_device(self.launch.local_rank)
+            return torch.device("cuda", self.launch.local_rank)
+        return torch.device("cuda")
+
+    def _init_process_group(self) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            if self.device.type == "cuda":
+                dist.init_process_group("nccl", device_id=self.device)
+            else:
+                dist.init_process_group("gloo")
+
+    def _barrier(self) -> None:
+        torch.distributed.barrier()
+
+    def _all_reduce_sum(self, values: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(values.copy()).to(self.device)
+        torch.distributed.all_reduce(tensor)
+        return tensor.cpu().numpy()
+
+    def _all_gather_object(self, value: Any) -> list:
+        gathered: list = [None] * self.world_size
+        torch.distributed.all_gather_object(gathered, value)
+        return gathered
+
+    def shutdown(self) -> None:
+        if self.launch.is_distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    @property
+    def _fsdp(self) -> bool:
+        return self.options.sharding in FSDP_MODES
+
+    def _wrap_for_parallel(self) -> None:
+        """FSDP2 on every block of a ModuleList and on the root (zero2/fsdp), else DDP under a launch."""
+        if self._fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            reshard = self.options.sharding == "fsdp"
+            blocks = [block for module in self.model.modules() if isinstance(module, torch.nn.ModuleList)
+                      for block in module]
+            for block in blocks:
+                fully_shard(block, reshard_after_forward=reshard)
+            fully_shard(self.model, reshard_after_forward=reshard)
+            self.train_module = self.model
+        elif self.launch.is_distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_module = DistributedDataParallel(self.model, device_ids=device_ids)
+        else:
+            self.train_module = self.model
+
+    def gradient_sync(self, enabled: bool) -> ContextManager:
+        if self._fsdp:
+            self.model.set_requires_gradient_sync(enabled)
+        elif not enabled and self.train_module is not self.model:
+            return self.train_module.no_sync()
+        return contextlib.nullcontext()
+
+    def prepare_to_save(self, with_training_state: bool) -> None:
+        if self._fsdp:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                                 get_optimizer_state_dict)
+
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            self._gathered_model_state = get_model_state_dict(self.model, options=options)
+            if with_training_state:
+                self._gathered_optimizer_state = get_optimizer_state_dict(self.model, self.optimizer,
+                                                                          options=options)
+        elif self.options.sharding == "zero1" and with_training_state:
+            self.optimizer.consolidate_state_dict(to=0)
 
     # -- model ---------------------------------------------------------------------------------
     def load_model(self, model_dir: Path, num_labels: int, work_dir: Path) -> None:
@@ -66,7 +161,13 @@ class TorchBackend(Backend):
                 params[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
     def save_model(self, directory: Path) -> None:
-        self.model.save_pretrained(str(directory))
+        if self._fsdp:
+            state, self._gathered_model_state = self._gathered_model_state, None
+            if state is None:
+                raise RuntimeError("prepare_to_save() must gather a sharded model before save_model()")
+            self.model.save_pretrained(str(directory), state_dict=state)
+        else:
+            self.model.save_pretrained(str(directory))
 
     def load_model_weights(self, directory: Path) -> None:
         from safetensors.torch import load_file
@@ -75,23 +176,36 @@ class TorchBackend(Backend):
         missing = set(dict(self.model.named_parameters())) - set(state)
         if missing:
             raise PaddleportError(directory, f"lacks parameters {', '.join(sorted(missing)[:5])}")
-        self.model.load_state_dict(state, strict=False)
+        if self._fsdp and self.train_module is not None:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            state = {name: value.cpu() for name, value in state.items()}
+            set_model_state_dict(self.model, state, options=StateDictOptions(full_state_dict=True, strict=False))
+        else:
+            self.model.load_state_dict(state, strict=False)
 
     # -- training ------------------------------------------------------------------------------
     def build_optimizer(self, config: OptimizerConfig) -> None:
+        self._wrap_for_parallel()
         named = [(name, param) for name, param in self.model.named_parameters() if param.requires_grad]
         groups = [
             {"params": [p for n, p in named if uses_weight_decay(n)], "weight_decay": config.weight_decay},
             {"params": [p for n, p in named if not uses_weight_decay(n)], "weight_decay": 0.0},
         ]
         # The fused kernel (CPU and CUDA) is several times faster than the default for-each one on CPU.
-        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=True)
+        settings = dict(lr=config.lr, betas=config.betas, eps=config.eps, fused=True)
+        if self.options.sharding == "zero1":
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+
+            self.optimizer = ZeroRedundancyOptimizer(groups, optimizer_class=torch.optim.AdamW, **settings)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, **settings)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_warmup_decay(config.warmup_steps, config.total_steps))
         self.max_grad_norm = config.max_grad_norm
 
     def set_train_mode(self, training: bool) -> None:
-        self.model.train(training)
+        (self.model if self.train_module is None else self.train_module).train(training)
 
     def _autocast(self):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.options.amp)
@@ -105,15 +219,16 @@ class TorchBackend(Backend):
             return F.mse_loss(logits.float().squeeze(-1), labels.float())
         return F.cross_entropy(logits.float(), labels)
 
-    def _logits(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _logits(self, tensors: dict[str, torch.Tensor], module: torch.nn.Module | None = None) -> torch.Tensor:
         with self._autocast():
-            return self.model(input_ids=tensors["input_ids"], token_type_ids=tensors["token_type_ids"],
-                              attention_mask=tensors["attention_mask"]).logits
+            module = self.model if module is None else module
+            return module(input_ids=tensors["input_ids"], token_type_ids=tensors["token_type_ids"],
+                          attention_mask=tensors["attention_mask"]).logits
 
-    def forward_backward(self, batch: dict[str, np.ndarray], loss_divisor: int) -> float:
+    def forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float:
         tensors = self._tensors(batch)
-        loss = self._loss(self._logits(tensors), tensors["labels"])
-        self.scaler.scale(loss / loss_divisor).backward()
+        loss = self._loss(self._logits(tensors, self.train_module), tensors["labels"])
+        self.scaler.scale(loss * loss_weight).backward()
         return float(loss.detach())
 
     def optimizer_step(self) -> None:
@@ -139,8 +254,30 @@ class TorchBackend(Backend):
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
+    def _optimizer_state(self) -> tuple[str, dict]:
+        if self._fsdp:
+            state, self._gathered_optimizer_state = self._gathered_optimizer_state, None
+            if state is None:
+                raise RuntimeError("prepare_to_save(with_training_state=True) must run before saving")
+            return BY_NAME, state
+        return INDEXED, self.optimizer.state_dict()  # zero1: consolidated on rank 0 by prepare_to_save
+
+    def _load_optimizer_state(self, layout: str, state: dict) -> None:
+        expected = BY_NAME if self._fsdp else INDEXED
+        if layout != expected:
+            written_by = "zero2/fsdp" if layout == BY_NAME else "none/zero1"
+            raise PaddleportError("--sharding", f"the checkpoint's optimizer state was written with --sharding "
+                                                f"{written_by}; resume with one of those")
+        if layout == BY_NAME:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            set_optimizer_state_dict(self.model, self.optimizer, state, options=StateDictOptions(full_state_dict=True))
+        else:
+            self.optimizer.load_state_dict(state)
+
     def save_training_state(self, directory: Path) -> None:
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        layout, optimizer_state = self._optimizer_state()
+        state = {"optimizer": optimizer_state, "optimizer_layout": layout, "scheduler": self.scheduler.state_dict(),
                  "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -148,7 +285,7 @@ class TorchBackend(Backend):
 
     def load_training_state(self, directory: Path) -> None:
         state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_optimizer_state(state.get("optimizer_layout", INDEXED), state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
@@ -159,4 +296,4 @@ class TorchBackend(Backend):
     def peak_device_memory_mb(self) -> float | None:
         if self.device.type != "cuda":
             return None
-        return torch.cuda.max_memory_allocated() / 2**20
+        return torch.cuda.max_memory_allocated(self.device) / 2**20
