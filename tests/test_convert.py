@@ -292,35 +292,23 @@ def test_bad_config_unparsable(tmp_path, capsys, bert_cls_dir):
     assert_rejected(capsys, [src, tmp_path / "out"], tmp_path / "out", "config.json", "not valid JSON")
 
 
-def test_bad_unsupported_architecture(tmp_path, capsys, bert_cls_dir):
+CONFIG_EDITS = [
+    ({"architectures": ["BertForQuestionAnswering"]},
+     ["BertForQuestionAnswering", "not supported", "BertForSequenceClassification", "SqueezeBertForMaskedLM"]),
+    ({"model_type": "roberta"}, ["'roberta' is not supported", "bert"]),
+    ({"intermediate_size": 40},
+     ["model.safetensors", "bert.encoder.layer.0.intermediate.dense.bias has shape [37] but config.json implies [40]"]),
+    ({"num_hidden_layers": 1}, ["match no parameter", "bert.encoder.layer.1."]),
+]
+
+
+@pytest.mark.parametrize("edit,fragments", CONFIG_EDITS,
+                         ids=["unsupported-architecture", "unsupported-model-type", "shape-disagrees", "unknown-tensor"])
+def test_bad_config_disagrees_with_checkpoint(tmp_path, capsys, bert_cls_dir, edit, fragments):
     src = copy_checkpoint(bert_cls_dir, tmp_path / "src")
     config = json.loads((src / "config.json").read_text())
-    (src / "config.json").write_text(json.dumps(config | {"architectures": ["BertForQuestionAnswering"]}))
-    assert_rejected(capsys, [src, tmp_path / "out"], tmp_path / "out", "BertForQuestionAnswering",
-                    "not supported", "BertForSequenceClassification", "SqueezeBertForMaskedLM")
-
-
-def test_bad_unsupported_model_type(tmp_path, capsys, bert_cls_dir):
-    src = copy_checkpoint(bert_cls_dir, tmp_path / "src")
-    config = json.loads((src / "config.json").read_text())
-    (src / "config.json").write_text(json.dumps(config | {"model_type": "roberta"}))
-    assert_rejected(capsys, [src, tmp_path / "out"], tmp_path / "out", "'roberta' is not supported", "bert")
-
-
-def test_bad_shape_disagrees_with_config(tmp_path, capsys, bert_cls_dir):
-    src = copy_checkpoint(bert_cls_dir, tmp_path / "src")
-    config = json.loads((src / "config.json").read_text())
-    (src / "config.json").write_text(json.dumps(config | {"intermediate_size": 40}))
-    assert_rejected(capsys, [src, tmp_path / "out"], tmp_path / "out", "model.safetensors",
-                    "bert.encoder.layer.0.intermediate.dense.bias has shape [37] but config.json implies [40]")
-
-
-def test_bad_unknown_tensor(tmp_path, capsys, bert_cls_dir):
-    src = copy_checkpoint(bert_cls_dir, tmp_path / "src")
-    config = json.loads((src / "config.json").read_text())
-    (src / "config.json").write_text(json.dumps(config | {"num_hidden_layers": 1}))
-    assert_rejected(capsys, [src, tmp_path / "out"], tmp_path / "out", "match no parameter",
-                    "bert.encoder.layer.1.")
+    (src / "config.json").write_text(json.dumps(config | edit))
+    assert_rejected(capsys, [src, tmp_path / "out"], tmp_path / "out", *fragments)
 
 
 def test_bad_missing_tensor(tmp_path, capsys, bert_cls_dir):

@@ -134,8 +134,29 @@ def pooler_name(named_modules: list[str]) -> str | None:
     return next((name for name in named_modules if name == "pooler" or name.endswith(".pooler")), None)
 
 
-class TorchRunner:
-    """transformers model in eval mode on ``device`` and ``dtype``; outputs as float32 numpy."""
+class _Runner:
+    """One framework's model in eval mode; ``outputs`` returns the compared tensors as float32 numpy.
+
+    Subclasses supply ``_pooler_hook(callback) -> handle``, ``_forward(batch)`` and ``_to_numpy``.
+    """
+
+    pooler: str | None
+
+    def outputs(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        captured: list = []
+        hook = self._pooler_hook(captured.append) if self.pooler is not None else None
+        try:
+            output = self._forward(batch)
+        finally:
+            if hook is not None:
+                hook.remove()
+        pooled = getattr(output, "pooler_output", None)
+        pooled = pooled if pooled is not None else (captured[0] if captured else None)
+        return _as_numpy(named_outputs(_fields(output), pooled), self._to_numpy)
+
+
+class TorchRunner(_Runner):
+    """transformers model in eval mode on ``device`` and ``dtype``."""
 
     def __init__(self, model, dtype: str, device: str):
         import torch
@@ -151,28 +172,20 @@ class TorchRunner:
     def tensors(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         return {key: self.torch.from_numpy(batch[key]).to(self.device) for key in MODEL_INPUTS}
 
-    def outputs(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        captured: list = []
-        hook = None
-        if self.pooler is not None:
-            hook = self.model.get_submodule(self.pooler).register_forward_hook(lambda m, i, o: captured.append(o))
-        try:
-            with self.torch.no_grad():
-                output = self.model(**self.tensors(batch), output_hidden_states=True, return_dict=True)
-        finally:
-            if hook is not None:
-                hook.remove()
-        pooled = getattr(output, "pooler_output", None)
-        pooled = pooled if pooled is not None else (captured[0] if captured else None)
-        return _as_numpy(named_outputs(_fields(output), pooled), self._to_numpy)
+    def _pooler_hook(self, callback):
+        return self.model.get_submodule(self.pooler).register_forward_hook(lambda m, i, o: callback(o))
+
+    def _forward(self, batch: dict[str, np.ndarray]):
+        with self.torch.no_grad():
+            return self.model(**self.tensors(batch), output_hidden_states=True, return_dict=True)
 
     @staticmethod
     def _to_numpy(tensor) -> np.ndarray:
         return tensor.detach().float().cpu().numpy()
 
 
-class PaddleRunner:
-    """Our Paddle model in eval mode on ``device`` and ``dtype``; outputs as float32 numpy."""
+class PaddleRunner(_Runner):
+    """Our Paddle model in eval mode on ``device`` and ``dtype``."""
 
     def __init__(self, model, dtype: str, device: str):
         import paddle
@@ -188,21 +201,13 @@ class PaddleRunner:
     def tensors(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         return {key: self.paddle.to_tensor(batch[key]) for key in MODEL_INPUTS}
 
-    def outputs(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        captured: list = []
-        hook = None
-        if self.pooler is not None:
-            layer = dict(self.model.named_sublayers())[self.pooler]
-            hook = layer.register_forward_post_hook(lambda lay, i, o: captured.append(o))
-        try:
-            with self.paddle.no_grad():
-                output = self.model(**self.tensors(batch), output_hidden_states=True)
-        finally:
-            if hook is not None:
-                hook.remove()
-        pooled = getattr(output, "pooler_output", None)
-        pooled = pooled if pooled is not None else (captured[0] if captured else None)
-        return _as_numpy(named_outputs(_fields(output), pooled), self._to_numpy)
+    def _pooler_hook(self, callback):
+        layer = dict(self.model.named_sublayers())[self.pooler]
+        return layer.register_forward_post_hook(lambda lay, i, o: callback(o))
+
+    def _forward(self, batch: dict[str, np.ndarray]):
+        with self.paddle.no_grad():
+            return self.model(**self.tensors(batch), output_hidden_states=True)
 
     def _to_numpy(self, tensor) -> np.ndarray:
         return tensor.astype("float32").numpy()
