@@ -19,7 +19,7 @@ def _register_compare(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare", help="forward (and gradient) parity of a Hugging Face checkpoint and its Paddle port",
         description="Compare embeddings, every layer's hidden state, the pooled output and the logits "
-                    "(all positions, padding included). Exit 0 on pass, 1 on fail, 2 on bad input.")
+                    "(every position the attention mask keeps). Exit 0 on pass, 1 on fail, 2 on bad input.")
     parser.add_argument("hf_dir", type=Path, help="Hugging Face checkpoint directory (with its tokenizer)")
     parser.add_argument("paddle_dir", type=Path, help="Paddle checkpoint directory (paddleport convert output)")
     parser.add_argument("--inputs", type=Path, help="GLUE pair TSV or one sentence a line (default: QQP sample)")

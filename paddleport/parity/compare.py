@@ -1,9 +1,10 @@
 """Forward and gradient parity between a Hugging Face checkpoint (transformers, torch) and its Paddle port.
 
 Forward: every batch runs through both models in eval mode with ``output_hidden_states``; the embeddings
-output, each layer's hidden state, the pooled output and the logits are compared at **every** position,
-padding included (both frameworks compute padded rows with the same arithmetic, so they must agree too).
-A tensor passes when max |Δ| <= atol or, in float32, max |Δ| <= ``FORWARD_RTOL_OF_MAX`` × its largest |value|.
+output, each layer's hidden state, the pooled output and the logits are compared at every position the
+attention mask keeps. Padding positions are left out: nothing downstream reads them, and their values are
+ill-conditioned (a pad token at a far position, attending to a few real tokens, sits on large LayerNorm
+outlier dimensions: on all-MiniLM-L6-v2 they differ by up to 1.1e-4 while the kept positions stay within 5e-6).
 
 Gradients (``grad=True``): one forward + backward pass of the task loss on the first batch with dropout off
 (eval mode); Paddle gradients are mapped to the Hugging Face layout through the converter's
@@ -32,10 +33,6 @@ from paddleport.parity.report import GradReport, ParityReport, TensorDiff
 # Default max |Δ| per dtype.  Half precision carries ~3 (bf16) or ~4 (fp16) significant digits, and the
 # two frameworks round at different places, so differences grow with depth; these bound a 12-layer base model.
 DEFAULT_ATOL = {"float32": 1e-5, "float16": 5e-2, "bfloat16": 2.5e-1}
-# float32 forward tensors also pass at max |Δ| <= 1e-5 x the tensor's largest magnitude: a real checkpoint's
-# hidden states reach ~10, where 1e-5 absolute is a few float32 ulps after 6-12 layers of LayerNorm
-# (torch itself differs by up to 3.8e-6 on all-MiniLM-L6-v2 between batch sizes 65 and 8 of the same pairs).
-FORWARD_RTOL_OF_MAX = {"float32": 1e-5, "float16": 0.0, "bfloat16": 0.0}
 GRAD_RTOL_OF_MAX = 1e-5
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MLM_LABEL_FRACTION = 0.15
@@ -63,15 +60,14 @@ def compare_models(
     encoded = load_parity_batches(hf_dir, inputs, batch_size=batch_size, max_length=max_length, limit=limit, seed=seed)
     torch_model, paddle_model = load_torch_model(pair), load_paddle_model(pair)
     tensors = forward_diffs(torch_model, paddle_model, encoded, dtype=dtype, device=device)
-    rtol_of_max = FORWARD_RTOL_OF_MAX[dtype]
-    first_failure = next((diff.name for diff in tensors if not diff.check_atol_or_scaled(atol, rtol_of_max)), None)
+    first_failure = next((diff.name for diff in tensors if not diff.check_atol(atol)), None)
     grad_report = None
     if grad:
         grad_report = gradient_diffs(torch_model, paddle_model, pair, encoded.batches[0], atol=atol,
                                      dtype=dtype, device=device, seed=seed)
     passed = first_failure is None and (grad_report is None or grad_report.passed)
     return ParityReport(
-        passed=passed, atol=atol, rtol_of_max=rtol_of_max, dtype=dtype, device=device, architecture=pair.architecture,
+        passed=passed, atol=atol, dtype=dtype, device=device, architecture=pair.architecture,
         hf_dir=str(hf_dir), paddle_dir=str(paddle_dir), tensors=tensors, first_failure=first_failure,
         inputs=encoded.describe(), grad=grad_report,
     )
@@ -106,11 +102,18 @@ def forward_diffs(torch_model, paddle_model, encoded: EncodedBatches, *, dtype: 
     diffs: dict[str, TensorDiff] = {}
     for batch in encoded.batches:
         reference, ours = torch_run.outputs(batch), paddle_run.outputs(batch)
+        kept = batch["attention_mask"].astype(bool)
         for name, value in reference.items():
             if name not in ours:
                 raise PaddleportError(None, f"the Paddle model produced no {name} (it returned {', '.join(ours)})")
-            diffs.setdefault(name, TensorDiff(name)).update(ours[name], value)
+            diffs.setdefault(name, TensorDiff(name)).update(kept_positions(ours[name], kept),
+                                                            kept_positions(value, kept))
     return list(diffs.values())
+
+
+def kept_positions(value: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Per-token outputs ([batch, seq, ...]) at the positions the attention mask keeps; others unchanged."""
+    return value[kept] if value.shape[:2] == kept.shape else value
 
 
 def named_outputs(output, pooled) -> dict[str, np.ndarray]:
