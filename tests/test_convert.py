@@ -368,3 +368,13 @@ def test_untied_decoder_matches_transformers(tmp_path):
     convert_checkpoint(write_variant(model, tmp_path / "hf", "bin"), tmp_path / "pd")
     paddle_model = models.AutoModelForMaskedLM.from_pretrained(tmp_path / "pd")
     assert max(forward_diffs(model, paddle_model, qqp_batch(pairs=2)).values()) <= 1e-5
+
+
+def test_pretraining_checkpoint_needs_arch_and_drops_nsp_head(tmp_path):
+    source = write_variant(make_tiny_hf_model("BertForPreTraining"), tmp_path / "pre", "safetensors")
+    with pytest.raises(PaddleportError, match="BertForPreTraining' is not supported"):
+        convert_checkpoint(source, tmp_path / "nope")
+    report = convert_checkpoint(source, tmp_path / "mlm", arch="BertForMaskedLM")
+    assert report.dropped == ["bert.pooler.dense.bias", "bert.pooler.dense.weight",
+                              "cls.seq_relationship.bias", "cls.seq_relationship.weight"]
+    assert not report.newly_initialised

@@ -7,7 +7,7 @@ from pathlib import Path
 from paddleport.glue_runners.reporting import framework_comparison
 from paddleport.glue_runners.runner import GlueRunConfig, run_glue
 
-DEMO_SETTINGS = dict(task="qqp", max_train_samples=256, max_eval_samples=200, epochs=1, max_length=64, batch_size=16,
+DEMO_SETTINGS = dict(task="qqp", max_train_samples=1024, max_eval_samples=200, epochs=1, max_length=64, batch_size=16,
                      lr=1e-4, warmup_ratio=0.1, seed=42, num_threads=2, overwrite=True, verbose=False)
 
 
