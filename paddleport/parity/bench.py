@@ -150,6 +150,8 @@ def _set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    # importing paddle pins OpenMP to 1 thread unless OMP_NUM_THREADS was set; this sets it for eager kernels
+    paddle.base.core.set_num_threads(threads)
     paddle.set_flags({"FLAGS_paddle_num_threads": threads})
 
 
