@@ -42,10 +42,15 @@ class PointwiseConv1D(nn.Conv1D):
         self.groups = groups
 
     def forward(self, x):
+        batch, _, width = x.shape
         out_channels, in_per_group = self.weight.shape[0], self.weight.shape[1]
         weight = self.weight.reshape([self.groups, out_channels // self.groups, in_per_group])
-        grouped = paddle.matmul(weight, x.reshape([0, self.groups, in_per_group, -1]))  # [N, groups, out/g, W]
-        return grouped.reshape([0, out_channels, -1]) + self.bias.unsqueeze(-1)
+        # [N, C, W] -> [groups, C/groups, N*W]: a plain batched matmul (Paddle cannot differentiate a
+        # matmul that broadcasts the weight over the batch)
+        columns = x.reshape([batch, self.groups, in_per_group, width]).transpose([1, 2, 0, 3])
+        grouped = paddle.matmul(weight, columns.reshape([self.groups, in_per_group, batch * width]))
+        grouped = grouped.reshape([self.groups, out_channels // self.groups, batch, width]).transpose([2, 0, 1, 3])
+        return grouped.reshape([batch, out_channels, width]) + self.bias.unsqueeze(-1)
 
 
 class SqueezeBertLayerNorm(nn.LayerNorm):

@@ -23,6 +23,19 @@ PDPARAMS_NAME = "model_state.pdparams"
 PADDLE_FORMAT_TAG = "paddle"
 
 
+def configure_paddle_cpu(threads: int | None = None) -> None:
+    """The Paddle eager settings paddleport's runners use on CPU.
+
+    - OpenMP threads: importing paddle pins them to 1 unless OMP_NUM_THREADS was set.
+    - Dense transposes (``FLAGS_use_stride_kernel`` off): with strided views, the attention matmuls on
+      transposed heads ran 10-20x slower (bert-base, 2 threads); fine-tuning MiniLM went from 11.5 to 17.0
+      samples/s with identical losses.
+    """
+    if threads:
+        paddle.base.core.set_num_threads(threads)
+    paddle.set_flags({"FLAGS_use_stride_kernel": False})
+
+
 # --- outputs ------------------------------------------------------------------------------
 
 @dataclass

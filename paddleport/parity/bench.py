@@ -17,7 +17,6 @@ its output (logits, or the last hidden state of a base model) against torch floa
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -149,9 +148,10 @@ def _set_threads(threads: int) -> None:
     import paddle
     import torch
 
+    from paddleport.models.modeling_utils import configure_paddle_cpu
+
     torch.set_num_threads(threads)
-    # importing paddle pins OpenMP to 1 thread unless OMP_NUM_THREADS was set; this sets it for eager kernels
-    paddle.base.core.set_num_threads(threads)
+    configure_paddle_cpu(threads)
     paddle.set_flags({"FLAGS_paddle_num_threads": threads})
 
 

@@ -34,8 +34,9 @@ def _import_paddle(num_threads: int | None):
         os.environ.setdefault("OMP_NUM_THREADS", str(num_threads))
     import paddle
 
-    if num_threads:
-        paddle.base.core.set_num_threads(num_threads)
+    from paddleport.models.modeling_utils import configure_paddle_cpu
+
+    configure_paddle_cpu(num_threads)
     return paddle
 
 
