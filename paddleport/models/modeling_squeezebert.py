@@ -42,15 +42,24 @@ class PointwiseConv1D(nn.Conv1D):
         self.groups = groups
 
     def forward(self, x):
-        batch, _, width = x.shape
         out_channels, in_per_group = self.weight.shape[0], self.weight.shape[1]
         weight = self.weight.reshape([self.groups, out_channels // self.groups, in_per_group])
-        # [N, C, W] -> [groups, C/groups, N*W]: a plain batched matmul (Paddle cannot differentiate a
-        # matmul that broadcasts the weight over the batch)
-        columns = x.reshape([batch, self.groups, in_per_group, width]).transpose([1, 2, 0, 3])
-        grouped = paddle.matmul(weight, columns.reshape([self.groups, in_per_group, batch * width]))
-        grouped = grouped.reshape([self.groups, out_channels // self.groups, batch, width]).transpose([2, 0, 1, 3])
-        return grouped.reshape([batch, out_channels, width]) + self.bias.unsqueeze(-1)
+        if paddle.is_grad_enabled():
+            grouped = self._differentiable_matmul(weight, x)
+        else:  # inference: the weight broadcast over the batch, no transposes
+            grouped = paddle.matmul(weight, x.reshape([0, self.groups, in_per_group, -1]))
+        return grouped.reshape([0, out_channels, -1]) + self.bias.unsqueeze(-1)
+
+    def _differentiable_matmul(self, weight, x):
+        """[N, C, W] -> [groups, C/groups, N*W] -> one batched matmul -> [N, groups, out/groups, W].
+
+        Paddle cannot differentiate a matmul that broadcasts the weight over the batch.
+        """
+        batch, _, width = x.shape
+        groups, out_per_group, in_per_group = weight.shape
+        columns = x.reshape([batch, groups, in_per_group, width]).transpose([1, 2, 0, 3])
+        grouped = paddle.matmul(weight, columns.reshape([groups, in_per_group, batch * width]))
+        return grouped.reshape([groups, out_per_group, batch, width]).transpose([2, 0, 1, 3])
 
 
 class SqueezeBertLayerNorm(nn.LayerNorm):

@@ -89,8 +89,9 @@ def save_static(model, directory: Path) -> list[str]:
     layer = InferenceLayer(model)
     layer.eval()
     try:
-        static = paddle.jit.to_static(layer, input_spec=input_spec(), full_graph=True)
-        paddle.jit.save(static, str(directory / PROGRAM_STEM))
+        with paddle.no_grad():  # an inference program: no gradient bookkeeping is traced
+            static = paddle.jit.to_static(layer, input_spec=input_spec(), full_graph=True)
+            paddle.jit.save(static, str(directory / PROGRAM_STEM))
     except Exception as error:  # dy2static raises many types; the model code, not the user, is at fault
         raise RuntimeError(f"paddle.jit.to_static/save failed for {type(model).__name__}: {error}") from error
     return layer.names
