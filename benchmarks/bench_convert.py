@@ -20,11 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-BERT_BASE_UNCASED = dict(
-    architectures=["BertForMaskedLM"], model_type="bert", vocab_size=30522, hidden_size=768, num_hidden_layers=12,
-    num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2,
-    hidden_act="gelu", layer_norm_eps=1e-12, pad_token_id=0,
-)
+from paddleport.models.presets import BERT_BASE_UNCASED
+
+BERT_BASE_CONFIG = dict(BERT_BASE_UNCASED, architectures=["BertForMaskedLM"], model_type="bert")
 
 PLAIN_COPY = """
 import sys, safetensors.numpy as st
@@ -46,9 +44,9 @@ def write_checkpoint(directory: Path, seed: int = 0) -> Path:
 
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(BERT_BASE_UNCASED))
+    (directory / "config.json").write_text(json.dumps(BERT_BASE_CONFIG))
     tensors = {spec.hf_name: (rng.standard_normal(spec.hf_shape, dtype=np.float32) * 0.02)
-               for spec in parameter_specs(BERT_BASE_UNCASED, "BertForMaskedLM")}
+               for spec in parameter_specs(BERT_BASE_CONFIG, "BertForMaskedLM")}
     safetensors.numpy.save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
     return directory / "model.safetensors"
 

@@ -11,7 +11,7 @@ import pytest
 from paddleport.data import QQP_KSHOT_DIR
 from paddleport.errors import PaddleportError
 from paddleport.glue_runners.backends.base import linear_warmup_decay, uses_weight_decay
-from paddleport.glue_runners.checkpoints import atomic_directory
+from paddleport.fsutil import atomic_directory
 from paddleport.glue_runners.data import DataSource, load_glue_data
 from paddleport.glue_runners.features import collate, epoch_batches, load_tokenizer, tokenize_split
 from paddleport.glue_runners.metrics import compute_metrics
@@ -135,10 +135,10 @@ def test_schedule_and_weight_decay_groups():
 
 def test_atomic_directory_keeps_old_content_on_failure(tmp_path):
     target = tmp_path / "ckpt"
-    with atomic_directory(target) as temporary:
+    with atomic_directory(target, replace=True) as temporary:
         (temporary / "a").write_text("old")
     with pytest.raises(RuntimeError):
-        with atomic_directory(target) as temporary:
+        with atomic_directory(target, replace=True) as temporary:
             (temporary / "a").write_text("new")
             raise RuntimeError("killed")
     assert (target / "a").read_text() == "old"

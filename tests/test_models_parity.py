@@ -7,6 +7,7 @@ import pytest
 
 from paddleport import models
 from paddleport.convert import convert_checkpoint
+from paddleport.models.presets import BERT_BASE_UNCASED, SQUEEZEBERT_UNCASED
 from tests.checkpoint_variants import write_variant
 from tests.fixtures import MINILM_DIR, forward_diffs, make_tiny_hf_model, qqp_batch
 
@@ -65,14 +66,6 @@ def test_real_minilm_checkpoint_matches_transformers(tmp_path, batch):
     diffs = forward_diffs(hf_model, paddle_model, batch)
     assert len([k for k in diffs if k.startswith("hidden_states")]) == 7
     assert_close(diffs)
-
-
-BERT_BASE_UNCASED = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                         intermediate_size=3072, max_position_embeddings=512)
-SQUEEZEBERT_UNCASED = dict(vocab_size=30528, hidden_size=768, embedding_size=768, num_hidden_layers=12,
-                           num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512,
-                           q_groups=4, k_groups=4, v_groups=4, post_attention_groups=1, intermediate_groups=4,
-                           output_groups=4)
 
 
 @pytest.mark.parametrize("architecture,config", [("BertForSequenceClassification", BERT_BASE_UNCASED),

@@ -13,8 +13,8 @@ from paddleport import __version__
 from paddleport.convert.registry import resolve_class, table_for
 from paddleport.convert.table import ArchitectureTable, ParamSpec
 from paddleport.convert.tensor_io import (
-    FLOAT_DTYPES, PDPARAMS_NAME, SAFETENSORS_NAME, TensorSource, numpy_dtype, open_checkpoint,
-    write_safetensors_stream,
+    FLOAT_DTYPES, PADDLE_FORMAT_TAG, PDPARAMS_NAME, SAFETENSORS_NAME, TensorSource, numpy_dtype,
+    open_checkpoint, write_safetensors_stream,
 )
 from paddleport.errors import PaddleportError
 from paddleport.fsutil import atomic_directory
@@ -23,7 +23,6 @@ from paddleport.models.configuration import CONFIG_NAME, AutoConfig, PretrainedC
 DIRECTIONS = ("paddle", "hf")
 FORMATS = ("safetensors", "pdparams")
 DTYPES = ("float32", "float16", "bfloat16")
-PADDLE_FORMAT_TAG = "paddle"
 HF_FORMAT_TAG = "pt"
 REPORT_NAME = "conversion.json"
 TOKENIZER_FILES = (
@@ -117,7 +116,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
         with atomic_directory(out, replace=force) as partial:
             report.tensors = _write_weights(partial, source, plan, to, dtype, fmt, progress)
             _write_config(partial / CONFIG_NAME, config_dict, class_name, dtype)
-            _copy_tokenizer(src, partial)
+            copy_tokenizer_files(src, partial)
             (partial / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
@@ -263,7 +262,8 @@ def _write_config(path: Path, config_dict: dict, class_name: str, dtype: str | N
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def _copy_tokenizer(src: Path, out: Path) -> None:
+def copy_tokenizer_files(src: Path, out: Path) -> None:
+    """The tokenizer files of ``src``, copied unchanged."""
     for name in TOKENIZER_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, out / name)

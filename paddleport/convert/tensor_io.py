@@ -31,6 +31,8 @@ SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
 TORCH_BIN_NAME = "pytorch_model.bin"
 TORCH_BIN_INDEX_NAME = "pytorch_model.bin.index.json"
 PDPARAMS_NAME = "model_state.pdparams"
+# safetensors metadata "format" of Paddle-layout weights (transformers writes "pt")
+PADDLE_FORMAT_TAG = "paddle"
 WEIGHT_FILES = (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, TORCH_BIN_NAME, TORCH_BIN_INDEX_NAME, PDPARAMS_NAME)
 
 
@@ -149,7 +151,7 @@ class PdparamsSource(TensorSource):
             raise PaddleportError(path, "does not hold a dict of tensors")
         self._arrays = {name: np.asarray(value) for name, value in state.items()}
         self._entries = {name: (path, a.shape, a.dtype.name) for name, a in self._arrays.items()}
-        self.metadata = {"format": "paddle"}
+        self.metadata = {"format": PADDLE_FORMAT_TAG}
 
     def read(self, name: str) -> np.ndarray:
         return self._arrays[name]
@@ -180,6 +182,17 @@ def open_checkpoint(directory: Path) -> TensorSource:
     if (directory / PDPARAMS_NAME).is_file():
         return PdparamsSource(directory / PDPARAMS_NAME)
     raise PaddleportError(directory, f"no weights file found (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def is_paddle_checkpoint(directory: Path) -> bool:
+    """Paddle layout: model_state.pdparams, or model.safetensors tagged ``format: paddle``."""
+    weights = Path(directory) / SAFETENSORS_NAME
+    if weights.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="numpy") as stored:
+            return (stored.metadata() or {}).get("format") == PADDLE_FORMAT_TAG
+    return (Path(directory) / PDPARAMS_NAME).is_file()
 
 
 def read_safetensors_checked(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:

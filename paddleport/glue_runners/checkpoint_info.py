@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paddleport.convert.tensor_io import is_paddle_checkpoint
 from paddleport.errors import PaddleportError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model_state.pdparams")
@@ -52,18 +53,7 @@ def inspect_model_dir(model_dir: Path, option: str = "--model") -> ModelDirInfo:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise PaddleportError(config_path, f"is not valid JSON ({error})") from None
-    return ModelDirInfo(model_dir, config, _stored_shapes(model_dir), _is_paddle_dir(model_dir))
-
-
-def _is_paddle_dir(model_dir: Path) -> bool:
-    """Paddle layout: safetensors tagged ``format: paddle`` (paddleport convert / save_pretrained) or pdparams."""
-    weights = model_dir / "model.safetensors"
-    if weights.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="numpy") as stored:
-            return (stored.metadata() or {}).get("format") == "paddle"
-    return (model_dir / "model_state.pdparams").is_file()
+    return ModelDirInfo(model_dir, config, _stored_shapes(model_dir), is_paddle_checkpoint(model_dir))
 
 
 def _stored_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:

@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
+
+from paddleport.fsutil import atomic_directory
 
 TRAINER_STATE_FILE = "trainer_state.json"
 MODEL_SUBDIR = "model"
 CHECKPOINT_PREFIX = "step-"
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``target`` in one rename.
-
-    A reader never sees a half-written ``target``: either the old one or the complete new one.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
-    temporary.mkdir()
-    try:
-        yield temporary
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    retired = None
-    if target.exists():
-        retired = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
-        os.replace(target, retired)
-    os.replace(temporary, target)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def checkpoint_dir(checkpoints_root: Path, global_step: int) -> Path:
@@ -61,7 +36,7 @@ def write_checkpoint(checkpoints_root: Path, global_step: int, trainer_state: di
                      write_framework_files: Callable[[Path], None], keep: int) -> Path:
     """A new checkpoint (framework files + trainer state JSON), then prune to the newest ``keep``."""
     target = checkpoint_dir(checkpoints_root, global_step)
-    with atomic_directory(target) as temporary:
+    with atomic_directory(target, replace=True) as temporary:
         write_framework_files(temporary)
         (temporary / TRAINER_STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
     for old in list_checkpoints(checkpoints_root)[:-max(1, keep)]:

@@ -11,7 +11,7 @@ from typing import Callable, TypeVar
 
 from paddleport.errors import PaddleportError
 from paddleport.glue_runners.backends.base import AMP_MODES, Backend, BackendOptions, OptimizerConfig, make_backend
-from paddleport.glue_runners.checkpoints import atomic_directory
+from paddleport.fsutil import atomic_directory
 from paddleport.glue_runners.checkpoint_info import ModelDirInfo, check_head, fresh_parameters, inspect_model_dir
 from paddleport.glue_runners.data import DataSource, GlueData, GlueSplit, load_glue_data
 from paddleport.glue_runners.distributed import (LaunchInfo, check_distributed_options, describe_global_batch,
@@ -361,7 +361,7 @@ def finish_run(config: GlueRunConfig, task: GlueTask, trainer: Trainer, backend:
     out = Path(config.output_dir)
 
     def save_final_model() -> None:
-        with atomic_directory(out / "final_model") as temporary:
+        with atomic_directory(out / "final_model", replace=True) as temporary:
             backend.save_model(temporary)
 
     trainer.write_on_main(save_final_model)

@@ -21,8 +21,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from paddleport.errors import PaddleportError
+from paddleport.fsutil import atomic_directory
 from paddleport.glue_runners.backends.base import Backend
-from paddleport.glue_runners.checkpoints import (MODEL_SUBDIR, atomic_directory, latest_checkpoint,
+from paddleport.glue_runners.checkpoints import (MODEL_SUBDIR, latest_checkpoint,
                                                  read_trainer_state, write_checkpoint)
 from paddleport.glue_runners.distributed import gradient_weight, rank_slice
 from paddleport.glue_runners.features import Features, collate, epoch_batches, sequential_batches
@@ -325,7 +326,7 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _save_best_model(self) -> None:
-        with atomic_directory(self.best_model_dir) as temporary:
+        with atomic_directory(self.best_model_dir, replace=True) as temporary:
             self.backend.save_model(temporary)
 
     def save_checkpoint(self) -> Path | None:

@@ -13,14 +13,14 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from paddleport.convert.tensor_io import (
+    PADDLE_FORMAT_TAG, PDPARAMS_NAME, SAFETENSORS_NAME, read_safetensors_checked,
+)
 from paddleport.errors import PaddleportError
 from paddleport.models.configuration import PretrainedConfig
 
 logger = logging.getLogger(__name__)
 
-SAFE_WEIGHTS_NAME = "model.safetensors"
-PDPARAMS_NAME = "model_state.pdparams"
-PADDLE_FORMAT_TAG = "paddle"
 
 
 def configure_paddle_cpu(threads: int | None = None) -> None:
@@ -249,7 +249,7 @@ class PretrainedModel(nn.Layer):
         config = self.config.to_dict() | {"architectures": [type(self).__name__]}
         (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         arrays = {name: tensor_to_numpy(value) for name, value in self.state_dict().items()}
-        save_file(arrays, str(directory / SAFE_WEIGHTS_NAME), metadata={"format": PADDLE_FORMAT_TAG})
+        save_file(arrays, str(directory / SAFETENSORS_NAME), metadata={"format": PADDLE_FORMAT_TAG})
         return directory
 
 
@@ -270,10 +270,8 @@ def numpy_to_paddle(array: np.ndarray) -> paddle.Tensor:
 
 def read_paddle_state_dict(directory: Path) -> dict[str, Any]:
     """Weights of a Paddle directory: model.safetensors (Paddle layout) or model_state.pdparams."""
-    safetensors_path = directory / SAFE_WEIGHTS_NAME
+    safetensors_path = directory / SAFETENSORS_NAME
     if safetensors_path.is_file():
-        from paddleport.convert.tensor_io import read_safetensors_checked
-
         arrays, metadata = read_safetensors_checked(safetensors_path)
         if (metadata or {}).get("format") != PADDLE_FORMAT_TAG:
             raise PaddleportError(safetensors_path, "holds Hugging Face (torch layout) weights, not Paddle ones: "
@@ -285,7 +283,7 @@ def read_paddle_state_dict(directory: Path) -> dict[str, Any]:
             return paddle.load(str(pdparams_path))
         except Exception as error:  # paddle raises assorted types for damaged files
             raise PaddleportError(pdparams_path, f"cannot be read ({error})") from None
-    raise PaddleportError(directory, f"no weights file ({SAFE_WEIGHTS_NAME} or {PDPARAMS_NAME})")
+    raise PaddleportError(directory, f"no weights file ({SAFETENSORS_NAME} or {PDPARAMS_NAME})")
 
 
 def masked_lm_loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from paddleport.convert.tensor_io import is_paddle_checkpoint
 from paddleport.errors import PaddleportError
 from paddleport.parity import devices
 from paddleport.parity.loading import CheckpointPair, architecture_of, read_config
@@ -165,26 +166,13 @@ def prepare_model(model_dir: str | Path, workdir: Path) -> BenchModel:
     config = read_config(model_dir)
     architecture = architecture_of(config, model_dir)
     converted = workdir / "converted"
-    if is_paddle_layout(model_dir):
+    if is_paddle_checkpoint(model_dir):
         convert_checkpoint(model_dir, converted, to="hf", progress=False)
         hf_dir, paddle_dir = converted, model_dir
     else:
         convert_checkpoint(model_dir, converted, to="paddle", progress=False)
         hf_dir, paddle_dir = model_dir, converted
     return BenchModel(model_dir.name, architecture, config.get("model_type", ""), hf_dir, paddle_dir, config)
-
-
-def is_paddle_layout(model_dir: Path) -> bool:
-    """Paddle checkpoints are model_state.pdparams or safetensors tagged format=paddle."""
-    from safetensors import safe_open
-
-    if (model_dir / "model_state.pdparams").is_file():
-        return True
-    weights = model_dir / "model.safetensors"
-    if not weights.is_file():
-        return False
-    with safe_open(str(weights), framework="numpy") as handle:
-        return (handle.metadata() or {}).get("format") == "paddle"
 
 
 def ensure_export(model: BenchModel, workdir: Path) -> Path:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from paddleport.convert.converter import copy_tokenizer_files
 from paddleport.errors import PaddleportError
+from paddleport.fsutil import atomic_directory
 from paddleport.parity.inference import PROGRAM_STEM, Predictor, PredictorOptions, program_files
 from paddleport.parity.loading import architecture_of, read_config
 
@@ -55,20 +56,14 @@ def export_model(paddle_dir: str | Path, out_dir: str | Path, *, force: bool = F
     if out_dir.exists() and not force:
         raise PaddleportError(out_dir, "already exists (pass --force to replace it)")
     model = _load_eager(paddle_dir, architecture)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir, replace=force) as staging:
         names = save_static(model, staging)
         diffs = verify_export(model, staging, names, vocab_size=model.config.vocab_size, atol=atol)
-        for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-            if (paddle_dir / name).is_file():
-                shutil.copy(paddle_dir / name, staging / name)
+        shutil.copy(paddle_dir / "config.json", staging / "config.json")
+        copy_tokenizer_files(paddle_dir, staging)
         report = ExportReport(str(out_dir), architecture, *(str(out_dir / p.name) for p in program_files(staging)),
                               outputs=names, atol=atol, max_abs_diff=diffs)
         (staging / EXPORT_INFO).write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
-        _move_into_place(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
@@ -141,15 +136,3 @@ def verify_export(model, directory: Path, names: list[str], *, vocab_size: int, 
             raise PaddleportError(None, f"exported program ({path}) differs from eager by {diff:.3g} > {atol:g}; "
                                         "nothing was written")
     return worst
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename the verified directory to ``out_dir``; an existing one is swapped out and then removed."""
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-    retired.rmdir()
-    out_dir.rename(retired)
-    staging.rename(out_dir)
-    shutil.rmtree(retired, ignore_errors=True)
