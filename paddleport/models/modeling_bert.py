@@ -11,6 +11,7 @@ import paddle
 from paddle import nn
 
 from paddleport.models.configuration import BertConfig
+from paddleport.models.layers import Dropout, LayerNorm, Linear, attention_probs
 from paddleport.models.modeling_utils import (
     ACT2FN,
     EncoderModel,
@@ -30,8 +31,8 @@ class BertEmbeddings(nn.Layer):
         self.word_embeddings.padding_row = config.pad_token_id  # zeroed at initialisation, as in torch
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, embedding_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, embedding_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.LayerNorm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids, token_type_ids=None, position_ids=None):
         if position_ids is None:
@@ -57,10 +58,10 @@ class BertSelfAttention(nn.Layer):
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.hidden_size // config.num_attention_heads
         self.scaling = 1.0 / math.sqrt(self.attention_head_size)
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.query = Linear(config.hidden_size, config.hidden_size)
+        self.key = Linear(config.hidden_size, config.hidden_size)
+        self.value = Linear(config.hidden_size, config.hidden_size)
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
 
     def split_heads(self, x):
         """[batch, seq, hidden] -> [batch, heads, seq, head_size]"""
@@ -70,10 +71,8 @@ class BertSelfAttention(nn.Layer):
         query = self.split_heads(self.query(hidden_states))
         key = self.split_heads(self.key(hidden_states))
         value = self.split_heads(self.value(hidden_states))
-        scores = paddle.matmul(query, key, transpose_y=True) * self.scaling
-        if attention_mask is not None:
-            scores = scores + attention_mask
-        probs = self.dropout(nn.functional.softmax(scores, axis=-1))
+        scores = paddle.matmul(query, key, transpose_y=True)
+        probs = self.dropout(attention_probs(scores, attention_mask, self.scaling))
         context = paddle.matmul(probs, value).transpose([0, 2, 1, 3])
         return context.reshape([0, 0, -1]), probs
 
@@ -81,9 +80,9 @@ class BertSelfAttention(nn.Layer):
 class BertSelfOutput(nn.Layer):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states, input_tensor):
         return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
@@ -103,7 +102,7 @@ class BertAttention(nn.Layer):
 class BertIntermediate(nn.Layer):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = Linear(config.hidden_size, config.intermediate_size)
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, hidden_states):
@@ -113,9 +112,9 @@ class BertIntermediate(nn.Layer):
 class BertOutput(BertSelfOutput):
     def __init__(self, config: BertConfig):
         nn.Layer.__init__(self)
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dense = Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
 
 class BertLayer(nn.Layer):
@@ -156,7 +155,7 @@ class BertEncoder(nn.Layer):
 class BertPooler(nn.Layer):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.activation = nn.Tanh()
 
     def forward(self, hidden_states):
@@ -186,16 +185,16 @@ class BertForSequenceClassification(ForSequenceClassification, BertPreTrainedMod
         self.num_labels = config.num_labels
         self.bert = BertModel(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.dropout = Dropout(dropout)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
 
 
 class BertPredictionHeadTransform(nn.Layer):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.transform_act_fn = ACT2FN[config.hidden_act]
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.LayerNorm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
 
     def forward(self, hidden_states):
         return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))

@@ -12,6 +12,7 @@ import paddle
 from paddle import nn
 
 from paddleport.models.configuration import SqueezeBertConfig
+from paddleport.models.layers import Dropout, LayerNorm, Linear, attention_probs
 from paddleport.models.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPooler
 from paddleport.models.modeling_utils import (
     ACT2FN,
@@ -62,7 +63,7 @@ class PointwiseConv1D(nn.Conv1D):
         return grouped.reshape([groups, out_per_group, batch, width]).transpose([2, 0, 1, 3])
 
 
-class SqueezeBertLayerNorm(nn.LayerNorm):
+class SqueezeBertLayerNorm(LayerNorm):
     """LayerNorm over the channel dimension of NCW data."""
 
     def __init__(self, hidden_size: int, eps: float = ENCODER_LAYER_NORM_EPS):
@@ -77,7 +78,7 @@ class ConvDropoutLayerNorm(nn.Layer):
         super().__init__()
         self.conv1d = PointwiseConv1D(cin, cout, groups)
         self.layernorm = SqueezeBertLayerNorm(cout)
-        self.dropout = nn.Dropout(dropout_prob)
+        self.dropout = Dropout(dropout_prob)
 
     def forward(self, hidden_states, input_tensor):
         return self.layernorm(self.dropout(self.conv1d(hidden_states)) + input_tensor)
@@ -102,7 +103,7 @@ class SqueezeBertSelfAttention(nn.Layer):
         self.query = PointwiseConv1D(cin, cin, q_groups)
         self.key = PointwiseConv1D(cin, cin, k_groups)
         self.value = PointwiseConv1D(cin, cin, v_groups)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
 
     def split_heads(self, x):
         """[N, C, W] -> [N, heads, head_size, W]"""
@@ -112,10 +113,8 @@ class SqueezeBertSelfAttention(nn.Layer):
         query = self.split_heads(self.query(hidden_states))
         key = self.split_heads(self.key(hidden_states))
         value = self.split_heads(self.value(hidden_states))
-        scores = paddle.matmul(query, key, transpose_x=True) / math.sqrt(self.attention_head_size)
-        if attention_mask is not None:
-            scores = scores + attention_mask
-        probs = self.dropout(nn.functional.softmax(scores, axis=-1))
+        scores = paddle.matmul(query, key, transpose_x=True)
+        probs = self.dropout(attention_probs(scores, attention_mask, 1.0 / math.sqrt(self.attention_head_size)))
         context = paddle.matmul(value, probs, transpose_y=True)  # [N, heads, head_size, W]
         return context.reshape([0, -1, context.shape[-1]]), probs
 
@@ -188,8 +187,8 @@ class SqueezeBertForSequenceClassification(ForSequenceClassification, SqueezeBer
         super().__init__(config)
         self.num_labels = config.num_labels
         self.transformer = SqueezeBertModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
 
 
 class SqueezeBertOnlyMLMHead(BertOnlyMLMHead):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from paddleport.convert.tensor_io import (
 )
 from paddleport.errors import PaddleportError
 from paddleport.models.configuration import PretrainedConfig
+from paddleport.models.layers import attention_mask_for_layers, gelu
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +32,31 @@ def configure_paddle_cpu(threads: int | None = None) -> None:
     - Dense transposes (``FLAGS_use_stride_kernel`` off): with strided views, the attention matmuls on
       transposed heads ran 10-20x slower (bert-base, 2 threads); fine-tuning MiniLM went from 11.5 to 17.0
       samples/s with identical losses.
+    - Freed memory stays in the process (see ``keep_freed_memory``).
     """
     if threads:
         paddle.base.core.set_num_threads(threads)
     paddle.set_flags({"FLAGS_use_stride_kernel": False})
+    keep_freed_memory()
+
+
+_GLIBC_M_TRIM_THRESHOLD, _GLIBC_M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> None:
+    """Let glibc reuse freed blocks up to 32 MiB instead of unmapping them (a process-wide malloc setting).
+
+    Paddle's CPU allocator mallocs every tensor; glibc serves large blocks by mmap and unmaps them on free, so
+    each new activation page-faults its memory in again. On this VM ``x * 2`` on a 10 MB tensor took 4.4 ms
+    that way and 1.0 ms with reuse. The cost: the process keeps its peak heap instead of returning it.
+    No-op where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_GLIBC_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's maximum
+        libc.mallopt(_GLIBC_M_TRIM_THRESHOLD, 2**31 - 1)
+    except (OSError, AttributeError):
+        pass
 
 
 # --- outputs ------------------------------------------------------------------------------
@@ -84,8 +107,8 @@ def _gelu_tanh(x):
 
 
 ACT2FN = {
-    "gelu": F.gelu,
-    "gelu_python": F.gelu,
+    "gelu": gelu,
+    "gelu_python": gelu,
     "gelu_new": _gelu_tanh,
     "gelu_fast": _gelu_tanh,
     "gelu_accurate": _gelu_tanh,
@@ -304,7 +327,10 @@ class EncoderModel(PretrainedModel):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 output_hidden_states=False, output_attentions=False):
         embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
-        mask = None if attention_mask is None else extended_attention_mask(attention_mask, embedding_output.dtype)
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask_for_layers(extended_attention_mask(attention_mask, embedding_output.dtype),
+                                             self.config.num_attention_heads)
         sequence_output, hidden_states, attentions = self.encoder(
             embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         return BaseModelOutputWithPooling(

@@ -1,0 +1,362 @@
+// float32 CPU kernels for the layers where Paddle 3.3's eager CPU kernels are slowest in BERT training:
+// masked softmax, layer norm, erf GELU and dropout, each with its gradient. Rows are split over OpenMP
+// threads; inner loops are written for the compiler to vectorise. See paddleport/models/kernels/__init__.py.
+
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "paddle/extension.h"
+
+namespace {
+
+void CheckFloat32Cpu(const paddle::Tensor& x, const char* op) {
+  PD_CHECK(x.is_cpu(), op, ": expects a CPU tensor");
+  PD_CHECK(x.dtype() == paddle::DataType::FLOAT32, op, ": expects float32");
+}
+
+int64_t LastDim(const paddle::Tensor& x) { return x.shape().back(); }
+
+// exp for x <= 88 by range reduction x = n ln2 + r and a degree-6 polynomial (Cephes expf, ~1 ulp), written
+// so that loops calling it vectorise (std::exp stays scalar without -ffast-math).
+inline float Exp(float input) {
+  const float x = std::max(-87.3f, std::min(88.3f, input));
+  const float n = std::nearbyint(x * 1.44269504088896341f);
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float poly = 1.9875691500e-4f;
+  poly = poly * r + 1.3981999507e-3f;
+  poly = poly * r + 8.3334519073e-3f;
+  poly = poly * r + 4.1665795894e-2f;
+  poly = poly * r + 1.6666665459e-1f;
+  poly = poly * r + 5.0000001201e-1f;
+  poly = poly * r * r + r + 1.f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  // below the clamp, 0 as std::exp gives: a ~1e-38 there would make masked probabilities denormal, and
+  // denormals slow every matmul that reads them by 10-30x
+  return input < -87.3f ? 0.f : poly * scale;
+}
+
+// erf as a clamped rational polynomial (the float approximation Eigen uses, max error ~2e-7), so the loops
+// vectorise: glibc's erff is scalar and made this kernel slower than Paddle's.
+inline float Erf(float x) {
+  x = std::min(4.f, std::max(-4.f, x));
+  const float x2 = x * x;
+  float alpha = -2.72614225801306e-10f;
+  alpha = alpha * x2 + 2.77068142495902e-08f;
+  alpha = alpha * x2 + -2.10102402082508e-06f;
+  alpha = alpha * x2 + -5.69250639462346e-05f;
+  alpha = alpha * x2 + -7.34990630326855e-04f;
+  alpha = alpha * x2 + -2.95459980854025e-03f;
+  alpha = alpha * x2 + -1.60960333262415e-02f;
+  float beta = -1.45660718464996e-05f;
+  beta = beta * x2 + -2.13374055278905e-04f;
+  beta = beta * x2 + -1.68282697438203e-03f;
+  beta = beta * x2 + -7.37332916720468e-03f;
+  beta = beta * x2 + -1.42647390514189e-02f;
+  return x * alpha / beta;
+}
+
+// ---- softmax(x * scale + mask) over the last axis; mask is additive, [batch, 1, 1, keys] ----------------
+
+std::vector<paddle::Tensor> SoftmaxMaskForward(const paddle::Tensor& x, const paddle::Tensor& mask,
+                                               float scale) {
+  CheckFloat32Cpu(x, "pp_softmax_mask");
+  CheckFloat32Cpu(mask, "pp_softmax_mask");
+  const auto& shape = x.shape();
+  PD_CHECK(shape.size() == 4, "pp_softmax_mask: expects [batch, heads, queries, keys] scores");
+  const int64_t keys = shape[3];
+  const int64_t rows_per_batch = shape[1] * shape[2];
+  const int64_t rows = shape[0] * rows_per_batch;
+  PD_CHECK(mask.numel() == shape[0] * keys, "pp_softmax_mask: mask must hold batch x keys values");
+  auto out = paddle::empty_like(x);
+  const float* in = x.data<float>();
+  const float* add = mask.data<float>();
+  float* result = out.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* source = in + row * keys;
+    const float* mask_row = add + (row / rows_per_batch) * keys;
+    float* target = result + row * keys;
+    float largest = -INFINITY;
+    for (int64_t j = 0; j < keys; ++j) {
+      target[j] = source[j] * scale + mask_row[j];
+      largest = std::max(largest, target[j]);
+    }
+    float total = 0.f;
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j < keys; ++j) {
+      target[j] = Exp(target[j] - largest);
+      total += target[j];
+    }
+    const float inverse = 1.f / total;
+#pragma omp simd
+    for (int64_t j = 0; j < keys; ++j) target[j] *= inverse;
+  }
+  return {out};
+}
+
+std::vector<paddle::Tensor> SoftmaxMaskBackward(const paddle::Tensor& out, const paddle::Tensor& grad_out,
+                                                float scale) {
+  const int64_t keys = LastDim(out);
+  const int64_t rows = out.numel() / keys;
+  auto grad_x = paddle::empty_like(out);
+  const float* probs = out.data<float>();
+  const float* grad = grad_out.data<float>();
+  float* result = grad_x.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* p = probs + row * keys;
+    const float* g = grad + row * keys;
+    float* target = result + row * keys;
+    float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t j = 0; j < keys; ++j) dot += p[j] * g[j];
+#pragma omp simd
+    for (int64_t j = 0; j < keys; ++j) target[j] = scale * p[j] * (g[j] - dot);
+  }
+  return {grad_x};
+}
+
+// ---- layer norm over the last axis -------------------------------------------------------------------
+
+std::vector<paddle::Tensor> LayerNormForward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                             const paddle::Tensor& bias, float epsilon) {
+  CheckFloat32Cpu(x, "pp_layer_norm");
+  const int64_t width = LastDim(x);
+  const int64_t rows = x.numel() / width;
+  PD_CHECK(weight.numel() == width && bias.numel() == width, "pp_layer_norm: weight/bias size != last dim");
+  auto out = paddle::empty_like(x);
+  auto mean = paddle::empty({rows}, paddle::DataType::FLOAT32, x.place());
+  auto inv_std = paddle::empty({rows}, paddle::DataType::FLOAT32, x.place());
+  const float* in = x.data<float>();
+  const float* w = weight.data<float>();
+  const float* b = bias.data<float>();
+  float* result = out.data<float>();
+  float* means = mean.data<float>();
+  float* inv_stds = inv_std.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* source = in + row * width;
+    float* target = result + row * width;
+    double total = 0.0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j < width; ++j) total += source[j];
+    const float row_mean = static_cast<float>(total / width);
+    double squares = 0.0;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t j = 0; j < width; ++j) {
+      const float centred = source[j] - row_mean;
+      squares += centred * centred;
+    }
+    const float row_inv_std = 1.f / std::sqrt(static_cast<float>(squares / width) + epsilon);
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) target[j] = (source[j] - row_mean) * row_inv_std * w[j] + b[j];
+    means[row] = row_mean;
+    inv_stds[row] = row_inv_std;
+  }
+  return {out, mean, inv_std};
+}
+
+std::vector<paddle::Tensor> LayerNormBackward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                              const paddle::Tensor& mean, const paddle::Tensor& inv_std,
+                                              const paddle::Tensor& grad_out) {
+  const int64_t width = LastDim(x);
+  const int64_t rows = x.numel() / width;
+  auto grad_x = paddle::empty_like(x);
+  const float* in = x.data<float>();
+  const float* w = weight.data<float>();
+  const float* means = mean.data<float>();
+  const float* inv_stds = inv_std.data<float>();
+  const float* grad = grad_out.data<float>();
+  float* result = grad_x.data<float>();
+  const int threads = omp_get_max_threads();
+  // per-thread partial column sums for the weight and bias gradients
+  std::vector<float> partial_weight(static_cast<size_t>(threads) * width, 0.f);
+  std::vector<float> partial_bias(static_cast<size_t>(threads) * width, 0.f);
+#pragma omp parallel num_threads(threads)
+  {
+    float* thread_weight = partial_weight.data() + static_cast<size_t>(omp_get_thread_num()) * width;
+    float* thread_bias = partial_bias.data() + static_cast<size_t>(omp_get_thread_num()) * width;
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* source = in + row * width;
+      const float* g = grad + row * width;
+      float* target = result + row * width;
+      const float row_mean = means[row];
+      const float row_inv_std = inv_stds[row];
+      float sum_grad = 0.f, sum_grad_normalised = 0.f;
+#pragma omp simd reduction(+ : sum_grad, sum_grad_normalised)
+      for (int64_t j = 0; j < width; ++j) {
+        const float normalised = (source[j] - row_mean) * row_inv_std;
+        const float weighted = g[j] * w[j];
+        sum_grad += weighted;
+        sum_grad_normalised += weighted * normalised;
+        thread_weight[j] += g[j] * normalised;
+        thread_bias[j] += g[j];
+      }
+      const float mean_grad = sum_grad / width;
+      const float mean_grad_normalised = sum_grad_normalised / width;
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) {
+        const float normalised = (source[j] - row_mean) * row_inv_std;
+        target[j] = row_inv_std * (g[j] * w[j] - mean_grad - normalised * mean_grad_normalised);
+      }
+    }
+  }
+  auto grad_weight = paddle::empty({width}, paddle::DataType::FLOAT32, x.place());
+  auto grad_bias = paddle::empty({width}, paddle::DataType::FLOAT32, x.place());
+  float* weight_sums = grad_weight.data<float>();
+  float* bias_sums = grad_bias.data<float>();
+  for (int64_t j = 0; j < width; ++j) {
+    float weight_total = 0.f, bias_total = 0.f;
+    for (int t = 0; t < threads; ++t) {
+      weight_total += partial_weight[static_cast<size_t>(t) * width + j];
+      bias_total += partial_bias[static_cast<size_t>(t) * width + j];
+    }
+    weight_sums[j] = weight_total;
+    bias_sums[j] = bias_total;
+  }
+  return {grad_x, grad_weight, grad_bias};
+}
+
+// ---- GELU, erf form: x * Phi(x) ----------------------------------------------------------------------
+
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
+std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x) {
+  CheckFloat32Cpu(x, "pp_gelu");
+  auto out = paddle::empty_like(x);
+  const float* in = x.data<float>();
+  float* result = out.data<float>();
+  const int64_t count = x.numel();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < count; ++i) result[i] = 0.5f * in[i] * (1.f + Erf(in[i] * kInvSqrt2));
+  return {out};
+}
+
+std::vector<paddle::Tensor> GeluBackward(const paddle::Tensor& x, const paddle::Tensor& grad_out) {
+  auto grad_x = paddle::empty_like(x);
+  const float* in = x.data<float>();
+  const float* grad = grad_out.data<float>();
+  float* result = grad_x.data<float>();
+  const int64_t count = x.numel();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < count; ++i) {
+    const float cdf = 0.5f * (1.f + Erf(in[i] * kInvSqrt2));
+    const float pdf = kInvSqrt2Pi * Exp(-0.5f * in[i] * in[i]);
+    result[i] = grad[i] * (cdf + in[i] * pdf);
+  }
+  return {grad_x};
+}
+
+// ---- dropout: keep element i when hash(seed, i) >= p * 2^32; the backward regenerates the same mask -----
+
+inline uint32_t Uniform32(uint64_t seed, uint64_t index) {  // splitmix64 finaliser
+  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return static_cast<uint32_t>((z ^ (z >> 31)) >> 32);
+}
+
+paddle::Tensor ApplyDropoutMask(const paddle::Tensor& x, float p, int64_t seed) {
+  auto out = paddle::empty_like(x);
+  const float* in = x.data<float>();
+  float* result = out.data<float>();
+  const int64_t count = x.numel();
+  const uint32_t threshold = static_cast<uint32_t>(std::min(4294967295.0, static_cast<double>(p) * 4294967296.0));
+  const float keep_scale = 1.f / (1.f - p);
+  const uint64_t key = static_cast<uint64_t>(seed);
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < count; ++i)
+    result[i] = Uniform32(key, static_cast<uint64_t>(i)) >= threshold ? in[i] * keep_scale : 0.f;
+  return out;
+}
+
+std::vector<paddle::Tensor> DropoutForward(const paddle::Tensor& x, float p, int64_t seed) {
+  CheckFloat32Cpu(x, "pp_dropout");
+  PD_CHECK(p >= 0.f && p < 1.f, "pp_dropout: p must be in [0, 1)");
+  return {ApplyDropoutMask(x, p, seed)};
+}
+
+std::vector<paddle::Tensor> DropoutBackward(const paddle::Tensor& grad_out, float p, int64_t seed) {
+  return {ApplyDropoutMask(grad_out, p, seed)};
+}
+
+// ---- shape and dtype inference -----------------------------------------------------------------------
+
+std::vector<std::vector<int64_t>> SameShape(const std::vector<int64_t>& x_shape) { return {x_shape}; }
+std::vector<paddle::DataType> SameDtype(const paddle::DataType& x_dtype) { return {x_dtype}; }
+std::vector<std::vector<int64_t>> FirstShape(const std::vector<int64_t>& x_shape, const std::vector<int64_t>&) {
+  return {x_shape};
+}
+std::vector<paddle::DataType> FirstDtype(const paddle::DataType& x_dtype, const paddle::DataType&) {
+  return {x_dtype};
+}
+
+std::vector<std::vector<int64_t>> LayerNormShapes(const std::vector<int64_t>& x_shape,
+                                                  const std::vector<int64_t>&, const std::vector<int64_t>&) {
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < x_shape.size(); ++i) rows *= x_shape[i];
+  return {x_shape, {rows}, {rows}};
+}
+std::vector<paddle::DataType> LayerNormDtypes(const paddle::DataType& x_dtype, const paddle::DataType&,
+                                              const paddle::DataType&) {
+  return {x_dtype, paddle::DataType::FLOAT32, paddle::DataType::FLOAT32};
+}
+
+}  // namespace
+
+PD_BUILD_OP(pp_softmax_mask)
+    .Inputs({"X", "Mask"})
+    .Outputs({"Out"})
+    .Attrs({"scale: float"})
+    .SetKernelFn(PD_KERNEL(SoftmaxMaskForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(FirstShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(FirstDtype));
+PD_BUILD_GRAD_OP(pp_softmax_mask)
+    .Inputs({"Out", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X")})
+    .Attrs({"scale: float"})
+    .SetKernelFn(PD_KERNEL(SoftmaxMaskBackward));
+
+PD_BUILD_OP(pp_layer_norm)
+    .Inputs({"X", "Weight", "Bias"})
+    .Outputs({"Out", "Mean", "InvStd"})
+    .Attrs({"epsilon: float"})
+    .SetKernelFn(PD_KERNEL(LayerNormForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(LayerNormShapes))
+    .SetInferDtypeFn(PD_INFER_DTYPE(LayerNormDtypes));
+PD_BUILD_GRAD_OP(pp_layer_norm)
+    .Inputs({"X", "Weight", "Mean", "InvStd", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Weight"), paddle::Grad("Bias")})
+    .SetKernelFn(PD_KERNEL(LayerNormBackward));
+
+PD_BUILD_OP(pp_gelu)
+    .Inputs({"X"})
+    .Outputs({"Out"})
+    .SetKernelFn(PD_KERNEL(GeluForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(SameShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(SameDtype));
+PD_BUILD_GRAD_OP(pp_gelu)
+    .Inputs({"X", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X")})
+    .SetKernelFn(PD_KERNEL(GeluBackward));
+
+PD_BUILD_OP(pp_dropout)
+    .Inputs({"X"})
+    .Outputs({"Out"})
+    .Attrs({"p: float", "seed: int64_t"})
+    .SetKernelFn(PD_KERNEL(DropoutForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(SameShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(SameDtype));
+PD_BUILD_GRAD_OP(pp_dropout)
+    .Inputs({paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X")})
+    .Attrs({"p: float", "seed: int64_t"})
+    .SetKernelFn(PD_KERNEL(DropoutBackward));
