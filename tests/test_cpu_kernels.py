@@ -71,6 +71,22 @@ def test_layer_norm_and_gradients_match_paddle(rng):
         assert_close(ours, theirs, atol=1e-5)
 
 
+def test_channel_layer_norm_and_bias_match_paddle(rng):
+    x, weight, bias = leaf(rng, 3, 40, 11, scale=3.0), leaf(rng, 40), leaf(rng, 40)
+    grad_out = paddle.to_tensor(rng.standard_normal((3, 40, 11)).astype("float32"))
+
+    def reference():
+        moved = F.layer_norm((x + bias.unsqueeze(-1)).transpose([0, 2, 1]), [40], weight, bias, 1e-12)
+        return moved.transpose([0, 2, 1])
+
+    def kernel():
+        return cpu_kernels().pp_channel_layer_norm(cpu_kernels().pp_channel_bias(x, bias), weight, bias, 1e-12)[0]
+
+    assert_close(kernel().numpy(), reference().numpy(), atol=1e-5)
+    for ours, theirs in zip(grads(kernel, [x, weight, bias], grad_out), grads(reference, [x, weight, bias], grad_out)):
+        assert_close(ours, theirs, atol=1e-5)
+
+
 def test_gelu_and_gradient_match_paddle(rng):
     x = leaf(rng, 4, 1000, scale=4.0)
     grad_out = paddle.to_tensor(rng.standard_normal((4, 1000)).astype("float32"))
@@ -103,17 +119,27 @@ def test_dropout_layer_follows_paddle_seed_and_mode(rng):
     assert (dropout(x).numpy() == x.numpy()).all()
 
 
-def _tiny_bert_step(fast: bool):
-    """Loss and gradients of one training step of a seeded tiny BERT, with or without paddleport's CPU paths."""
-    from paddleport.models import BertConfig, BertForSequenceClassification
+TINY_CONFIGS = {
+    "bert": dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                 max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3),
+    "squeezebert": dict(vocab_size=100, hidden_size=32, embedding_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, num_labels=3, q_groups=2, k_groups=4, v_groups=2,
+                        post_attention_groups=2, intermediate_groups=4, output_groups=2),
+}
 
+
+def _tiny_training_step(architecture: str, fast: bool):
+    """Loss and gradients of one training step of a seeded tiny model, with or without paddleport's CPU paths."""
+    from paddleport.models import (BertConfig, BertForSequenceClassification, SqueezeBertConfig,
+                                   SqueezeBertForSequenceClassification)
+
+    config_class, model_class = {"bert": (BertConfig, BertForSequenceClassification),
+                                 "squeezebert": (SqueezeBertConfig, SqueezeBertForSequenceClassification)}[architecture]
     layers.set_fast_cpu_paths(fast)
     try:
         paddle.seed(0)
-        config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                            intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                            attention_probs_dropout_prob=0.0, num_labels=3)
-        model = BertForSequenceClassification.from_config(config)
+        model = model_class.from_config(config_class(**TINY_CONFIGS[architecture]))
         model.train()
         rng = np.random.default_rng(1)
         input_ids = paddle.to_tensor(rng.integers(1, 100, (4, 11)))
@@ -126,9 +152,10 @@ def _tiny_bert_step(fast: bool):
         layers.set_fast_cpu_paths(True)
 
 
-def test_tiny_bert_training_step_equals_paddle_ops():
-    fast_loss, fast_grads = _tiny_bert_step(fast=True)
-    plain_loss, plain_grads = _tiny_bert_step(fast=False)
+@pytest.mark.parametrize("architecture", ["bert", "squeezebert"])
+def test_tiny_training_step_equals_paddle_ops(architecture):
+    fast_loss, fast_grads = _tiny_training_step(architecture, fast=True)
+    plain_loss, plain_grads = _tiny_training_step(architecture, fast=False)
     assert abs(fast_loss - plain_loss) <= 1e-6
     assert fast_grads.keys() == plain_grads.keys()
     for name, grad in fast_grads.items():

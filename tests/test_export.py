@@ -76,3 +76,15 @@ def test_cli_export_refuses_existing_out(workdir, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["export", str(paddle_dir), str(out), "--force"]) == 0
     assert (out / "model.json").is_file()
+
+
+def test_real_minilm_export_agrees_with_eager_at_kept_positions(workdir):
+    """Eager runs paddleport's CPU kernels, the exported program Paddle's ops: they agree where the mask keeps."""
+    from paddleport.convert import convert_checkpoint
+    from paddleport.parity.export import export_model
+    from tests.fixtures import MINILM_DIR
+
+    paddle_dir = workdir / "minilm-paddle"
+    convert_checkpoint(MINILM_DIR, paddle_dir, to="paddle", progress=False)
+    report = export_model(paddle_dir, workdir / "minilm-export")
+    assert max(report.max_abs_diff.values()) <= 1e-5

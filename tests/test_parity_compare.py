@@ -213,7 +213,7 @@ def test_real_minilm_checkpoint_passes_at_1e5(workdir):
 
 
 def test_padding_positions_are_left_out():
-    from paddleport.parity.compare import kept_positions
+    from paddleport.parity.inputs import kept_positions
 
     kept = np.array([[True, True, False], [True, False, False]])
     hidden = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)

@@ -101,9 +101,10 @@ def _dropout_seed() -> int:
 
 class Dropout(nn.Dropout):
     def forward(self, x):
+        if (not self.training or self.p == 0) and self.mode == "upscale_in_train":
+            return x  # Paddle's dropout copies the tensor here (0.8 ms for 16 x 128 x 768)
         kernels = _cpu_kernels_for(x)
-        if (kernels is None or not self.training or self.p == 0 or self.axis is not None
-                or self.mode != "upscale_in_train"):
+        if kernels is None or self.axis is not None or self.mode != "upscale_in_train":
             return nn.Dropout.forward(self, x)
         return kernels.pp_dropout(x, float(self.p), _dropout_seed())
 
@@ -127,3 +128,49 @@ def attention_mask_for_layers(mask, num_heads: int):
         return mask
     batch, keys = mask.shape[0], mask.shape[-1]
     return mask.expand([batch, num_heads, keys, keys])
+
+
+# --- inference-only fusions: a Linear's bias folded into the op after its matmul --------------------
+
+def _inference_kernels_for(x):
+    """The kernels when no gradient is recorded (the fused ops below have no backward)."""
+    return None if paddle.is_grad_enabled() else _cpu_kernels_for(x)
+
+
+def dense_gelu(dense: nn.Linear, hidden_states):
+    """``gelu(dense(hidden_states))``; without autograd, the bias add and GELU are one pass after the matmul."""
+    kernels = _inference_kernels_for(hidden_states)
+    if kernels is None:
+        return gelu(dense(hidden_states))
+    return kernels.pp_bias_gelu(paddle.matmul(hidden_states, dense.weight), dense.bias)
+
+
+def dense_residual_layer_norm(dense: nn.Linear, dropout: nn.Dropout, layer_norm: nn.LayerNorm, hidden_states,
+                              residual):
+    """``layer_norm(dropout(dense(hidden_states)) + residual)``; without autograd and with dropout off, the bias,
+    residual add and norm are one pass after the matmul (saves two full-size adds per block)."""
+    kernels = _inference_kernels_for(hidden_states)
+    dropout_off = not dropout.training or dropout.p == 0
+    if kernels is None or not dropout_off or len(layer_norm._normalized_shape) != 1:
+        return layer_norm(dropout(dense(hidden_states)) + residual)
+    return kernels.pp_bias_residual_layer_norm(paddle.matmul(hidden_states, dense.weight), dense.bias, residual,
+                                               layer_norm.weight, layer_norm.bias, layer_norm._epsilon)
+
+
+# --- SqueezeBERT's [batch, channels, width] layout ---------------------------------------------------
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of [batch, channels, width] data (no transposes with the kernel)."""
+
+    def forward(self, x):
+        kernels = _cpu_kernels_for(x)
+        if kernels is None:
+            return nn.LayerNorm.forward(self, x.transpose([0, 2, 1])).transpose([0, 2, 1])
+        return kernels.pp_channel_layer_norm(x, self.weight, self.bias, self._epsilon)[0]
+
+
+def add_channel_bias(x, bias):
+    """``x`` [batch, channels, width] plus ``bias`` [channels]: Paddle's broadcast add over the middle axis
+    is slow on CPU, and so is the reduction that gives its bias gradient."""
+    kernels = _cpu_kernels_for(x)
+    return x + bias.unsqueeze(-1) if kernels is None else kernels.pp_channel_bias(x, bias)

@@ -11,7 +11,8 @@ import paddle
 from paddle import nn
 
 from paddleport.models.configuration import BertConfig
-from paddleport.models.layers import Dropout, LayerNorm, Linear, attention_probs
+from paddleport.models.layers import (Dropout, LayerNorm, Linear, attention_probs, dense_gelu,
+                                      dense_residual_layer_norm, gelu)
 from paddleport.models.modeling_utils import (
     ACT2FN,
     EncoderModel,
@@ -85,7 +86,8 @@ class BertSelfOutput(nn.Layer):
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states, input_tensor):
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+        # LayerNorm(dropout(dense(hidden_states)) + input_tensor), fused when nothing is trained
+        return dense_residual_layer_norm(self.dense, self.dropout, self.LayerNorm, hidden_states, input_tensor)
 
 
 class BertAttention(nn.Layer):
@@ -106,6 +108,8 @@ class BertIntermediate(nn.Layer):
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, hidden_states):
+        if self.intermediate_act_fn is gelu:
+            return dense_gelu(self.dense, hidden_states)
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 

@@ -12,7 +12,7 @@ import paddle
 from paddle import nn
 
 from paddleport.models.configuration import SqueezeBertConfig
-from paddleport.models.layers import Dropout, LayerNorm, Linear, attention_probs
+from paddleport.models.layers import ChannelLayerNorm, Dropout, Linear, add_channel_bias, attention_probs
 from paddleport.models.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPooler
 from paddleport.models.modeling_utils import (
     ACT2FN,
@@ -49,7 +49,7 @@ class PointwiseConv1D(nn.Conv1D):
             grouped = self._differentiable_matmul(weight, x)
         else:  # inference: the weight broadcast over the batch, no transposes
             grouped = paddle.matmul(weight, x.reshape([0, self.groups, in_per_group, -1]))
-        return grouped.reshape([0, out_channels, -1]) + self.bias.unsqueeze(-1)
+        return add_channel_bias(grouped.reshape([0, out_channels, -1]), self.bias)
 
     def _differentiable_matmul(self, weight, x):
         """[N, C, W] -> [groups, C/groups, N*W] -> one batched matmul -> [N, groups, out/groups, W].
@@ -63,14 +63,11 @@ class PointwiseConv1D(nn.Conv1D):
         return grouped.reshape([groups, out_per_group, batch, width]).transpose([2, 0, 1, 3])
 
 
-class SqueezeBertLayerNorm(LayerNorm):
+class SqueezeBertLayerNorm(ChannelLayerNorm):
     """LayerNorm over the channel dimension of NCW data."""
 
     def __init__(self, hidden_size: int, eps: float = ENCODER_LAYER_NORM_EPS):
         super().__init__(hidden_size, epsilon=eps)
-
-    def forward(self, x):
-        return super().forward(x.transpose([0, 2, 1])).transpose([0, 2, 1])
 
 
 class ConvDropoutLayerNorm(nn.Layer):

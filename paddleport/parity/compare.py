@@ -26,7 +26,7 @@ import numpy as np
 
 from paddleport.errors import PaddleportError
 from paddleport.parity import devices
-from paddleport.parity.inputs import DEFAULT_LIMIT, EncodedBatches, load_parity_batches
+from paddleport.parity.inputs import DEFAULT_LIMIT, EncodedBatches, kept_positions, load_parity_batches
 from paddleport.parity.loading import CheckpointPair, check_pair, load_paddle_model, load_torch_model
 from paddleport.parity.report import GradReport, ParityReport, TensorDiff
 
@@ -109,11 +109,6 @@ def forward_diffs(torch_model, paddle_model, encoded: EncodedBatches, *, dtype: 
             diffs.setdefault(name, TensorDiff(name)).update(kept_positions(ours[name], kept),
                                                             kept_positions(value, kept))
     return list(diffs.values())
-
-
-def kept_positions(value: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """Per-token outputs ([batch, seq, ...]) at the positions the attention mask keeps; others unchanged."""
-    return value[kept] if value.shape[:2] == kept.shape else value
 
 
 def named_outputs(output, pooled) -> dict[str, np.ndarray]:

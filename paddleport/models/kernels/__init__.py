@@ -11,7 +11,9 @@ be built (no compiler, not Linux) or ``PADDLEPORT_CPU_KERNELS=0``: callers then 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import io
 import functools
 import logging
 import os
@@ -47,8 +49,9 @@ def cpu_kernels():
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as lock:  # processes of one distributed run build it once
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=CXX_FLAGS, extra_ldflags=LD_FLAGS,
-                        verbose=False)
+            with contextlib.redirect_stdout(io.StringIO()):  # Paddle prints "Compiling..." on every load
+                return load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=CXX_FLAGS,
+                            extra_ldflags=LD_FLAGS, verbose=False)
     except Exception as error:  # no compiler, headers or toolchain: Paddle's own kernels still work
         logger.warning("paddleport CPU kernels unavailable, using Paddle's (slower) kernels: %s",
                        str(error).splitlines()[0] if str(error) else type(error).__name__)

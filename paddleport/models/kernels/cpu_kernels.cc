@@ -4,6 +4,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -19,6 +20,9 @@ void CheckFloat32Cpu(const paddle::Tensor& x, const char* op) {
 }
 
 int64_t LastDim(const paddle::Tensor& x) { return x.shape().back(); }
+
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 // exp for x <= 88 by range reduction x = n ln2 + r and a degree-6 polynomial (Cephes expf, ~1 ulp), written
 // so that loops calling it vectorise (std::exp stays scalar without -ffast-math).
@@ -59,6 +63,15 @@ inline float Erf(float x) {
   beta = beta * x2 + -7.37332916720468e-03f;
   beta = beta * x2 + -1.42647390514189e-02f;
   return x * alpha / beta;
+}
+
+// sums[j] = sum over threads of partial[thread * size + j]
+void SumPartials(const std::vector<float>& partial, int threads, int64_t size, float* sums) {
+  for (int64_t j = 0; j < size; ++j) {
+    float total = 0.f;
+    for (int t = 0; t < threads; ++t) total += partial[static_cast<size_t>(t) * size + j];
+    sums[j] = total;
+  }
 }
 
 // ---- softmax(x * scale + mask) over the last axis; mask is additive, [batch, 1, 1, keys] ----------------
@@ -210,24 +223,232 @@ std::vector<paddle::Tensor> LayerNormBackward(const paddle::Tensor& x, const pad
   }
   auto grad_weight = paddle::empty({width}, paddle::DataType::FLOAT32, x.place());
   auto grad_bias = paddle::empty({width}, paddle::DataType::FLOAT32, x.place());
-  float* weight_sums = grad_weight.data<float>();
-  float* bias_sums = grad_bias.data<float>();
-  for (int64_t j = 0; j < width; ++j) {
-    float weight_total = 0.f, bias_total = 0.f;
-    for (int t = 0; t < threads; ++t) {
-      weight_total += partial_weight[static_cast<size_t>(t) * width + j];
-      bias_total += partial_bias[static_cast<size_t>(t) * width + j];
-    }
-    weight_sums[j] = weight_total;
-    bias_sums[j] = bias_total;
-  }
+  SumPartials(partial_weight, threads, width, grad_weight.data<float>());
+  SumPartials(partial_bias, threads, width, grad_bias.data<float>());
   return {grad_x, grad_weight, grad_bias};
+}
+
+// ---- inference-only fusions (no gradient): a Linear's bias folded into what follows it ------------------
+
+// LayerNorm(x + bias + residual) over the last axis: BERT's "output" blocks after their dense matmul.
+std::vector<paddle::Tensor> BiasResidualLayerNormForward(const paddle::Tensor& x, const paddle::Tensor& bias,
+                                                         const paddle::Tensor& residual,
+                                                         const paddle::Tensor& weight,
+                                                         const paddle::Tensor& ln_bias, float epsilon) {
+  CheckFloat32Cpu(x, "pp_bias_residual_layer_norm");
+  const int64_t width = LastDim(x);
+  const int64_t rows = x.numel() / width;
+  PD_CHECK(residual.numel() == x.numel(), "pp_bias_residual_layer_norm: residual shape != input shape");
+  auto out = paddle::empty_like(x);
+  const float* in = x.data<float>();
+  const float* b = bias.data<float>();
+  const float* skip = residual.data<float>();
+  const float* w = weight.data<float>();
+  const float* shift = ln_bias.data<float>();
+  float* result = out.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    float* target = result + row * width;
+    double total = 0.0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j < width; ++j) {
+      target[j] = in[row * width + j] + b[j] + skip[row * width + j];
+      total += target[j];
+    }
+    const float row_mean = static_cast<float>(total / width);
+    double squares = 0.0;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t j = 0; j < width; ++j) {
+      const float centred = target[j] - row_mean;
+      squares += centred * centred;
+    }
+    const float row_inv_std = 1.f / std::sqrt(static_cast<float>(squares / width) + epsilon);
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) target[j] = (target[j] - row_mean) * row_inv_std * w[j] + shift[j];
+  }
+  return {out};
+}
+
+// GELU(x + bias): BERT's intermediate block after its dense matmul.
+std::vector<paddle::Tensor> BiasGeluForward(const paddle::Tensor& x, const paddle::Tensor& bias) {
+  CheckFloat32Cpu(x, "pp_bias_gelu");
+  const int64_t width = LastDim(x);
+  const int64_t rows = x.numel() / width;
+  PD_CHECK(bias.numel() == width, "pp_bias_gelu: bias size != last dim");
+  auto out = paddle::empty_like(x);
+  const float* in = x.data<float>();
+  const float* b = bias.data<float>();
+  float* result = out.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) {
+      const float value = in[row * width + j] + b[j];
+      result[row * width + j] = 0.5f * value * (1.f + Erf(value * kInvSqrt2));
+    }
+  }
+  return {out};
+}
+
+// ---- channel-first variants for SqueezeBERT's [batch, channels, width] (NCW) tensors --------------------
+// Layer norm over the channels of every (batch, position) column, and the per-channel bias of its 1x1
+// convolutions; the inner loops run along the contiguous width, so no transposes are needed.
+
+struct NcwShape {
+  int64_t batch, channels, width;
+};
+
+NcwShape NcwOf(const paddle::Tensor& x, const char* op) {
+  const auto& shape = x.shape();
+  PD_CHECK(shape.size() == 3, op, ": expects a [batch, channels, width] tensor");
+  return {shape[0], shape[1], shape[2]};
+}
+
+std::vector<paddle::Tensor> ChannelLayerNormForward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                                    const paddle::Tensor& bias, float epsilon) {
+  CheckFloat32Cpu(x, "pp_channel_layer_norm");
+  const NcwShape dims = NcwOf(x, "pp_channel_layer_norm");
+  PD_CHECK(weight.numel() == dims.channels && bias.numel() == dims.channels,
+           "pp_channel_layer_norm: weight/bias size != channels");
+  auto out = paddle::empty_like(x);
+  auto mean = paddle::empty({dims.batch, dims.width}, paddle::DataType::FLOAT32, x.place());
+  auto inv_std = paddle::empty({dims.batch, dims.width}, paddle::DataType::FLOAT32, x.place());
+  const float* in = x.data<float>();
+  const float* w = weight.data<float>();
+  const float* b = bias.data<float>();
+  float* result = out.data<float>();
+  float* means = mean.data<float>();
+  float* inv_stds = inv_std.data<float>();
+  const int64_t width = dims.width, channels = dims.channels;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < dims.batch; ++n) {
+    const float* source = in + n * channels * width;
+    float* target = result + n * channels * width;
+    float* column_mean = means + n * width;
+    float* column_inv_std = inv_stds + n * width;
+    std::vector<double> totals(width, 0.0), squares(width, 0.0);
+    for (int64_t c = 0; c < channels; ++c)
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) totals[j] += source[c * width + j];
+    for (int64_t j = 0; j < width; ++j) column_mean[j] = static_cast<float>(totals[j] / channels);
+    for (int64_t c = 0; c < channels; ++c)
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) {
+        const float centred = source[c * width + j] - column_mean[j];
+        squares[j] += centred * centred;
+      }
+    for (int64_t j = 0; j < width; ++j)
+      column_inv_std[j] = 1.f / std::sqrt(static_cast<float>(squares[j] / channels) + epsilon);
+    for (int64_t c = 0; c < channels; ++c)
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j)
+        target[c * width + j] = (source[c * width + j] - column_mean[j]) * column_inv_std[j] * w[c] + b[c];
+  }
+  return {out, mean, inv_std};
+}
+
+std::vector<paddle::Tensor> ChannelLayerNormBackward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                                     const paddle::Tensor& mean, const paddle::Tensor& inv_std,
+                                                     const paddle::Tensor& grad_out) {
+  const NcwShape dims = NcwOf(x, "pp_channel_layer_norm_grad");
+  const int64_t width = dims.width, channels = dims.channels;
+  auto grad_x = paddle::empty_like(x);
+  auto grad_weight = paddle::empty({channels}, paddle::DataType::FLOAT32, x.place());
+  auto grad_bias = paddle::empty({channels}, paddle::DataType::FLOAT32, x.place());
+  const float* in = x.data<float>();
+  const float* w = weight.data<float>();
+  const float* means = mean.data<float>();
+  const float* inv_stds = inv_std.data<float>();
+  const float* grad = grad_out.data<float>();
+  float* result = grad_x.data<float>();
+  const int threads = omp_get_max_threads();
+  std::vector<float> partial_weight(static_cast<size_t>(threads) * channels, 0.f);
+  std::vector<float> partial_bias(static_cast<size_t>(threads) * channels, 0.f);
+#pragma omp parallel num_threads(threads)
+  {
+    float* thread_weight = partial_weight.data() + static_cast<size_t>(omp_get_thread_num()) * channels;
+    float* thread_bias = partial_bias.data() + static_cast<size_t>(omp_get_thread_num()) * channels;
+    std::vector<float> mean_grad(width), mean_grad_normalised(width);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < dims.batch; ++n) {
+      const float* source = in + n * channels * width;
+      const float* g = grad + n * channels * width;
+      float* target = result + n * channels * width;
+      const float* column_mean = means + n * width;
+      const float* column_inv_std = inv_stds + n * width;
+      std::fill(mean_grad.begin(), mean_grad.end(), 0.f);
+      std::fill(mean_grad_normalised.begin(), mean_grad_normalised.end(), 0.f);
+      for (int64_t c = 0; c < channels; ++c) {
+        float weight_sum = 0.f, bias_sum = 0.f;
+#pragma omp simd reduction(+ : weight_sum, bias_sum)
+        for (int64_t j = 0; j < width; ++j) {
+          const float normalised = (source[c * width + j] - column_mean[j]) * column_inv_std[j];
+          const float weighted = g[c * width + j] * w[c];
+          mean_grad[j] += weighted;
+          mean_grad_normalised[j] += weighted * normalised;
+          weight_sum += g[c * width + j] * normalised;
+          bias_sum += g[c * width + j];
+        }
+        thread_weight[c] += weight_sum;
+        thread_bias[c] += bias_sum;
+      }
+      for (int64_t j = 0; j < width; ++j) {
+        mean_grad[j] /= channels;
+        mean_grad_normalised[j] /= channels;
+      }
+      for (int64_t c = 0; c < channels; ++c)
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) {
+          const float normalised = (source[c * width + j] - column_mean[j]) * column_inv_std[j];
+          target[c * width + j] =
+              column_inv_std[j] * (g[c * width + j] * w[c] - mean_grad[j] - normalised * mean_grad_normalised[j]);
+        }
+    }
+  }
+  SumPartials(partial_weight, threads, channels, grad_weight.data<float>());
+  SumPartials(partial_bias, threads, channels, grad_bias.data<float>());
+  return {grad_x, grad_weight, grad_bias};
+}
+
+std::vector<paddle::Tensor> ChannelBiasForward(const paddle::Tensor& x, const paddle::Tensor& bias) {
+  CheckFloat32Cpu(x, "pp_channel_bias");
+  const NcwShape dims = NcwOf(x, "pp_channel_bias");
+  PD_CHECK(bias.numel() == dims.channels, "pp_channel_bias: bias size != channels");
+  auto out = paddle::empty_like(x);
+  const float* in = x.data<float>();
+  const float* b = bias.data<float>();
+  float* result = out.data<float>();
+  const int64_t planes = dims.batch * dims.channels, width = dims.width;
+#pragma omp parallel for schedule(static)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float value = b[plane % dims.channels];
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) result[plane * width + j] = in[plane * width + j] + value;
+  }
+  return {out};
+}
+
+std::vector<paddle::Tensor> ChannelBiasBackward(const paddle::Tensor& grad_out) {
+  const NcwShape dims = NcwOf(grad_out, "pp_channel_bias_grad");
+  auto grad_bias = paddle::empty({dims.channels}, paddle::DataType::FLOAT32, grad_out.place());
+  const float* grad = grad_out.data<float>();
+  float* sums = grad_bias.data<float>();
+  const int64_t width = dims.width;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < dims.channels; ++c) {
+    float total = 0.f;
+    for (int64_t n = 0; n < dims.batch; ++n) {
+      const float* row = grad + (n * dims.channels + c) * width;
+#pragma omp simd reduction(+ : total)
+      for (int64_t j = 0; j < width; ++j) total += row[j];
+    }
+    sums[c] = total;
+  }
+  return {paddle::experimental::copy_to(grad_out, grad_out.place(), false), grad_bias};
 }
 
 // ---- GELU, erf form: x * Phi(x) ----------------------------------------------------------------------
 
-constexpr float kInvSqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x) {
   CheckFloat32Cpu(x, "pp_gelu");
@@ -305,6 +526,10 @@ std::vector<std::vector<int64_t>> LayerNormShapes(const std::vector<int64_t>& x_
   for (size_t i = 0; i + 1 < x_shape.size(); ++i) rows *= x_shape[i];
   return {x_shape, {rows}, {rows}};
 }
+std::vector<std::vector<int64_t>> ChannelLayerNormShapes(const std::vector<int64_t>& x_shape,
+                                                         const std::vector<int64_t>&, const std::vector<int64_t>&) {
+  return {x_shape, {x_shape[0], x_shape[2]}, {x_shape[0], x_shape[2]}};
+}
 std::vector<paddle::DataType> LayerNormDtypes(const paddle::DataType& x_dtype, const paddle::DataType&,
                                               const paddle::DataType&) {
   return {x_dtype, paddle::DataType::FLOAT32, paddle::DataType::FLOAT32};
@@ -360,3 +585,39 @@ PD_BUILD_GRAD_OP(pp_dropout)
     .Outputs({paddle::Grad("X")})
     .Attrs({"p: float", "seed: int64_t"})
     .SetKernelFn(PD_KERNEL(DropoutBackward));
+
+PD_BUILD_OP(pp_channel_layer_norm)
+    .Inputs({"X", "Weight", "Bias"})
+    .Outputs({"Out", "Mean", "InvStd"})
+    .Attrs({"epsilon: float"})
+    .SetKernelFn(PD_KERNEL(ChannelLayerNormForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(ChannelLayerNormShapes))
+    .SetInferDtypeFn(PD_INFER_DTYPE(LayerNormDtypes));
+PD_BUILD_GRAD_OP(pp_channel_layer_norm)
+    .Inputs({"X", "Weight", "Mean", "InvStd", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Weight"), paddle::Grad("Bias")})
+    .SetKernelFn(PD_KERNEL(ChannelLayerNormBackward));
+
+PD_BUILD_OP(pp_channel_bias)
+    .Inputs({"X", "Bias"})
+    .Outputs({"Out"})
+    .SetKernelFn(PD_KERNEL(ChannelBiasForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(FirstShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(FirstDtype));
+PD_BUILD_GRAD_OP(pp_channel_bias)
+    .Inputs({paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Bias")})
+    .SetKernelFn(PD_KERNEL(ChannelBiasBackward));
+
+PD_BUILD_OP(pp_bias_residual_layer_norm)
+    .Inputs({"X", "Bias", "Residual", "Weight", "LnBias"})
+    .Outputs({"Out"})
+    .Attrs({"epsilon: float"})
+    .SetKernelFn(PD_KERNEL(BiasResidualLayerNormForward));
+
+PD_BUILD_OP(pp_bias_gelu)
+    .Inputs({"X", "Bias"})
+    .Outputs({"Out"})
+    .SetKernelFn(PD_KERNEL(BiasGeluForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(FirstShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(FirstDtype));
