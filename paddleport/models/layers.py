@@ -1,21 +1,13 @@
 """Drop-in ``Linear``, ``LayerNorm``, ``Dropout``, ``gelu`` and attention softmax, fast on CPU.
 
-Same parameters, names and results as ``paddle.nn``; on CPU in eager float32 they avoid the Paddle 3.3 kernels
-that made BERT fine-tuning slow (2 cores, MiniLM, batch 32 x 80 tokens, forward + backward of one call):
+Same parameters, names and results as ``paddle.nn``. In eager float32 on CPU they avoid the Paddle 3.3 kernels
+that made BERT fine-tuning ~2x slower than torch: softmax, layer norm, GELU and dropout run paddleport's
+kernels (``paddleport.models.kernels``, compiled on first use), and a Linear's bias gradient is a
+``ones @ grad`` matmul instead of Paddle's column sum. Per-op figures: ``benchmarks/bench_cpu_kernels.py``.
 
-===========================================  =========  =========  ================================
-op                                           Paddle     here       how
-===========================================  =========  =========  ================================
-softmax(scores * scale + broadcast mask)     57 ms      13 ms      ``pp_softmax_mask`` kernel
-layer norm, 32 x 80 x 384                    16 ms      1.5 ms     ``pp_layer_norm`` kernel
-GELU (erf), 32 x 80 x 1536                   30 ms      8.6 ms     ``pp_gelu`` kernel
-dropout, 32 x 80 x 1536                      65 ms      8.3 ms     ``pp_dropout`` kernel
-Linear bias gradient, 2560 x 1536            11 ms      0.3 ms     ``ones @ grad`` matmul
-===========================================  =========  =========  ================================
-
-The kernels live in ``paddleport.models.kernels`` (compiled on first use). Without them, traced into a static
-program (export), on GPU or in other dtypes, every layer runs ``paddle.nn``'s own code, called as
-``nn.X.forward(self, x)``: dy2static resolves a zero-argument ``super()`` wrongly in subclasses of these layers.
+Without the kernels, traced into a static program (export), on GPU or in other dtypes, every layer runs
+``paddle.nn``'s own code, called as ``nn.X.forward(self, x)``: dy2static resolves a zero-argument ``super()``
+wrongly in subclasses of these layers.
 """
 
 from __future__ import annotations

@@ -1,39 +1,85 @@
 """paddleport's float32 CPU kernels (``cpu_kernels.cc``), compiled on first use as a Paddle custom-op library.
 
 Paddle 3.3's eager CPU kernels for softmax, layer norm, GELU and dropout are single-threaded and slow next to
-torch's (measured on 2 cores, 32 x 80 tokens: softmax 12 ms vs 1.4, layer-norm backward 13 ms vs 0.9, GELU
-backward 16 ms vs 3.2); these four ops with their gradients made up most of the gap in BERT fine-tuning.
+torch's; with their gradients they made up most of the gap in BERT fine-tuning (per-op figures:
+``benchmarks/bench_cpu_kernels.py``, quoted in the README).
 
 ``cpu_kernels()`` builds the library once per machine with ``paddle.utils.cpp_extension.load`` (g++, ~20 s;
 cached under ``PADDLE_EXTENSION_DIR`` or ``~/.cache/paddle_extensions``) and returns it, or None when it cannot
 be built (no compiler, not Linux) or ``PADDLEPORT_CPU_KERNELS=0``: callers then use Paddle's own kernels.
+The build is tuned to this CPU (``-march=native``), so its cache key includes the CPU's feature flags: a home
+directory shared by different machines never loads a binary built for another CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import io
 import functools
 import logging
 import os
+import platform
+import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
 DISABLE_ENV = "PADDLEPORT_CPU_KERNELS"
-
-
 CXX_FLAGS = ["-O3", "-fopenmp", "-march=native", "-fno-math-errno"]
 # OpenMP from the libiomp5 that Paddle's MKL uses: a second runtime (libgomp) would spin beside it
 LD_FLAGS = ["-l:libiomp5.so"]
 
 
+def _cpu_features() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line for line in lines if line.startswith("flags")), platform.processor())
+
+
 def _build_tag() -> str:
     import hashlib
 
-    return hashlib.sha256(SOURCE.read_bytes() + repr((CXX_FLAGS, LD_FLAGS)).encode()).hexdigest()[:12]
+    key = SOURCE.read_bytes() + repr((CXX_FLAGS, LD_FLAGS, platform.machine(), _cpu_features())).encode()
+    return hashlib.sha256(key).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def _captured_output():
+    """Paddle's loader prints "Compiling user custom op" and runs a setuptools build (a child process that logs
+    its steps) on every load: their output goes to a scratch file, at the file-descriptor level. Yields a
+    function returning what was written so far (the compiler's errors when a build fails)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+
+        def written() -> str:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sink.seek(0)
+            return sink.read().decode(errors="replace")
+
+        try:
+            yield written
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, original in zip((1, 2), saved):
+                os.dup2(original, fd)
+                os.close(original)
+
+
+def _build_error(error: Exception, output: str) -> str:
+    """One line: the compiler's first error if it printed one, else the exception's first line."""
+    compiler_errors = [line.strip() for line in output.splitlines() if "error:" in line]
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return compiler_errors[0] if compiler_errors else message
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,18 +87,25 @@ def cpu_kernels():
     if os.environ.get(DISABLE_ENV, "1") == "0":
         return None
     try:
-        from paddle.utils.cpp_extension import load
-        from paddle.utils.cpp_extension.extension_utils import get_build_directory
+        import fcntl
+
+        with warnings.catch_warnings():  # "No ccache found": irrelevant for one source file
+            warnings.simplefilter("ignore", UserWarning)
+            from paddle.utils.cpp_extension import load
+            from paddle.utils.cpp_extension.extension_utils import get_build_directory
 
         name = f"paddleport_cpu_kernels_{_build_tag()}"
         lock_path = Path(get_build_directory()) / f"{name}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "w") as lock:  # processes of one distributed run build it once
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            with contextlib.redirect_stdout(io.StringIO()):  # Paddle prints "Compiling..." on every load
+        with open(lock_path, "w") as lock, _captured_output() as written:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the processes of one distributed run build it once
+            try:
                 return load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=CXX_FLAGS,
                             extra_ldflags=LD_FLAGS, verbose=False)
-    except Exception as error:  # no compiler, headers or toolchain: Paddle's own kernels still work
-        logger.warning("paddleport CPU kernels unavailable, using Paddle's (slower) kernels: %s",
-                       str(error).splitlines()[0] if str(error) else type(error).__name__)
-        return None
+            except Exception as error:
+                reason = _build_error(error, written())
+    except Exception as error:  # no fcntl, no cpp_extension
+        reason = _build_error(error, "")
+    # no compiler, headers or toolchain: Paddle's own kernels still work
+    logger.warning("paddleport CPU kernels unavailable, using Paddle's (slower) kernels: %s", reason)
+    return None
