@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def median_ms(fn, iters: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1000
+    """``paddleport bench``'s timing (3 warm-up calls, then ``iters`` timed ones) of a no-argument call."""
+    from paddleport.parity.bench import time_runner
+
+    return time_runner(lambda _batch: fn(), {}, framework="paddle", device="cpu", iters=iters, warmup=3).median_ms
 
 
 def cases(batch: int, seq: int):

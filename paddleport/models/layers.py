@@ -28,11 +28,19 @@ def set_fast_cpu_paths(enabled: bool) -> None:
     _enabled = enabled
 
 
+def _on_fast_cpu_path(x) -> bool:
+    """Whether ``x`` is an eager float32 CPU tensor and paddleport's CPU paths are switched on."""
+    return _enabled and paddle.in_dynamic_mode() and x.dtype == paddle.float32 and x.place.is_cpu_place()
+
+
 def _cpu_kernels_for(x):
-    """The compiled kernels when ``x`` is an eager float32 CPU tensor and they are enabled and built."""
-    if not (_enabled and paddle.in_dynamic_mode() and x.dtype == paddle.float32 and x.place.is_cpu_place()):
-        return None
-    return cpu_kernels()
+    """The compiled kernels when ``x`` is on the fast CPU path and they could be built, else None."""
+    return cpu_kernels() if _on_fast_cpu_path(x) else None
+
+
+def _kernel_can_normalise(layer_norm: nn.LayerNorm) -> bool:
+    """The kernels normalise over the last axis and apply both a weight and a bias."""
+    return len(layer_norm._normalized_shape) == 1 and layer_norm.weight is not None and layer_norm.bias is not None
 
 
 # --- Linear --------------------------------------------------------------------------------------
@@ -62,8 +70,7 @@ class Linear(nn.Linear):
     def forward(self, x):
         trains_all = paddle.is_grad_enabled() and not any(
             t is None or t.stop_gradient for t in (x, self.weight, self.bias))
-        if trains_all and _enabled and paddle.in_dynamic_mode() and x.place.is_cpu_place() \
-                and x.dtype == paddle.float32:
+        if trains_all and _on_fast_cpu_path(x):
             return _LinearFunction.apply(x, self.weight, self.bias)
         return nn.Linear.forward(self, x)
 
@@ -73,7 +80,7 @@ class Linear(nn.Linear):
 class LayerNorm(nn.LayerNorm):
     def forward(self, x):
         kernels = _cpu_kernels_for(x)
-        if kernels is None or len(self._normalized_shape) != 1 or self.weight is None or self.bias is None:
+        if kernels is None or not _kernel_can_normalise(self):
             return nn.LayerNorm.forward(self, x)
         return kernels.pp_layer_norm(x, self.weight, self.bias, self._epsilon)[0]
 
@@ -143,7 +150,7 @@ def dense_residual_layer_norm(dense: nn.Linear, dropout: nn.Dropout, layer_norm:
     residual add and norm are one pass after the matmul (saves two full-size adds per block)."""
     kernels = _inference_kernels_for(hidden_states)
     dropout_off = not dropout.training or dropout.p == 0
-    if kernels is None or not dropout_off or len(layer_norm._normalized_shape) != 1:
+    if kernels is None or not dropout_off or not _kernel_can_normalise(layer_norm):
         return layer_norm(dropout(dense(hidden_states)) + residual)
     return kernels.pp_bias_residual_layer_norm(paddle.matmul(hidden_states, dense.weight), dense.bias, residual,
                                                layer_norm.weight, layer_norm.bias, layer_norm._epsilon)

@@ -137,6 +137,27 @@ std::vector<paddle::Tensor> SoftmaxMaskBackward(const paddle::Tensor& out, const
 
 // ---- layer norm over the last axis -------------------------------------------------------------------
 
+// One row of `width` values normalised by its mean and variance, then scaled by `w` and shifted by `b`;
+// `target` may be `source`. Returns the row's mean and 1/std (kept for the backward).
+inline void NormaliseRow(const float* source, float* target, const float* w, const float* b, int64_t width,
+                         float epsilon, float* row_mean_out, float* row_inv_std_out) {
+  double total = 0.0;
+#pragma omp simd reduction(+ : total)
+  for (int64_t j = 0; j < width; ++j) total += source[j];
+  const float row_mean = static_cast<float>(total / width);
+  double squares = 0.0;
+#pragma omp simd reduction(+ : squares)
+  for (int64_t j = 0; j < width; ++j) {
+    const float centred = source[j] - row_mean;
+    squares += centred * centred;
+  }
+  const float row_inv_std = 1.f / std::sqrt(static_cast<float>(squares / width) + epsilon);
+#pragma omp simd
+  for (int64_t j = 0; j < width; ++j) target[j] = (source[j] - row_mean) * row_inv_std * w[j] + b[j];
+  *row_mean_out = row_mean;
+  *row_inv_std_out = row_inv_std;
+}
+
 std::vector<paddle::Tensor> LayerNormForward(const paddle::Tensor& x, const paddle::Tensor& weight,
                                              const paddle::Tensor& bias, float epsilon) {
   CheckFloat32Cpu(x, "pp_layer_norm");
@@ -153,25 +174,8 @@ std::vector<paddle::Tensor> LayerNormForward(const paddle::Tensor& x, const padd
   float* means = mean.data<float>();
   float* inv_stds = inv_std.data<float>();
 #pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
-    const float* source = in + row * width;
-    float* target = result + row * width;
-    double total = 0.0;
-#pragma omp simd reduction(+ : total)
-    for (int64_t j = 0; j < width; ++j) total += source[j];
-    const float row_mean = static_cast<float>(total / width);
-    double squares = 0.0;
-#pragma omp simd reduction(+ : squares)
-    for (int64_t j = 0; j < width; ++j) {
-      const float centred = source[j] - row_mean;
-      squares += centred * centred;
-    }
-    const float row_inv_std = 1.f / std::sqrt(static_cast<float>(squares / width) + epsilon);
-#pragma omp simd
-    for (int64_t j = 0; j < width; ++j) target[j] = (source[j] - row_mean) * row_inv_std * w[j] + b[j];
-    means[row] = row_mean;
-    inv_stds[row] = row_inv_std;
-  }
+  for (int64_t row = 0; row < rows; ++row)
+    NormaliseRow(in + row * width, result + row * width, w, b, width, epsilon, means + row, inv_stds + row);
   return {out, mean, inv_std};
 }
 
@@ -249,22 +253,10 @@ std::vector<paddle::Tensor> BiasResidualLayerNormForward(const paddle::Tensor& x
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < rows; ++row) {
     float* target = result + row * width;
-    double total = 0.0;
-#pragma omp simd reduction(+ : total)
-    for (int64_t j = 0; j < width; ++j) {
-      target[j] = in[row * width + j] + b[j] + skip[row * width + j];
-      total += target[j];
-    }
-    const float row_mean = static_cast<float>(total / width);
-    double squares = 0.0;
-#pragma omp simd reduction(+ : squares)
-    for (int64_t j = 0; j < width; ++j) {
-      const float centred = target[j] - row_mean;
-      squares += centred * centred;
-    }
-    const float row_inv_std = 1.f / std::sqrt(static_cast<float>(squares / width) + epsilon);
 #pragma omp simd
-    for (int64_t j = 0; j < width; ++j) target[j] = (target[j] - row_mean) * row_inv_std * w[j] + shift[j];
+    for (int64_t j = 0; j < width; ++j) target[j] = in[row * width + j] + b[j] + skip[row * width + j];
+    float row_mean, row_inv_std;  // not needed: this fusion has no backward
+    NormaliseRow(target, target, w, shift, width, epsilon, &row_mean, &row_inv_std);
   }
   return {out};
 }
