@@ -4,6 +4,8 @@ Full run (the lead's, long on 2 cores): ``.venv/bin/python benchmarks/glue_cpu.p
 (2 epochs, batch 32, lr 5e-5, max length 128, dev = the 1,000-pair sample dev set).
 Short check: ``.venv/bin/python benchmarks/glue_cpu.py --max-train-samples 256 --max-eval-samples 100 --epochs 1``.
 Targets: dev accuracy >= 0.81 in both, |delta accuracy| <= 1 point, Paddle throughput >= torch.
+``--dropout-masks native`` lets each framework draw its own dropout masks (the accuracies then differ by about
+a point from the masks alone).
 ``--parity-steps N`` also runs ``train-parity`` on MiniLM (N steps, 1e-4 tolerance).
 """
 
@@ -40,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--num-threads", type=int, default=2)
+    parser.add_argument("--dropout-masks", choices=["shared", "native"], default="shared",
+                        help="shared: both frameworks draw the same dropout masks (run-glue's default)")
     parser.add_argument("--parity-steps", type=int, default=0, help="MiniLM train-parity steps (0: skip)")
     parser.add_argument("--json", type=Path, help="default: OUT_DIR/glue_cpu.json")
     parser.add_argument("--progress", action="store_true", help="tqdm bars")
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             framework=framework, model=model, output_dir=args.out_dir / framework, cache_dir=args.out_dir / "cache",
             max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, seed=args.seed,
-            num_threads=args.num_threads, overwrite=True, progress=args.progress))
+            num_threads=args.num_threads, dropout_masks=args.dropout_masks, overwrite=True, progress=args.progress))
     print("\n== QQP sample: all-MiniLM-L6-v2, CPU ==")
     print(framework_comparison(results))
     print("\n".join(target_lines(results)))

@@ -86,6 +86,7 @@ def test_missing_test_file_for_predict(tiny_bert, data_dir, tmp_path):
 def test_bad_option_values(tiny_bert, tmp_path):
     expect_error(config(tiny_bert, tmp_path / "out", batch_size=0), r"--batch-size: must be positive")
     expect_error(config(tiny_bert, tmp_path / "out", amp="fp8"), r"--amp: unknown mode")
+    expect_error(config(tiny_bert, tmp_path / "out", dropout_masks="sometimes"), r"--dropout-masks: unknown mode")
 
 
 @pytest.mark.parametrize("framework", ["torch", "paddle"])

@@ -1,4 +1,5 @@
-"""train-parity: 20 optimizer steps in torch and Paddle agree to 1e-4 per step (tiny BERT, tiny SqueezeBERT)."""
+"""train-parity: 20 optimizer steps in torch and Paddle agree to 1e-4 per step (tiny BERT, tiny SqueezeBERT),
+with dropout off and with dropout on (shared masks)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from paddleport.glue_runners import TrainParityConfig, run_train_parity
 from tests.fixtures import make_tiny_hf_checkpoint
 
 
+@pytest.mark.parametrize("dropout", [False, True], ids=["dropout-off", "shared-dropout"])
 @pytest.mark.parametrize("architecture", ["BertModel", "SqueezeBertModel"])
-def test_twenty_steps_agree(architecture, tmp_path):
+def test_twenty_steps_agree(architecture, dropout, tmp_path):
     model = make_tiny_hf_checkpoint(tmp_path / "model", architecture)
-    report = run_train_parity(TrainParityConfig(model=model, steps=20, data_dir=QQP_KSHOT_DIR, num_threads=1))
+    report = run_train_parity(TrainParityConfig(model=model, steps=20, data_dir=QQP_KSHOT_DIR, num_threads=1,
+                                                dropout=dropout))
     assert report["passed"], report
+    assert report["dropout"] is dropout
     assert len(report["losses"]) == 20 and report["max_loss_diff"] <= 1e-4
     assert report["losses"][0]["torch"] != report["losses"][-1]["torch"]  # the steps did train
     assert report["max_param_diff"] < 1e-4

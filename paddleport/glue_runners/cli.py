@@ -13,6 +13,7 @@ SUBCOMMANDS = ("run-glue", "train-parity")
 
 
 def _add_run_glue(subparsers) -> None:
+    from paddleport.dropout_masks import MODES as DROPOUT_MASK_MODES
     from paddleport.glue_runners.backends.base import AMP_MODES
     from paddleport.glue_runners.distributed import SHARDING_MODES
     from paddleport.glue_runners.tasks import GLUE_TASKS
@@ -60,6 +61,9 @@ def _add_run_glue(subparsers) -> None:
                        help="under a distributed launch: zero1 (torch ZeroRedundancyOptimizer, Paddle group_sharded "
                             "'os'), zero2 (torch FSDP2 without resharding, Paddle 'os_g'), fsdp (torch FSDP2)")
     train.add_argument("--gradient-checkpointing", action="store_true")
+    train.add_argument("--dropout-masks", choices=DROPOUT_MASK_MODES, default="shared",
+                       help="shared (default): the masks the other framework draws for the same seed, so torch and "
+                            "Paddle runs train alike; native: the framework's own random generator")
     train.add_argument("--num-threads", type=int, help="CPU threads of the framework")
     loop = parser.add_argument_group("evaluation and checkpoints")
     loop.add_argument("--eval-steps", type=int, default=0, help="also evaluate every N steps (0: each epoch only)")
@@ -80,7 +84,8 @@ def _add_run_glue(subparsers) -> None:
 def _add_train_parity(subparsers) -> None:
     parser = subparsers.add_parser("train-parity", help="the same training steps in torch and Paddle, compared",
                                    description="N optimizer steps in both frameworks from the same weights on the same "
-                                               "batches (fp32, dropout off); exit 0 when every step's losses agree.")
+                                               "batches (fp32, dropout off unless --dropout); exit 0 when every step's "
+                                               "losses agree.")
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--task", default="qqp")
@@ -90,6 +95,8 @@ def _add_train_parity(subparsers) -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dropout", action="store_true",
+                        help="train with dropout on, both frameworks drawing the same (shared) masks")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |loss_torch - loss_paddle|")
     parser.add_argument("--num-threads", type=int)
     parser.add_argument("--json", dest="json_path", type=Path, help="write the report here")

@@ -12,7 +12,7 @@ DEMO_SETTINGS = dict(task="qqp", max_train_samples=1024, max_eval_samples=200, e
 
 
 def demo_step(minilm_paddle_dir: str | Path, minilm_hf_dir: str | Path, out_dir: str | Path) -> str:
-    """Fine-tune all-MiniLM-L6-v2 (256 train pairs, 200 dev pairs, 1 epoch, max length 64) with torch from the
+    """Fine-tune all-MiniLM-L6-v2 (1,024 train pairs, 200 dev pairs, 1 epoch, max length 64) with torch from the
     Hugging Face directory and with Paddle from the converted one; returns the two runs side by side."""
     out_dir = Path(out_dir)
     models = {"torch": Path(minilm_hf_dir), "paddle": Path(minilm_paddle_dir)}

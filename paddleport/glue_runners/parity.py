@@ -1,6 +1,8 @@
 """``train-parity``: the same optimizer steps in torch and Paddle, from the same weights on the same batches.
 
-fp32, dropout off; the loss of every step and the largest parameter difference at the end are compared.
+fp32, dropout off, or on with ``dropout=True``: both frameworks then draw the same masks
+(``paddleport.dropout_masks``). The loss of every step and the largest parameter difference at the end are
+compared.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class TrainParityConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     seed: int = 0
+    dropout: bool = False  # train mode, shared dropout masks
     tolerance: float = 1e-4
     work_dir: Path | None = None  # where the Paddle conversion goes; a temporary directory by default
     json_path: Path | None = None
@@ -56,9 +59,9 @@ def train_steps(framework: str, config: TrainParityConfig, batches: list[dict], 
                 ) -> tuple[list[float], dict[str, np.ndarray]]:
     """Losses of each step (before its update) and the final parameters (Hugging Face layout)."""
     info = inspect_model_dir(config.model)
-    backend = load_backend_model(make_backend(framework, BackendOptions(num_threads=config.num_threads)), info,
-                                 num_labels, config.seed, work_dir)
-    backend.set_train_mode(False)  # dropout off: both frameworks compute the same function
+    options = BackendOptions(num_threads=config.num_threads, dropout_masks="shared")
+    backend = load_backend_model(make_backend(framework, options), info, num_labels, config.seed, work_dir)
+    backend.set_train_mode(config.dropout)  # dropout off, or on with the same masks in both frameworks
     backend.build_optimizer(OptimizerConfig(
         lr=config.lr, weight_decay=config.weight_decay, warmup_steps=int(config.warmup_ratio * config.steps),
         total_steps=config.steps, max_grad_norm=config.max_grad_norm))
@@ -93,7 +96,7 @@ def run_train_parity(config: TrainParityConfig) -> dict:
     name, difference = largest_difference(torch_params, paddle_params)
     report = {
         "model": str(config.model), "task": task.name, "steps": config.steps, "batch_size": config.batch_size,
-        "lr": config.lr, "tolerance": config.tolerance,
+        "lr": config.lr, "dropout": config.dropout, "tolerance": config.tolerance,
         "losses": [{"step": step + 1, "torch": a, "paddle": b, "abs_diff": d}
                    for step, (a, b, d) in enumerate(zip(torch_losses, paddle_losses, loss_differences))],
         "max_loss_diff": max(loss_differences),
@@ -110,7 +113,8 @@ def format_parity_report(report: dict) -> str:
     lines += [f"{row['step']:>4}  {row['torch']:>12.6f}  {row['paddle']:>12.6f}  {row['abs_diff']:>10.2e}"
               for row in report["losses"]]
     verdict = "PASS" if report["passed"] else "FAIL"
-    lines.append(f"max |loss diff| {report['max_loss_diff']:.2e} (tolerance {report['tolerance']:.0e}): {verdict}")
+    dropout = "dropout on, shared masks" if report["dropout"] else "dropout off"
+    lines.append(f"{dropout}; max |loss diff| {report['max_loss_diff']:.2e} (tolerance {report['tolerance']:.0e}): {verdict}")
     lines.append(f"largest parameter difference after {report['steps']} steps: {report['max_param_diff']:.2e} "
                  f"({report['max_param_diff_name']})")
     return "\n".join(lines)

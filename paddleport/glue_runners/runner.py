@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from paddleport.dropout_masks import MODES as DROPOUT_MASK_MODES
 from paddleport.errors import PaddleportError
 from paddleport.glue_runners.backends.base import AMP_MODES, Backend, BackendOptions, OptimizerConfig, make_backend
 from paddleport.fsutil import atomic_directory
@@ -32,7 +33,7 @@ Result = TypeVar("Result")
 # Settings a resumed run must share with the run it continues.
 RESUME_KEYS = ("framework", "task", "model", "max_train_samples", "max_length", "batch_size", "lr", "epochs",
                "max_steps", "warmup_ratio", "weight_decay", "seed", "grad_accum", "max_grad_norm", "amp",
-               "group_by_length")
+               "group_by_length", "dropout_masks")
 
 
 @dataclass
@@ -67,6 +68,7 @@ class GlueRunConfig:
     device: str = "cpu"
     sharding: str = "none"  # none, zero1, zero2, fsdp (needs a distributed launch)
     gradient_checkpointing: bool = False
+    dropout_masks: str = "shared"  # "shared": the masks the other framework draws (dropout_masks); "native"
     group_by_length: bool = False
     eval_steps: int = 0
     save_steps: int = 0
@@ -101,6 +103,8 @@ def validate_options(config: GlueRunConfig, launch: LaunchInfo | None = None) ->
     task = get_task(config.task)
     if config.amp not in AMP_MODES:
         raise PaddleportError("--amp", f"unknown mode {config.amp!r}; choose one of {', '.join(AMP_MODES)}")
+    if config.dropout_masks not in DROPOUT_MASK_MODES:
+        raise PaddleportError("--dropout-masks", f"unknown mode {config.dropout_masks!r}; choose shared or native")
     if config.device not in ("cpu", "gpu"):
         raise PaddleportError("--device", f"unknown device {config.device!r}; choose cpu or gpu")
     positive = {"--batch-size": config.batch_size, "--epochs": config.epochs, "--grad-accum": config.grad_accum,
@@ -270,6 +274,7 @@ def build_metrics(config: GlueRunConfig, task: GlueTask, trainer: Trainer, backe
         "model": str(config.model),
         "device": config.device,
         "amp": config.amp,
+        "dropout_masks": config.dropout_masks,
         "world_size": backend.world_size,
         "sharding": config.sharding,
         "per_device_batch_size": config.batch_size // backend.world_size,
@@ -330,7 +335,7 @@ def start_backend(config: GlueRunConfig, launch: LaunchInfo) -> Backend:
     """The backend (it joins the launch's process group); rank 0 clears the output directory once every rank
     has checked it; the global batch is announced."""
     options = BackendOptions(config.device, config.amp, config.num_threads, config.gradient_checkpointing,
-                             launch=launch, sharding=config.sharding)
+                             launch=launch, sharding=config.sharding, dropout_masks=config.dropout_masks)
     backend = make_backend(config.framework, options)  # checks the device
     backend.barrier()
     if backend.is_main and not config.resume:

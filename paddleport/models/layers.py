@@ -12,11 +12,15 @@ wrongly in subclasses of these layers.
 
 from __future__ import annotations
 
+import math
+
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 from paddle.autograd import PyLayer
 
+from paddleport.dropout_masks import (DropoutMaskStream, check_mask_size, counter_hash32, keep_scale, keep_threshold,
+                                      site_id)
 from paddleport.models.kernels import cpu_kernels
 
 _enabled = True
@@ -99,13 +103,41 @@ def _dropout_seed() -> int:
 
 
 class Dropout(nn.Dropout):
+    """``mask_stream`` set (by :func:`share_dropout_masks`): masks from the schedule torch draws too."""
+
+    mask_stream: DropoutMaskStream | None = None
+    mask_site = 0
+
     def forward(self, x):
         if (not self.training or self.p == 0) and self.mode == "upscale_in_train":
             return x  # Paddle's dropout copies the tensor here (0.8 ms for 16 x 128 x 768)
+        if self.mask_stream is not None:
+            return _shared_mask_dropout(x, float(self.p), self.mask_stream.key(self.mask_site))
         kernels = _cpu_kernels_for(x)
         if kernels is None or self.axis is not None or self.mode != "upscale_in_train":
             return nn.Dropout.forward(self, x)
         return kernels.pp_dropout(x, float(self.p), _dropout_seed())
+
+
+def _shared_mask_dropout(x, p: float, key: int):
+    kernels = _cpu_kernels_for(x)
+    if kernels is not None:
+        return kernels.pp_dropout(x, p, key)
+    count = math.prod(x.shape)
+    check_mask_size(count)
+    indices = paddle.arange(count, dtype="int64").reshape(x.shape)
+    bits = counter_hash32(indices, key, constant=lambda value: paddle.to_tensor(value, dtype="int64"))
+    return x * ((bits >= keep_threshold(p)).astype(x.dtype) * keep_scale(p))
+
+
+def share_dropout_masks(model: nn.Layer, stream: DropoutMaskStream) -> None:
+    """Every dropout of ``model`` draws its masks from ``stream`` (keyed by its sublayer name), as the torch
+    model given the same stream does (``glue_runners.backends.torch_dropout``)."""
+    for name, layer in model.named_sublayers():
+        if isinstance(layer, nn.Dropout):
+            if not isinstance(layer, Dropout) or layer.mode != "upscale_in_train" or layer.axis is not None:
+                raise TypeError(f"{name}: shared dropout masks need paddleport.models.layers.Dropout")
+            layer.mask_stream, layer.mask_site = stream, site_id(name)
 
 
 def attention_probs(scores, mask, scaling: float):

@@ -10,6 +10,7 @@ from typing import Any, Callable, ContextManager
 
 import numpy as np
 
+from paddleport.dropout_masks import DropoutMaskStream
 from paddleport.glue_runners.distributed import LaunchInfo
 
 AMP_MODES = ("none", "bf16", "fp16")
@@ -34,6 +35,7 @@ class BackendOptions:
     gradient_checkpointing: bool = False
     launch: LaunchInfo = field(default_factory=LaunchInfo)  # a torchrun / paddle.distributed.launch process
     sharding: str = "none"  # one of distributed.SHARDING_MODES (checked before the backend is made)
+    dropout_masks: str = "shared"  # one of dropout_masks.MODES: "shared" with the other framework, or "native"
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -70,6 +72,8 @@ class Backend(ABC):
     def __init__(self, options: BackendOptions):
         self.options = options
         self.launch = options.launch
+        # shared masks: the same in both frameworks (paddleport.dropout_masks); None: the framework's own RNG
+        self.mask_stream = DropoutMaskStream(rank=self.rank) if options.dropout_masks == "shared" else None
 
     # -- processes -----------------------------------------------------------------------------
     @property
@@ -158,10 +162,15 @@ class Backend(ABC):
     def set_train_mode(self, training: bool) -> None:
         """Dropout on (training) or off."""
 
-    @abstractmethod
     def forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float:
         """Forward under AMP, backward of loss * loss_weight (gradients accumulate); returns the batch's
         mean loss (unscaled, float)."""
+        if self.mask_stream is not None:
+            self.mask_stream.next_forward()
+        return self._forward_backward(batch, loss_weight)
+
+    @abstractmethod
+    def _forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float: ...
 
     @abstractmethod
     def optimizer_step(self) -> None:
@@ -175,12 +184,26 @@ class Backend(ABC):
         """(mean loss or nan when unlabelled, float32 logits) without gradients."""
 
     # -- state ---------------------------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        """Seed the framework's generators and the shared dropout-mask schedule."""
+        if self.mask_stream is not None:
+            self.mask_stream.seed = seed
+        self._seed_framework(seed)
+
     @abstractmethod
-    def seed(self, seed: int) -> None: ...
+    def _seed_framework(self, seed: int) -> None: ...
+
+    def mask_stream_state(self) -> dict | None:
+        """What a checkpoint keeps of the dropout-mask schedule (None with the framework's own masks)."""
+        return None if self.mask_stream is None else self.mask_stream.state_dict()
+
+    def load_mask_stream_state(self, state: dict | None) -> None:
+        if self.mask_stream is not None and state is not None:
+            self.mask_stream.load_state_dict(state)
 
     @abstractmethod
     def save_training_state(self, directory: Path) -> None:
-        """Optimizer, schedule, loss scaler and RNG state into ``directory`` (which exists)."""
+        """Optimizer, schedule, loss scaler, RNG and dropout-mask state into ``directory`` (which exists)."""
 
     @abstractmethod
     def load_training_state(self, directory: Path) -> None: ...

@@ -157,6 +157,10 @@ class PaddleBackend(Backend):
             self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels)
         self.specs = {spec.paddle_name: spec for spec in parameter_specs(self.model.config, type(self.model).__name__)}
         self.regression = num_labels == 1
+        if self.mask_stream is not None:
+            from paddleport.models.layers import share_dropout_masks
+
+            share_dropout_masks(self.model, self.mask_stream)
         if self.options.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
 
@@ -226,7 +230,7 @@ class PaddleBackend(Backend):
         with self._autocast():
             return self.model(**self._model_inputs(tensors)).logits
 
-    def forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float:
+    def _forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float:
         tensors = self._tensors(batch)
         with self._autocast():
             logits = self.train_module(**self._model_inputs(tensors))
@@ -259,7 +263,7 @@ class PaddleBackend(Backend):
         return loss, logits.numpy()
 
     # -- state ---------------------------------------------------------------------------------
-    def seed(self, seed: int) -> None:
+    def _seed_framework(self, seed: int) -> None:
         self.paddle.seed(seed)
 
     def prepare_to_save(self, with_training_state: bool) -> None:
@@ -277,6 +281,7 @@ class PaddleBackend(Backend):
         paddle = self.paddle
         paddle.save(self._optimizer_state(), str(Path(directory) / OPTIMIZER_FILE))
         extra = {"scheduler": self.scheduler.state_dict(), "rng": paddle.get_rng_state(),
+                 "dropout_masks": self.mask_stream_state(),
                  "scaler": self.scaler.state_dict() if self.scaler else None}
         if paddle.get_device().startswith("gpu"):
             extra["cuda_rng"] = paddle.get_cuda_rng_state()
@@ -293,6 +298,7 @@ class PaddleBackend(Backend):
         if self.scaler and extra["scaler"]:
             self.scaler.load_state_dict(extra["scaler"])
         paddle.set_rng_state(extra["rng"])
+        self.load_mask_stream_state(extra.get("dropout_masks"))
         if "cuda_rng" in extra and paddle.get_device().startswith("gpu"):
             paddle.set_cuda_rng_state(extra["cuda_rng"])
 

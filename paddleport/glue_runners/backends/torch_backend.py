@@ -143,6 +143,10 @@ class TorchBackend(Backend):
         self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
             str(model_dir), num_labels=num_labels).to(self.device)
         self.regression = num_labels == 1
+        if self.mask_stream is not None:
+            from paddleport.glue_runners.backends.torch_dropout import share_dropout_masks
+
+            share_dropout_masks(self.model, self.mask_stream)
         if self.options.gradient_checkpointing:
             enable = getattr(self.model, "activation_checkpointing_enable", None) or \
                 self.model.gradient_checkpointing_enable  # the transformers 5 name, else the older one
@@ -225,7 +229,7 @@ class TorchBackend(Backend):
             return module(input_ids=tensors["input_ids"], token_type_ids=tensors["token_type_ids"],
                           attention_mask=tensors["attention_mask"]).logits
 
-    def forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float:
+    def _forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float:
         tensors = self._tensors(batch)
         loss = self._loss(self._logits(tensors, self.train_module), tensors["labels"])
         self.scaler.scale(loss * loss_weight).backward()
@@ -251,7 +255,7 @@ class TorchBackend(Backend):
         return loss, logits.cpu().numpy()
 
     # -- state ---------------------------------------------------------------------------------
-    def seed(self, seed: int) -> None:
+    def _seed_framework(self, seed: int) -> None:
         torch.manual_seed(seed)
 
     def _optimizer_state(self) -> tuple[str, dict]:
@@ -278,7 +282,8 @@ class TorchBackend(Backend):
     def save_training_state(self, directory: Path) -> None:
         layout, optimizer_state = self._optimizer_state()
         state = {"optimizer": optimizer_state, "optimizer_layout": layout, "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state()}
+                 "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state(),
+                 "dropout_masks": self.mask_stream_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state()
         torch.save(state, Path(directory) / STATE_FILE)
@@ -290,6 +295,7 @@ class TorchBackend(Backend):
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
+        self.load_mask_stream_state(state.get("dropout_masks"))
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"])
 

@@ -468,13 +468,21 @@ std::vector<paddle::Tensor> GeluBackward(const paddle::Tensor& x, const paddle::
   return {grad_x};
 }
 
-// ---- dropout: keep element i when hash(seed, i) >= p * 2^32; the backward regenerates the same mask -----
+// ---- dropout: keep element i when hash(key, i) >= p * 2^32; the backward regenerates the same mask -------
+// The hash is paddleport.dropout_masks.counter_hash32 (two keyed lowbias32 rounds): with a key from a
+// DropoutMaskStream, torch draws the same mask from the same formula.
 
-inline uint32_t Uniform32(uint64_t seed, uint64_t index) {  // splitmix64 finaliser
-  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return static_cast<uint32_t>((z ^ (z >> 31)) >> 32);
+inline uint32_t LowBias32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  return x ^ (x >> 16);
+}
+
+inline uint32_t CounterHash32(uint64_t key, uint64_t index) {
+  const uint32_t bits = LowBias32(static_cast<uint32_t>(index) ^ static_cast<uint32_t>(key));
+  return LowBias32(bits ^ static_cast<uint32_t>(key >> 32));
 }
 
 paddle::Tensor ApplyDropoutMask(const paddle::Tensor& x, float p, int64_t seed) {
@@ -487,13 +495,14 @@ paddle::Tensor ApplyDropoutMask(const paddle::Tensor& x, float p, int64_t seed) 
   const uint64_t key = static_cast<uint64_t>(seed);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < count; ++i)
-    result[i] = Uniform32(key, static_cast<uint64_t>(i)) >= threshold ? in[i] * keep_scale : 0.f;
+    result[i] = CounterHash32(key, static_cast<uint64_t>(i)) >= threshold ? in[i] * keep_scale : 0.f;
   return out;
 }
 
 std::vector<paddle::Tensor> DropoutForward(const paddle::Tensor& x, float p, int64_t seed) {
   CheckFloat32Cpu(x, "pp_dropout");
   PD_CHECK(p >= 0.f && p < 1.f, "pp_dropout: p must be in [0, 1)");
+  PD_CHECK(x.numel() < (int64_t{1} << 32), "pp_dropout: at most 2^32 elements (32-bit counters)");
   return {ApplyDropoutMask(x, p, seed)};
 }
 
