@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from paddleport.dropout_masks import MODES as DROPOUT_MASK_MODES  # noqa: E402
 from paddleport.glue_runners import GlueRunConfig, TrainParityConfig, run_glue, run_train_parity  # noqa: E402
 from paddleport.glue_runners.parity import format_parity_report  # noqa: E402
 from paddleport.glue_runners.reporting import framework_comparison, write_json  # noqa: E402
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--num-threads", type=int, default=2)
-    parser.add_argument("--dropout-masks", choices=["shared", "native"], default="shared",
+    parser.add_argument("--dropout-masks", choices=DROPOUT_MASK_MODES, default="shared",
                         help="shared: both frameworks draw the same dropout masks (run-glue's default)")
     parser.add_argument("--parity-steps", type=int, default=0, help="MiniLM train-parity steps (0: skip)")
     parser.add_argument("--json", type=Path, help="default: OUT_DIR/glue_cpu.json")

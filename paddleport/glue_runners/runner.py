@@ -104,7 +104,8 @@ def validate_options(config: GlueRunConfig, launch: LaunchInfo | None = None) ->
     if config.amp not in AMP_MODES:
         raise PaddleportError("--amp", f"unknown mode {config.amp!r}; choose one of {', '.join(AMP_MODES)}")
     if config.dropout_masks not in DROPOUT_MASK_MODES:
-        raise PaddleportError("--dropout-masks", f"unknown mode {config.dropout_masks!r}; choose shared or native")
+        raise PaddleportError("--dropout-masks", f"unknown mode {config.dropout_masks!r}; "
+                                                 f"choose one of {', '.join(DROPOUT_MASK_MODES)}")
     if config.device not in ("cpu", "gpu"):
         raise PaddleportError("--device", f"unknown device {config.device!r}; choose cpu or gpu")
     positive = {"--batch-size": config.batch_size, "--epochs": config.epochs, "--grad-accum": config.grad_accum,
