@@ -141,20 +141,22 @@ class TorchBinSource(TensorSource):
 class PdparamsSource(TensorSource):
     def __init__(self, path: Path):
         super().__init__()
-        import paddle
-
-        try:
-            state = paddle.load(str(path), return_numpy=True)
-        except Exception as error:
-            raise PaddleportError(path, f"is not a readable Paddle weights file ({error})") from None
-        if not isinstance(state, dict):
-            raise PaddleportError(path, "does not hold a dict of tensors")
-        self._arrays = {name: np.asarray(value) for name, value in state.items()}
+        self._arrays = read_pdparams(path)
         self._entries = {name: (path, a.shape, a.dtype.name) for name, a in self._arrays.items()}
         self.metadata = {"format": PADDLE_FORMAT_TAG}
 
     def read(self, name: str) -> np.ndarray:
         return self._arrays[name]
+
+
+def read_pdparams(path: Path) -> dict[str, np.ndarray]:
+    """A ``.pdparams`` state dict through the restricted unpickler (no code in the file runs)."""
+    from paddleport.safe_pickle import load_state
+
+    state = load_state(path)
+    if not isinstance(state, dict) or not all(isinstance(value, np.ndarray) for value in state.values()):
+        raise PaddleportError(path, "does not hold a flat dict of tensors (a state dict)")
+    return state
 
 
 def shard_files(index_path: Path) -> list[Path]:

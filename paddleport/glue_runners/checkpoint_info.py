@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddleport.convert.tensor_io import is_paddle_checkpoint
+from paddleport.convert.tensor_io import is_paddle_checkpoint, read_pdparams
 from paddleport.errors import PaddleportError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model_state.pdparams")
@@ -72,9 +72,7 @@ def _stored_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
         state = torch.load(model_dir / "pytorch_model.bin", map_location="meta", weights_only=True)
         return {name: tuple(tensor.shape) for name, tensor in state.items()}
     if (model_dir / "model_state.pdparams").is_file():
-        import paddle  # only a Paddle .pdparams checkpoint brings paddle in
-
-        state = paddle.load(str(model_dir / "model_state.pdparams"))
+        state = read_pdparams(model_dir / "model_state.pdparams")
         return {name: tuple(value.shape) for name, value in state.items()}
     raise PaddleportError(model_dir, f"has no weights ({' or '.join(WEIGHT_FILES)})")
 

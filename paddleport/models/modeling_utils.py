@@ -15,7 +15,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from paddleport.convert.tensor_io import (
-    PADDLE_FORMAT_TAG, PDPARAMS_NAME, SAFETENSORS_NAME, read_safetensors_checked,
+    PADDLE_FORMAT_TAG, PDPARAMS_NAME, SAFETENSORS_NAME, read_pdparams, read_safetensors_checked,
 )
 from paddleport.errors import PaddleportError
 from paddleport.models.configuration import PretrainedConfig
@@ -305,10 +305,7 @@ def read_paddle_state_dict(directory: Path) -> dict[str, Any]:
         return arrays
     pdparams_path = directory / PDPARAMS_NAME
     if pdparams_path.is_file():
-        try:
-            return paddle.load(str(pdparams_path))
-        except Exception as error:  # paddle raises assorted types for damaged files
-            raise PaddleportError(pdparams_path, f"cannot be read ({error})") from None
+        return read_pdparams(pdparams_path)
     raise PaddleportError(directory, f"no weights file ({SAFETENSORS_NAME} or {PDPARAMS_NAME})")
 
 
