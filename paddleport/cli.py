@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from paddleport.errors import PaddleportError
+from paddleport.fsutil import Terminated
 
 COMMAND_MODULES = (
     "paddleport.convert.cli",
@@ -45,3 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("paddleport: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("paddleport: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM

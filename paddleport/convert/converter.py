@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from paddleport.convert.tensor_io import (
     open_checkpoint, write_safetensors_stream,
 )
 from paddleport.errors import PaddleportError
-from paddleport.fsutil import atomic_directory
+from paddleport.fsutil import atomic_directory, check_output_target
 from paddleport.models.configuration import CONFIG_NAME, AutoConfig, PretrainedConfig, read_config_dict
 
 DIRECTIONS = ("paddle", "hf")
@@ -98,7 +99,8 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
     if not src.is_dir():
         raise PaddleportError(src, "source checkpoint directory does not exist" if not src.exists()
                               else "source must be a checkpoint directory")
-    if out.exists() and not force:
+    check_output_target(out, reads_from=[src])
+    if os.path.lexists(out) and not force:
         raise PaddleportError(out, "output already exists (pass --force to replace it)")
     config_path = src / CONFIG_NAME
     config_dict = read_config_dict(config_path)
@@ -113,7 +115,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
             source_architecture=config.architecture, format=fmt, dtype=dtype, dropped=plan.dropped,
             newly_initialised=plan.newly_initialised, tied=sorted(plan.tied),
             skipped_buffers=plan.skipped_buffers)
-        with atomic_directory(out, replace=force) as partial:
+        with atomic_directory(out, replace=force, reads_from=[src]) as partial:
             report.tensors = _write_weights(partial, source, plan, to, dtype, fmt, progress)
             _write_config(partial / CONFIG_NAME, config_dict, class_name, dtype)
             copy_tokenizer_files(src, partial)

@@ -10,6 +10,7 @@ inputs of two different shapes before the directory is renamed to ``OUT`` in one
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from paddleport.convert.converter import copy_tokenizer_files
 from paddleport.errors import PaddleportError
-from paddleport.fsutil import atomic_directory
+from paddleport.fsutil import atomic_directory, check_output_target
 from paddleport.parity.inference import PROGRAM_STEM, Predictor, PredictorOptions, program_files
 from paddleport.parity.inputs import kept_positions
 from paddleport.parity.loading import architecture_of, read_config
@@ -54,10 +55,11 @@ def export_model(paddle_dir: str | Path, out_dir: str | Path, *, force: bool = F
     """Trace, save into a temporary directory, verify against eager, then move into place atomically."""
     paddle_dir, out_dir = Path(paddle_dir), Path(out_dir)
     architecture = architecture_of(read_config(paddle_dir), paddle_dir)
-    if out_dir.exists() and not force:
+    check_output_target(out_dir, reads_from=[paddle_dir])
+    if os.path.lexists(out_dir) and not force:
         raise PaddleportError(out_dir, "already exists (pass --force to replace it)")
     model = _load_eager(paddle_dir, architecture)
-    with atomic_directory(out_dir, replace=force) as staging:
+    with atomic_directory(out_dir, replace=force, reads_from=[paddle_dir]) as staging:
         names = save_static(model, staging)
         diffs = verify_export(model, staging, names, vocab_size=model.config.vocab_size, atol=atol)
         shutil.copy(paddle_dir / "config.json", staging / "config.json")
