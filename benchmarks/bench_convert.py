@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from paddleport import runtime
 from paddleport.models.presets import BERT_BASE_UNCASED
 
 BERT_BASE_CONFIG = dict(BERT_BASE_UNCASED, architectures=["BertForMaskedLM"], model_type="bert")
@@ -90,8 +91,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
-        result = measure(Path(workdir), args.repeats)
+    with runtime.setup("cpu", frameworks=()) as settings:  # conversion runs no framework: records the CPU
+        with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
+            result = measure(Path(workdir), args.repeats) | {"runtime": settings.as_json()}
+    print(runtime.describe(settings))
     print(f"checkpoint: bert-base-uncased size, {result['checkpoint_mb']:.0f} MiB float32 safetensors")
     print("| step | median wall s | peak RSS MiB |")
     print("|---|---|---|")

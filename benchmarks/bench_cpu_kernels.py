@@ -1,13 +1,13 @@
 """paddleport's CPU kernels against Paddle's own ops: forward + backward time of one call, side by side.
 
-``.venv/bin/python benchmarks/bench_cpu_kernels.py [--batch 32] [--seq 80] [--threads 2]`` — shapes of
-all-MiniLM-L6-v2 fine-tuning (hidden 384, 12 heads, intermediate 1536). Prints a markdown table.
+``.venv/bin/python benchmarks/bench_cpu_kernels.py [--batch 32] [--seq 80] [--threads N]`` — shapes of
+all-MiniLM-L6-v2 fine-tuning (hidden 384, 12 heads, intermediate 1536). Prints the CPU and instruction set it ran
+on (``paddleport.runtime.detect_cpu``), then a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -67,22 +67,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=80)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="default: the cores this process may use (paddleport.runtime)")
     parser.add_argument("--iters", type=int, default=20)
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    from paddleport import runtime
     from paddleport.models.kernels import cpu_kernels
-    from paddleport.models.modeling_utils import configure_paddle_cpu
 
-    configure_paddle_cpu(args.threads)
-    if cpu_kernels() is None:
-        print("paddleport's CPU kernels could not be built here", file=sys.stderr)
-        return 1
+    with runtime.setup("cpu", args.threads, frameworks=("paddle",)) as settings:  # builds the kernels
+        if cpu_kernels() is None:
+            print("paddleport's CPU kernels could not be built here", file=sys.stderr)
+            return 1
+        print(f"{runtime.describe(settings)}\n")
+        print_table(args)
+    return 0
+
+
+def print_table(args: argparse.Namespace) -> None:
     print("| op (forward + backward) | Paddle ops ms | paddleport ms | speed-up |\n|---|---|---|---|")
     for name, paddle_fn, kernel_fn in cases(args.batch, args.seq):
         reference, ours = median_ms(paddle_fn, args.iters), median_ms(kernel_fn, args.iters)
         print(f"| {name} | {reference:.2f} | {ours:.2f} | {reference / ours:.1f}x |")
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from paddleport import runtime  # noqa: E402
 from paddleport.glue_runners.distributed import environment_without_launch, launch_command, run_launch  # noqa: E402
 
 
@@ -97,7 +98,8 @@ def run_arguments(cell: Cell, args: argparse.Namespace, model: Path, out: Path) 
                  "--max-train-samples", str(args.max_train_samples), "--max-eval-samples", str(args.max_eval_samples),
                  "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--epochs", "1",
                  "--device", args.device, "--num-threads", str(args.threads_per_process), "--sharding", cell.sharding,
-                 "--cache-dir", str(args.out_dir / "cache"), "--no-progress", "--overwrite"]
+                 "--cache-dir", str(args.out_dir / "cache"), "--no-progress", "--overwrite",
+                 "--dropout-masks", "shared"]  # the setting of the README's figures (then run-glue's default)
     return arguments + (["--amp", cell.precision] if cell.precision != "fp32" else [])
 
 
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(measure(cell, args, model))
         print(f"{cell.name}: {rows[-1]['status']}", file=sys.stderr, flush=True)
     settings = {key: str(value) for key, value in vars(args).items()} | {"model": str(model)}
-    report = {"settings": settings, "results": rows}
+    # each launched process applies paddleport.runtime.setup itself (with --num-threads); this is the CPU
+    report = {"settings": settings, "cpu": runtime.detect_cpu().as_json(), "results": rows}
     json_path = args.json or args.out_dir / "bench_distributed.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -78,9 +78,7 @@ def format_ratios(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import json
-
-    from paddleport.parity.bench import BenchOptions, run_benchmark
+    from paddleport import runtime
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=10)
@@ -92,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--tiny", action="store_true", help="2-layer models (smoke test)")
     args = parser.parse_args(argv)
+    with runtime.setup("cpu", args.threads):  # before paddle is imported
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from paddleport.parity.bench import BenchOptions, run_benchmark
+
     options = BenchOptions(dtypes=tuple(args.dtypes.split(",")), batch_sizes=(args.batch_size,),
                            seq_lens=(args.seq_len,), iters=args.iters, warmup=2, threads=args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as workdir:

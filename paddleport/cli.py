@@ -11,6 +11,7 @@ import importlib
 import signal
 import sys
 
+from paddleport import runtime
 from paddleport.errors import PaddleportError
 from paddleport.fsutil import Terminated
 
@@ -37,10 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def runtime_options(args: argparse.Namespace) -> dict:
+    """What :func:`paddleport.runtime.setup` needs from a command's options: its device, threads and the
+    frameworks it runs (a command that runs none, such as convert, sets ``frameworks=()``)."""
+    frameworks = (args.framework,) if getattr(args, "framework", None) else getattr(args, "frameworks", None)
+    return {"device": getattr(args, "device", "cpu"),
+            "threads": getattr(args, "num_threads", None) or getattr(args, "threads", None),
+            "frameworks": runtime.FRAMEWORKS if frameworks is None else frameworks}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with runtime.setup(**runtime_options(args)):  # before any work, and before paddle is imported
+            return int(args.func(args) or 0)
     except PaddleportError as error:
         print(f"paddleport: error: {error}", file=sys.stderr)
         return error.exit_code

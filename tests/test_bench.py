@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from paddleport import runtime
 from paddleport.cli import main
 from paddleport.parity import devices
 from tests.fixtures import make_tiny_hf_checkpoint
@@ -35,6 +36,7 @@ def test_bench_tiny_grid_json_and_plot(model_dirs, tmp_path, capsys):
                  "--seq-lens", "8", "--iters", "2", "--warmup", "1", "--end-to-end", "6",
                  "--json", str(json_path), "--plot", str(plot_path)]) == 0
     result = json.loads(json_path.read_text())
+    out = capsys.readouterr().out
     rows = result["rows"]
     assert all(ROW_FIELDS <= set(row) for row in rows)
     timed = [row for row in rows if row["skipped"] is None]
@@ -43,16 +45,36 @@ def test_bench_tiny_grid_json_and_plot(model_dirs, tmp_path, capsys):
     forward = [r for r in timed if r["scenario"] == "forward"]
     assert all(r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["peak_mem_mb"] > 0 for r in forward)
     assert all(r["max_abs_diff"] <= (1e-5 if r["dtype"] == "float32" else 5e-2) for r in forward)
-    assert {r["mode"] for r in forward if r["dtype"] == "bfloat16"} >= {"eager (bfloat16 weights)", "autocast",
-                                                                        "inference"}
+    cpu = runtime.detect_cpu()
+    assert all(row["runtime"]["cpu"] == cpu.as_json() and row["runtime"]["threads"] == row["threads"]
+               for row in rows)
+    assert result["runtime"]["cpu"]["isa"] == cpu.isa and "FLAGS_use_stride_kernel" in result["runtime"]["paddle_flags"]
+    if cpu.native_bf16:
+        assert {r["mode"] for r in forward if r["dtype"] == "bfloat16"} >= {"eager (bfloat16 weights)", "autocast",
+                                                                            "inference"}
+    else:  # emulated bfloat16: no rows, one line saying why
+        assert not [r for r in rows if r["dtype"] == "bfloat16"]
+        assert result["notes"] == [line for line in out.splitlines() if line.startswith("bfloat16 rows skipped:")]
     skipped = [r for r in rows if r["framework"] == "paddle" and r["mode"].startswith("eager (bfloat16")]
-    if devices.paddle_eager_supports("bfloat16", "cpu"):
+    if cpu.native_bf16 and devices.paddle_eager_supports("bfloat16", "cpu"):
         assert skipped and all("no CPU bfloat16" in r["skipped"] for r in skipped)
     assert any(r["scenario"].startswith("end-to-end 6") for r in timed)
     assert {s["squeezebert"] for s in result["squeezebert_speedup_over_bert"]} == {"squeeze"}
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    out = capsys.readouterr().out
-    assert out.startswith("| model | framework |") and "SqueezeBERT speed-up over BERT" in out
+    assert out.startswith(f"CPU: {cpu.model_name} ({cpu.vendor}, {cpu.isa})")
+    assert "\n| model | framework |" in out and "SqueezeBERT speed-up over BERT" in out
+
+
+def test_bfloat16_rows_are_left_out_where_the_cpu_only_emulates_it():
+    from paddleport.parity.bench import BenchOptions, _without_emulated_bfloat16
+
+    options = BenchOptions(dtypes=("float32", "bfloat16"))
+    amd = runtime.CpuInfo("AuthenticAMD", "AMD EPYC 7B13", frozenset({"avx2", "fma"}))
+    kept, notes = _without_emulated_bfloat16(options, amd)
+    assert kept.dtypes == ("float32",) and len(notes) == 1
+    assert notes[0].startswith("bfloat16 rows skipped: AMD EPYC 7B13 (AVX2) has no native bfloat16")
+    sapphire_rapids = runtime.CpuInfo("GenuineIntel", "Xeon", frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16"}))
+    assert _without_emulated_bfloat16(options, sapphire_rapids) == (options, [])
 
 
 def test_bench_gpu_without_gpu(model_dirs, capsys):

@@ -1,8 +1,13 @@
-"""paddleport's CPU kernels and fast layers against Paddle's own ops: values and gradients."""
+"""paddleport's CPU kernels and fast layers against Paddle's own ops: values and gradients.
+
+A kernel that does not build is a failing test here (not a skip), unless the kernels were switched off with
+PADDLEPORT_CPU_KERNELS=0; the fallback tests need no kernel and always run.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import paddle
@@ -10,9 +15,26 @@ import pytest
 
 from paddleport.models import kernels, layers
 from paddleport.models.kernels import cpu_kernels
+from tests.fixtures import openmp_threads
 
 F = paddle.nn.functional
-pytestmark = pytest.mark.skipif(cpu_kernels() is None, reason="the CPU kernels could not be built here")
+# odd widths, widths not a multiple of the 8 (AVX2) or 16 (AVX-512) floats of a vector, and BERT's own
+WIDTHS = [16, 40, 48, 64, 384, 769]
+
+
+@pytest.fixture
+def built():
+    """The compiled kernels; a build failure fails the test."""
+    if os.environ.get(kernels.DISABLE_ENV) == "0":
+        pytest.skip(f"{kernels.DISABLE_ENV}=0 switches the kernels off")
+    library = cpu_kernels()
+    if library is None:
+        pytest.fail("paddleport's CPU kernels did not build here (see the warning logged above)")
+    return library
+
+
+def test_the_kernels_build(built):
+    assert hasattr(built, "pp_layer_norm") and hasattr(built, "pp_bias_residual_layer_norm")
 
 
 @pytest.fixture
@@ -20,10 +42,36 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    """Paddle's OpenMP threads (the kernels' row loops split over them), set back afterwards."""
+    previous = openmp_threads()
+    paddle.base.core.set_num_threads(request.param)
+    yield request.param
+    paddle.base.core.set_num_threads(previous)
+
+
+@pytest.fixture
+def strided_views():
+    """Transposes and slices as strided views (Paddle's default; paddleport.runtime.setup turns it off)."""
+    previous = paddle.get_flags(["FLAGS_use_stride_kernel"])
+    paddle.set_flags({"FLAGS_use_stride_kernel": True})
+    yield
+    paddle.set_flags(previous)
+
+
 def leaf(rng, *shape, scale=1.0):
     tensor = paddle.to_tensor((rng.standard_normal(shape) * scale).astype("float32"))
     tensor.stop_gradient = False
     return tensor
+
+
+def strided_leaf(rng, *shape, scale=1.0):
+    """A leaf whose value is a non-contiguous view of ``shape`` (the last two axes of a dense tensor, swapped)."""
+    dense = leaf(rng, *shape[:-2], shape[-1], shape[-2], scale=scale)
+    view = dense.transpose(list(range(len(shape) - 2)) + [len(shape) - 1, len(shape) - 2])
+    assert not view.is_contiguous()
+    return dense, view
 
 
 def grads(fn, inputs, grad_out):
@@ -40,72 +88,138 @@ def additive_mask(rng, batch, keys):
     return paddle.to_tensor(((1 - keep) * np.finfo(np.float32).min).astype("float32")[:, None, None, :])
 
 
-def test_masked_softmax_and_gradient_match_paddle(rng):
-    scores = leaf(rng, 3, 4, 7, 9, scale=4.0)
-    mask = additive_mask(rng, 3, 9)
-    grad_out = paddle.to_tensor(rng.standard_normal((3, 4, 7, 9)).astype("float32"))
+@pytest.mark.parametrize("keys", WIDTHS)
+def test_masked_softmax_and_gradient_match_paddle(built, rng, threads, strided_views, keys):
+    dense, scores = strided_leaf(rng, 2, 3, 5, keys, scale=4.0)
+    mask = additive_mask(rng, 2, keys)
+    _, grad_out = strided_leaf(rng, 2, 3, 5, keys)
 
     def reference():
         return F.softmax(scores * 0.25 + mask, axis=-1)
 
     def kernel():
-        return cpu_kernels().pp_softmax_mask(scores, mask, 0.25)
+        return built.pp_softmax_mask(scores, mask, 0.25)
 
     assert_close(kernel().numpy(), reference().numpy())
-    assert float(kernel().numpy()[np.broadcast_to(mask.numpy() < 0, (3, 4, 7, 9))].max()) == 0.0
-    assert_close(grads(kernel, [scores], grad_out)[0], grads(reference, [scores], grad_out)[0])
+    assert (kernel().numpy() == built.pp_softmax_mask(scores.contiguous(), mask, 0.25).numpy()).all()
+    assert float(kernel().numpy()[np.broadcast_to(mask.numpy() < 0, (2, 3, 5, keys))].max()) == 0.0
+    assert_close(grads(kernel, [dense], grad_out)[0], grads(reference, [dense], grad_out)[0])
 
 
-def test_layer_norm_and_gradients_match_paddle(rng):
-    x, weight, bias = leaf(rng, 5, 6, 48, scale=3.0), leaf(rng, 48), leaf(rng, 48)
-    grad_out = paddle.to_tensor(rng.standard_normal((5, 6, 48)).astype("float32"))
-
-    def reference():
-        return F.layer_norm(x + 2.0, [48], weight, bias, 1e-12)
-
-    def kernel():
-        return cpu_kernels().pp_layer_norm(x + 2.0, weight, bias, 1e-12)[0]
-
-    assert_close(kernel().numpy(), reference().numpy(), atol=1e-5)
-    for ours, theirs in zip(grads(kernel, [x, weight, bias], grad_out), grads(reference, [x, weight, bias], grad_out)):
-        assert_close(ours, theirs, atol=1e-5)
-
-
-def test_channel_layer_norm_and_bias_match_paddle(rng):
-    x, weight, bias = leaf(rng, 3, 40, 11, scale=3.0), leaf(rng, 40), leaf(rng, 40)
-    grad_out = paddle.to_tensor(rng.standard_normal((3, 40, 11)).astype("float32"))
+@pytest.mark.parametrize("width", WIDTHS)
+def test_layer_norm_and_gradients_match_paddle(built, rng, threads, strided_views, width):
+    dense, x = strided_leaf(rng, 3, 5, width, scale=3.0)
+    weight, bias = leaf(rng, width), leaf(rng, width)
+    _, grad_out = strided_leaf(rng, 3, 5, width)
 
     def reference():
-        moved = F.layer_norm((x + bias.unsqueeze(-1)).transpose([0, 2, 1]), [40], weight, bias, 1e-12)
-        return moved.transpose([0, 2, 1])
+        return F.layer_norm(x, [width], weight, bias, 1e-12)
 
     def kernel():
-        return cpu_kernels().pp_channel_layer_norm(cpu_kernels().pp_channel_bias(x, bias), weight, bias, 1e-12)[0]
+        return built.pp_layer_norm(x, weight, bias, 1e-12)[0]
 
     assert_close(kernel().numpy(), reference().numpy(), atol=1e-5)
-    for ours, theirs in zip(grads(kernel, [x, weight, bias], grad_out), grads(reference, [x, weight, bias], grad_out)):
-        assert_close(ours, theirs, atol=1e-5)
+    names = ("input", "weight", "bias")
+    for name, ours, theirs in zip(names, grads(kernel, [dense, weight, bias], grad_out),
+                                  grads(reference, [dense, weight, bias], grad_out)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-def test_gelu_and_gradient_match_paddle(rng):
-    x = leaf(rng, 4, 1000, scale=4.0)
-    grad_out = paddle.to_tensor(rng.standard_normal((4, 1000)).astype("float32"))
-    assert_close(cpu_kernels().pp_gelu(x).numpy(), F.gelu(x).numpy())
-    assert_close(grads(lambda: cpu_kernels().pp_gelu(x), [x], grad_out)[0],
-                 grads(lambda: F.gelu(x), [x], grad_out)[0])
+@pytest.mark.parametrize("channels", WIDTHS)
+def test_channel_layer_norm_and_channel_bias_match_paddle_with_distinct_biases(built, rng, threads, strided_views,
+                                                                               channels):
+    dense, x = strided_leaf(rng, 3, channels, 11, scale=3.0)
+    channel_bias, weight, norm_bias = leaf(rng, channels), leaf(rng, channels), leaf(rng, channels)
+    _, grad_out = strided_leaf(rng, 3, channels, 11)
+
+    def reference():
+        shifted = x + channel_bias.unsqueeze(-1)
+        return F.layer_norm(shifted.transpose([0, 2, 1]), [channels], weight, norm_bias, 1e-12).transpose([0, 2, 1])
+
+    def kernel():
+        return built.pp_channel_layer_norm(built.pp_channel_bias(x, channel_bias), weight, norm_bias, 1e-12)[0]
+
+    assert_close(kernel().numpy(), reference().numpy(), atol=1e-5)
+    inputs = {"input": dense, "channel bias": channel_bias, "weight": weight, "layer-norm bias": norm_bias}
+    for name, ours, theirs in zip(inputs, grads(kernel, list(inputs.values()), grad_out),
+                                  grads(reference, list(inputs.values()), grad_out)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-def test_dropout_keeps_one_minus_p_scales_and_reuses_its_mask_in_the_gradient(rng):
+@pytest.mark.parametrize("channels", WIDTHS)
+def test_channel_bias_and_its_gradients_match_paddle(built, rng, threads, strided_views, channels):
+    dense, x = strided_leaf(rng, 2, channels, 7)
+    bias = leaf(rng, channels)
+    _, grad_out = strided_leaf(rng, 2, channels, 7)
+    kernel, reference = (lambda: built.pp_channel_bias(x, bias)), (lambda: x + bias.unsqueeze(-1))
+    assert_close(kernel().numpy(), reference().numpy())
+    for name, ours, theirs in zip(("input", "bias"), grads(kernel, [dense, bias], grad_out),
+                                  grads(reference, [dense, bias], grad_out)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_gelu_and_gradient_match_paddle(built, rng, threads, strided_views, width):
+    dense, x = strided_leaf(rng, 4, 7, width, scale=4.0)
+    _, grad_out = strided_leaf(rng, 4, 7, width)
+    assert_close(built.pp_gelu(x).numpy(), F.gelu(x).numpy())
+    assert_close(grads(lambda: built.pp_gelu(x), [dense], grad_out)[0],
+                 grads(lambda: F.gelu(x), [dense], grad_out)[0])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_fused_bias_gelu_matches_paddle_ops(built, rng, threads, strided_views, width):
+    _, x = strided_leaf(rng, 3, 5, width, scale=3.0)
+    bias = leaf(rng, width)
+    with paddle.no_grad():
+        assert_close(built.pp_bias_gelu(x, bias).numpy(), F.gelu(x + bias).numpy())
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_fused_bias_residual_layer_norm_matches_paddle_ops_with_distinct_biases(built, rng, threads, strided_views,
+                                                                                width):
+    _, x = strided_leaf(rng, 3, 5, width, scale=3.0)
+    _, residual = strided_leaf(rng, 3, 5, width)
+    dense_bias, weight, norm_bias = leaf(rng, width), leaf(rng, width), leaf(rng, width)
+    with paddle.no_grad():
+        fused = built.pp_bias_residual_layer_norm(x, dense_bias, residual, weight, norm_bias, 1e-12)
+        expected = F.layer_norm(x + dense_bias + residual, [width], weight, norm_bias, 1e-12)
+    assert_close(fused.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_inference_fusions_in_the_layers_equal_the_unfused_layers(built, rng):
+    """The layer helpers pass each bias to its place: the Linear's into the fusion, the norm's into the norm."""
+    dense, norm, dropout = layers.Linear(40, 48), layers.LayerNorm(48, epsilon=1e-12), layers.Dropout(0.1)
+    dropout.eval()
+    for parameter in (dense.bias, norm.weight, norm.bias):
+        parameter.set_value(rng.standard_normal(parameter.shape).astype("float32"))
+    hidden = paddle.to_tensor(rng.standard_normal((3, 5, 40)).astype("float32"))
+    residual = paddle.to_tensor(rng.standard_normal((3, 5, 48)).astype("float32"))
+    with paddle.no_grad():
+        fused = layers.dense_residual_layer_norm(dense, dropout, norm, hidden, residual).numpy()
+        fused_gelu = layers.dense_gelu(dense, hidden).numpy()
+    linear = paddle.matmul(hidden, dense.weight) + dense.bias
+    assert_close(fused, F.layer_norm(linear + residual, [48], norm.weight, norm.bias, 1e-12).numpy(), atol=1e-5)
+    assert_close(fused_gelu, F.gelu(linear).numpy())
+
+
+def test_dropout_keeps_one_minus_p_scales_and_reuses_its_mask_in_the_gradient(built, rng, threads):
     x = leaf(rng, 64, 1024)
     grad_out = paddle.to_tensor(rng.standard_normal((64, 1024)).astype("float32"))
-    out = cpu_kernels().pp_dropout(x, 0.1, 1234).numpy()
+    out = built.pp_dropout(x, 0.1, 1234).numpy()
     kept = out != 0
     assert abs(kept.mean() - 0.9) < 0.005
     assert_close(out[kept], x.numpy()[kept] / 0.9)
-    grad = grads(lambda: cpu_kernels().pp_dropout(x, 0.1, 1234), [x], grad_out)[0]
+    grad = grads(lambda: built.pp_dropout(x, 0.1, 1234), [x], grad_out)[0]
     assert_close(grad, grad_out.numpy() * kept / 0.9)
-    assert (cpu_kernels().pp_dropout(x, 0.1, 1234).numpy() == out).all()
-    assert (cpu_kernels().pp_dropout(x, 0.1, 1235).numpy() != out).any()
+    assert (built.pp_dropout(x, 0.1, 1234).numpy() == out).all()
+    assert (built.pp_dropout(x, 0.1, 1235).numpy() != out).any()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_dropout_of_a_strided_view_is_the_dropout_of_its_dense_copy(built, rng, strided_views, width):
+    _, x = strided_leaf(rng, 3, 5, width)
+    assert (built.pp_dropout(x, 0.2, 99).numpy() == built.pp_dropout(x.contiguous(), 0.2, 99).numpy()).all()
 
 
 def test_dropout_layer_follows_paddle_seed_and_mode(rng):
@@ -153,7 +267,7 @@ def _tiny_training_step(architecture: str, fast: bool):
 
 
 @pytest.mark.parametrize("architecture", ["bert", "squeezebert"])
-def test_tiny_training_step_equals_paddle_ops(architecture):
+def test_tiny_training_step_equals_paddle_ops(built, architecture):
     fast_loss, fast_grads = _tiny_training_step(architecture, fast=True)
     plain_loss, plain_grads = _tiny_training_step(architecture, fast=False)
     assert abs(fast_loss - plain_loss) <= 1e-6

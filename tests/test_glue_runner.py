@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from paddleport import runtime
 from paddleport.data import QQP_KSHOT_DIR
 from paddleport.glue_runners import GlueRunConfig, run_glue
 from paddleport.glue_runners.checkpoints import list_checkpoints
@@ -53,6 +54,7 @@ def test_trains_evaluates_predicts_and_reports(framework, tiny_bert, data_with_t
     metrics = run_glue(small_config(framework, tiny_bert, out, data_dir=data_with_test, do_predict=True))
     stored = json.loads((out / "metrics.json").read_text())
     assert stored["framework"] == framework and stored["task"] == "qqp"
+    assert stored["runtime"]["cpu"] == runtime.detect_cpu().as_json() and stored["runtime"]["threads"] >= 1
     assert [row["epoch"] for row in stored["epochs"]] == [1, 2]
     assert all(EPOCH_FIELDS <= set(row) for row in stored["epochs"])
     for key in ("total_train_time_s", "train_samples_per_s", "peak_memory_mb"):
@@ -157,7 +159,7 @@ def test_both_frameworks_start_from_the_same_weights_also_from_a_paddle_director
     convert_checkpoint(tiny_bert, paddle_dir, to="paddle")
     starts = {}
     for framework, model in (("torch", tiny_bert), ("paddle", paddle_dir), ("torch-from-paddle", paddle_dir)):
-        backend = make_backend(framework.split("-")[0], BackendOptions(num_threads=1))
+        backend = make_backend(framework.split("-")[0], BackendOptions())
         load_backend_model(backend, inspect_model_dir(model), 2, seed=7, work_dir=tmp_path / framework)
         starts[framework] = backend.get_parameters()
     assert np.abs(starts["torch"]["classifier.weight"]).max() > 0  # a fresh, seeded head

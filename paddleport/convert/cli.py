@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--format", dest="fmt", choices=FORMATS, default="safetensors",
                         help="weights file format for --to paddle (default: safetensors)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, frameworks=())  # reads and writes files only: no framework set-up
 
 
 def run(args: argparse.Namespace) -> int:

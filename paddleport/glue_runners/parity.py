@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paddleport import runtime
 from paddleport.glue_runners.backends.base import BackendOptions, OptimizerConfig, make_backend
 from paddleport.glue_runners.checkpoint_info import check_head, inspect_model_dir
 from paddleport.glue_runners.data import DataSource, load_glue_data
@@ -59,7 +60,7 @@ def train_steps(framework: str, config: TrainParityConfig, batches: list[dict], 
                 ) -> tuple[list[float], dict[str, np.ndarray]]:
     """Losses of each step (before its update) and the final parameters (Hugging Face layout)."""
     info = inspect_model_dir(config.model)
-    options = BackendOptions(num_threads=config.num_threads, dropout_masks="shared")
+    options = BackendOptions(dropout_masks="shared")
     backend = load_backend_model(make_backend(framework, options), info, num_labels, config.seed, work_dir)
     backend.set_train_mode(config.dropout)  # dropout off, or on with the same masks in both frameworks
     backend.build_optimizer(OptimizerConfig(
@@ -89,8 +90,9 @@ def run_train_parity(config: TrainParityConfig) -> dict:
     batches = parity_batches(features, config.steps, config.batch_size, config.seed, tokenizer.pad_token_id)
     with tempfile.TemporaryDirectory(prefix="paddleport-parity-") as temporary:
         work_dir = Path(config.work_dir or temporary)
-        results = {framework: train_steps(framework, config, batches, task.num_labels, work_dir)
-                   for framework in FRAMEWORKS}
+        with runtime.ensure("cpu", config.num_threads, FRAMEWORKS):
+            results = {framework: train_steps(framework, config, batches, task.num_labels, work_dir)
+                       for framework in FRAMEWORKS}
     (torch_losses, torch_params), (paddle_losses, paddle_params) = results["torch"], results["paddle"]
     loss_differences = [abs(a - b) for a, b in zip(torch_losses, paddle_losses)]
     name, difference = largest_difference(torch_params, paddle_params)

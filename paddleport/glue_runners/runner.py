@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from paddleport import runtime
 from paddleport.dropout_masks import MODES as DROPOUT_MASK_MODES
 from paddleport.errors import PaddleportError
 from paddleport.glue_runners.backends.base import AMP_MODES, Backend, BackendOptions, OptimizerConfig, make_backend
@@ -68,7 +69,7 @@ class GlueRunConfig:
     device: str = "cpu"
     sharding: str = "none"  # none, zero1, zero2, fsdp (needs a distributed launch)
     gradient_checkpointing: bool = False
-    dropout_masks: str = "shared"  # "shared": the masks the other framework draws (dropout_masks); "native"
+    dropout_masks: str = "native"  # each framework's own generator; "shared": the masks the other one draws
     group_by_length: bool = False
     eval_steps: int = 0
     save_steps: int = 0
@@ -297,6 +298,7 @@ def build_metrics(config: GlueRunConfig, task: GlueTask, trainer: Trainer, backe
         "final_model_dir": str(Path(config.output_dir) / "final_model"),
         "predictions": predictions,
         "config": config.to_json(),
+        "runtime": runtime.active().as_json(),  # CPU model, vendor, ISA flags and the settings applied
     }
 
 
@@ -317,25 +319,28 @@ def run_glue(config: GlueRunConfig) -> dict:
     data = load_run_data(config, task)
     tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
     check_output_dir(config)
-    backend = start_backend(config, launch)
-    trainer, tests = build_trainer(config, task, info, data, tokenizer, backend)
-    if config.resume:
-        trainer.resume()
-    elif backend.is_main:
-        write_json(Path(config.output_dir) / RUN_CONFIG_FILE, config.to_json())
-    trainer.train()
-    if trainer.interrupted:
-        result = {"status": "interrupted", "framework": config.framework, "global_steps": trainer.state.global_step}
-    else:
-        result = finish_run(config, task, trainer, backend, tests)
-    backend.shutdown()
+    # threads and CPU settings: the entry point's runtime.setup, or one for this call, restored after it
+    with runtime.ensure(config.device, config.num_threads, (config.framework,)):
+        backend = start_backend(config, launch)
+        trainer, tests = build_trainer(config, task, info, data, tokenizer, backend)
+        if config.resume:
+            trainer.resume()
+        elif backend.is_main:
+            write_json(Path(config.output_dir) / RUN_CONFIG_FILE, config.to_json())
+        trainer.train()
+        if trainer.interrupted:
+            result = {"status": "interrupted", "framework": config.framework,
+                      "global_steps": trainer.state.global_step}
+        else:
+            result = finish_run(config, task, trainer, backend, tests)
+        backend.shutdown()
     return result
 
 
 def start_backend(config: GlueRunConfig, launch: LaunchInfo) -> Backend:
     """The backend (it joins the launch's process group); rank 0 clears the output directory once every rank
     has checked it; the global batch is announced."""
-    options = BackendOptions(config.device, config.amp, config.num_threads, config.gradient_checkpointing,
+    options = BackendOptions(config.device, config.amp, config.gradient_checkpointing,
                              launch=launch, sharding=config.sharding, dropout_masks=config.dropout_masks)
     backend = make_backend(config.framework, options)  # checks the device
     backend.barrier()

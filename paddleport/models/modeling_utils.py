@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 from dataclasses import dataclass, field
@@ -19,47 +18,9 @@ from paddleport.convert.tensor_io import (
 )
 from paddleport.errors import PaddleportError
 from paddleport.models.configuration import PretrainedConfig
-from paddleport.models.kernels import cpu_kernels
 from paddleport.models.layers import attention_mask_for_layers, gelu
 
 logger = logging.getLogger(__name__)
-
-
-
-def configure_paddle_cpu(threads: int | None = None) -> None:
-    """The Paddle eager settings paddleport's runners use on CPU.
-
-    - OpenMP threads: importing paddle pins them to 1 unless OMP_NUM_THREADS was set.
-    - Dense transposes (``FLAGS_use_stride_kernel`` off): with strided views, the attention matmuls on
-      transposed heads ran 10-20x slower (bert-base, 2 threads); fine-tuning MiniLM went from 11.5 to 17.0
-      samples/s with identical losses.
-    - Freed memory stays in the process (see ``keep_freed_memory``).
-    - paddleport's CPU kernels are loaded now (built on a machine's first run), not inside a timed step.
-    """
-    if threads:
-        paddle.base.core.set_num_threads(threads)
-    paddle.set_flags({"FLAGS_use_stride_kernel": False})
-    keep_freed_memory()
-    cpu_kernels()
-
-
-_GLIBC_M_TRIM_THRESHOLD, _GLIBC_M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory() -> None:
-    """Let glibc reuse freed blocks up to 32 MiB instead of unmapping them (a process-wide malloc setting).
-
-    Paddle's CPU allocator mallocs every tensor; glibc serves large blocks by mmap and unmaps them on free, so
-    each new activation page-faults its memory in again. On this VM ``x * 2`` on a 10 MB tensor took 4.4 ms
-    that way and 1.0 ms with reuse. The cost: the process keeps its peak heap instead of returning it.
-    No-op where the C library is not glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_GLIBC_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's maximum
-        libc.mallopt(_GLIBC_M_TRIM_THRESHOLD, 2**31 - 1)
-    except (OSError, AttributeError):
-        pass
 
 
 # --- outputs ------------------------------------------------------------------------------

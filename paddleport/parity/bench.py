@@ -20,12 +20,13 @@ import copy
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from paddleport import runtime
 from paddleport.convert.tensor_io import is_paddle_checkpoint
 from paddleport.errors import PaddleportError
 from paddleport.parity import devices
@@ -70,6 +71,7 @@ class BenchRow:
     max_abs_diff: float | None = None
     iters: int = 0
     skipped: str | None = None
+    runtime: dict | None = None  # the CPU (model, vendor, ISA flags) and the settings applied (paddleport.runtime)
 
     @property
     def path(self) -> str:
@@ -98,13 +100,15 @@ class BenchResult:
     rows: list[BenchRow]
     options: BenchOptions
     speedups: list[dict] = field(default_factory=list)
+    runtime: dict | None = None
+    notes: list[str] = field(default_factory=list)  # what was left out, and why (one line each)
 
     def as_json(self) -> dict:
-        return {"options": asdict(self.options), "rows": [asdict(row) for row in self.rows],
-                "squeezebert_speedup_over_bert": self.speedups}
+        return {"options": asdict(self.options), "runtime": self.runtime, "notes": self.notes,
+                "rows": [asdict(row) for row in self.rows], "squeezebert_speedup_over_bert": self.speedups}
 
     def markdown(self) -> str:
-        text = format_markdown(self.rows)
+        text = "\n".join([runtime.describe(self.runtime), *self.notes, "", format_markdown(self.rows)])
         if self.speedups:
             text += "\n\n" + format_speedups(self.speedups)
         return text
@@ -119,16 +123,30 @@ def run_benchmark(model_dirs: Sequence[str | Path], options: BenchOptions = Benc
     """Benchmark every model on every path, dtype and shape in ``options``."""
     _check_options(options)
     devices.require_device(options.device, _frameworks(options))
-    threads = options.threads or devices.default_threads()
-    _set_threads(threads)
-    rows: list[BenchRow] = []
-    with tempfile.TemporaryDirectory(prefix="paddleport-bench-") as workdir:
-        for index, model_dir in enumerate(model_dirs):
-            model = prepare_model(model_dir, Path(workdir) / str(index))
-            rows.extend(benchmark_model(model, options, threads, Path(workdir) / str(index)))
-            if options.end_to_end:
-                rows.extend(benchmark_end_to_end(model, options, threads, Path(workdir) / str(index)))
-    return BenchResult(rows, options, squeezebert_speedups(rows))
+    # threads and CPU settings: the entry point's runtime.setup, or one for this call, restored after it
+    with runtime.ensure(options.device, options.threads, _frameworks(options)) as settings:
+        options, notes = _without_emulated_bfloat16(options, settings.cpu)
+        rows: list[BenchRow] = []
+        with tempfile.TemporaryDirectory(prefix="paddleport-bench-") as workdir:
+            for index, model_dir in enumerate(model_dirs):
+                model = prepare_model(model_dir, Path(workdir) / str(index))
+                rows.extend(benchmark_model(model, options, settings.threads, Path(workdir) / str(index)))
+                if options.end_to_end:
+                    rows.extend(benchmark_end_to_end(model, options, settings.threads, Path(workdir) / str(index)))
+        record = settings.as_json()
+    for row in rows:
+        row.runtime = record
+    return BenchResult(rows, options, squeezebert_speedups(rows), record, notes)
+
+
+def _without_emulated_bfloat16(options: BenchOptions, cpu: runtime.CpuInfo) -> tuple[BenchOptions, list[str]]:
+    """On a CPU without bfloat16 arithmetic, bfloat16 is emulated: those rows would time the emulation."""
+    if options.device != "cpu" or "bfloat16" not in options.dtypes or cpu.native_bf16:
+        return options, []
+    note = (f"bfloat16 rows skipped: {cpu.model_name} ({cpu.isa}) has no native bfloat16 (no AVX-512 BF16 or "
+            "AMX-BF16), so every framework would time a slow emulation")
+    kept = tuple(dtype for dtype in options.dtypes if dtype != "bfloat16")
+    return replace(options, dtypes=kept), [note]
 
 
 def _check_options(options: BenchOptions) -> None:
@@ -143,17 +161,6 @@ def _check_options(options: BenchOptions) -> None:
 
 def _frameworks(options: BenchOptions) -> tuple[str, ...]:
     return tuple(dict.fromkeys(path.split()[0] for path in options.paths))
-
-
-def _set_threads(threads: int) -> None:
-    import paddle
-    import torch
-
-    from paddleport.models.modeling_utils import configure_paddle_cpu
-
-    torch.set_num_threads(threads)
-    configure_paddle_cpu(threads)
-    paddle.set_flags({"FLAGS_paddle_num_threads": threads})
 
 
 # --- models ------------------------------------------------------------------------------------

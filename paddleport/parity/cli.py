@@ -78,7 +78,8 @@ def _register_bench(subparsers) -> None:
     parser.add_argument("--seq-lens", default="32,128,512")
     parser.add_argument("--iters", type=int, default=10, help="timed iterations per row (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, help="CPU threads for every framework (default: physical cores)")
+    parser.add_argument("--threads", type=int, help="CPU threads for every framework (default: the cores this process may use: "
+                             "affinity, cgroup quota, physical cores; or OMP_NUM_THREADS)")
     parser.add_argument("--end-to-end", type=int, default=0, metavar="N",
                         help="also time tokenize + batch + forward over the first N QQP pairs")
     parser.add_argument("--json", type=Path, dest="json_path", help="write the rows as JSON here")

@@ -18,7 +18,8 @@ chosen device, otherwise a one-line error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,36 @@ def compare_models(
     max_length = _checked_max_length(pair, max_length)
     encoded = load_parity_batches(hf_dir, inputs, batch_size=batch_size, max_length=max_length, limit=limit, seed=seed)
     torch_model, paddle_model = load_torch_model(pair), load_paddle_model(pair)
-    tensors = forward_diffs(torch_model, paddle_model, encoded, dtype=dtype, device=device)
+    with exact_float32_matmuls(device):
+        tensors = forward_diffs(torch_model, paddle_model, encoded, dtype=dtype, device=device)
+        grad_report = None
+        if grad:
+            grad_report = gradient_diffs(torch_model, paddle_model, pair, encoded.batches[0], atol=atol,
+                                         dtype=dtype, device=device, seed=seed)
     first_failure = next((diff.name for diff in tensors if not diff.check_atol(atol)), None)
-    grad_report = None
-    if grad:
-        grad_report = gradient_diffs(torch_model, paddle_model, pair, encoded.batches[0], atol=atol,
-                                     dtype=dtype, device=device, seed=seed)
     passed = first_failure is None and (grad_report is None or grad_report.passed)
     return ParityReport(
         passed=passed, atol=atol, dtype=dtype, device=device, architecture=pair.architecture,
         hf_dir=str(hf_dir), paddle_dir=str(paddle_dir), tensors=tensors, first_failure=first_failure,
         inputs=encoded.describe(), grad=grad_report,
     )
+
+
+@contextlib.contextmanager
+def exact_float32_matmuls(device: str) -> Iterator[None]:
+    """torch's TF32 matmuls off on GPU for the comparison (they would hide float32 differences behind 1e-3
+    noise), and back to what they were afterwards."""
+    if device != "gpu":
+        yield
+        return
+    import torch
+
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
 
 def check_precision(dtype: str, device: str) -> None:
@@ -161,9 +180,6 @@ class TorchRunner(_Runner):
 
         self.torch = torch
         self.device = devices.torch_device(device)
-        if device == "gpu":  # TF32 matmuls would hide float32 differences behind 1e-3 noise
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
         self.model = model.to(device=self.device, dtype=getattr(torch, dtype)).eval()
         self.pooler = pooler_name([name for name, module in model.named_modules() if module is not None])
 

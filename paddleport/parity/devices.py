@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import threading
 from dataclasses import dataclass
@@ -95,27 +93,9 @@ def device_name(device: str) -> str:
         import paddle
 
         return paddle.device.cuda.get_device_name(0)
-    return cpu_name()
+    from paddleport.runtime import detect_cpu
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def default_threads() -> int:
-    """Physical cores available to this process (what oneDNN and MKL use best)."""
-    import psutil
-
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    physical = psutil.cpu_count(logical=False) or available
-    return max(1, min(available, physical))
+    return detect_cpu().model_name
 
 
 def paddle_eager_supports(dtype: str, device: str) -> str | None:

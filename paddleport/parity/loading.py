@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from paddleport.errors import PaddleportError
+from paddleport.runtime import quiet_logger, quiet_transformers
 
 SUPPORTED_ARCHITECTURES = (
     "BertModel", "BertForSequenceClassification", "BertForMaskedLM",
@@ -80,10 +80,10 @@ def load_torch_model(pair: CheckpointPair):
     """The transformers model in eval mode; every parameter must come from the checkpoint."""
     import transformers
 
-    quiet_transformers()
     cls = getattr(transformers, pair.architecture)
     try:
-        model, info = cls.from_pretrained(str(pair.hf_dir), output_loading_info=True, dtype="float32")
+        with quiet_transformers():
+            model, info = cls.from_pretrained(str(pair.hf_dir), output_loading_info=True, dtype="float32")
     except (OSError, RuntimeError, ValueError) as error:
         raise PaddleportError(pair.hf_dir, f"weights do not match config.json ({_first_line(error)})") from None
     problems = {kind: info.get(kind) for kind in ("missing_keys", "mismatched_keys") if info.get(kind)}
@@ -100,9 +100,9 @@ def load_paddle_model(pair: CheckpointPair):
     import paddleport.models as models
 
     cls = getattr(models, pair.architecture)
-    logging.getLogger("paddleport.models").setLevel(logging.ERROR)
     try:
-        model = cls.from_pretrained(pair.paddle_dir)
+        with quiet_logger("paddleport.models"):  # missing parameters are reported below, as an error
+            model = cls.from_pretrained(pair.paddle_dir)
     except PaddleportError as error:
         if error.where is None:
             raise PaddleportError(pair.paddle_dir, f"weights do not match config.json ({error.problem})") from None
@@ -111,14 +111,6 @@ def load_paddle_model(pair: CheckpointPair):
     if fresh:
         raise PaddleportError(pair.paddle_dir, f"weights do not match config.json (missing: {', '.join(fresh[:4])})")
     return model
-
-
-def quiet_transformers() -> None:
-    """No progress bars or info chatter from transformers in our reports."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def _first_line(error: BaseException) -> str:

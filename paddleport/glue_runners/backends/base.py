@@ -31,11 +31,10 @@ class OptimizerConfig:
 class BackendOptions:
     device: str = "cpu"  # "cpu" or "gpu"
     amp: str = "none"  # one of AMP_MODES
-    num_threads: int | None = None
     gradient_checkpointing: bool = False
     launch: LaunchInfo = field(default_factory=LaunchInfo)  # a torchrun / paddle.distributed.launch process
     sharding: str = "none"  # one of distributed.SHARDING_MODES (checked before the backend is made)
-    dropout_masks: str = "shared"  # one of dropout_masks.MODES: "shared" with the other framework, or "native"
+    dropout_masks: str = "native"  # one of dropout_masks.MODES: "native", or "shared" with the other framework
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:

@@ -12,7 +12,6 @@ whose optimizer-state shards are gathered into one full state for checkpoints.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 from pathlib import Path
 from typing import Any, ContextManager
@@ -29,14 +28,15 @@ OPTIMIZER_FILE = "optimizer.pdopt"
 EXTRA_STATE_FILE = "training_state.pkl"
 
 
-def _import_paddle(num_threads: int | None):
-    if num_threads:
-        os.environ.setdefault("OMP_NUM_THREADS", str(num_threads))
+def _import_paddle(device: str):
+    """paddle, with paddleport's CPU kernels built before the first step on CPU (process-wide settings such as
+    threads are the entry point's: paddleport.runtime)."""
     import paddle
 
-    from paddleport.models.modeling_utils import configure_paddle_cpu
+    if device == "cpu":
+        from paddleport.models.kernels import cpu_kernels
 
-    configure_paddle_cpu(num_threads)
+        cpu_kernels()
     return paddle
 
 
@@ -79,7 +79,7 @@ class PaddleBackend(Backend):
 
     def __init__(self, options: BackendOptions):
         super().__init__(options)
-        self.paddle = paddle = _import_paddle(options.num_threads)
+        self.paddle = paddle = _import_paddle(options.device)
         if options.device == "gpu":
             if not (paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0):
                 raise PaddleportError("--device", "gpu requested but this paddle has no CUDA device "

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from paddleport.errors import PaddleportError
+from paddleport.runtime import quiet_transformers
 from paddleport.glue_runners.backends.base import (Backend, BackendOptions, OptimizerConfig, linear_warmup_decay,
                                                    uses_weight_decay)
 from paddleport.glue_runners.checkpoint_info import inspect_model_dir
@@ -35,8 +36,6 @@ class TorchBackend(Backend):
         if options.device == "gpu" and not torch.cuda.is_available():
             raise PaddleportError("--device", "gpu requested but torch finds no CUDA device")
         self.device = self._pick_device()
-        if options.num_threads:
-            torch.set_num_threads(options.num_threads)
         if self.launch.is_distributed:
             self._init_process_group()
         self.model: torch.nn.Module | None = None
@@ -138,10 +137,9 @@ class TorchBackend(Backend):
             converted = Path(work_dir) / "torch_init"
             convert_checkpoint(model_dir, converted, to="hf", force=True)
             model_dir = converted
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            str(model_dir), num_labels=num_labels).to(self.device)
+        with quiet_transformers():
+            self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir), num_labels=num_labels).to(self.device)
         self.regression = num_labels == 1
         if self.mask_stream is not None:
             from paddleport.glue_runners.backends.torch_dropout import share_dropout_masks

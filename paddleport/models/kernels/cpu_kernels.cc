@@ -19,6 +19,10 @@ void CheckFloat32Cpu(const paddle::Tensor& x, const char* op) {
   PD_CHECK(x.dtype() == paddle::DataType::FLOAT32, op, ": expects float32");
 }
 
+// Every kernel reads its inputs as dense row-major arrays (data<float>() + index arithmetic); a strided view
+// (a transpose or slice while FLAGS_use_stride_kernel is on) is copied to a dense tensor first.
+paddle::Tensor Dense(const paddle::Tensor& x) { return x.is_contiguous() ? x : x.contiguous(); }
+
 int64_t LastDim(const paddle::Tensor& x) { return x.shape().back(); }
 
 constexpr float kInvSqrt2 = 0.70710678118654752f;
@@ -76,8 +80,10 @@ void SumPartials(const std::vector<float>& partial, int threads, int64_t size, f
 
 // ---- softmax(x * scale + mask) over the last axis; mask is additive, [batch, 1, 1, keys] ----------------
 
-std::vector<paddle::Tensor> SoftmaxMaskForward(const paddle::Tensor& x, const paddle::Tensor& mask,
+std::vector<paddle::Tensor> SoftmaxMaskForward(const paddle::Tensor& x_arg, const paddle::Tensor& mask_arg,
                                                float scale) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor mask = Dense(mask_arg);
   CheckFloat32Cpu(x, "pp_softmax_mask");
   CheckFloat32Cpu(mask, "pp_softmax_mask");
   const auto& shape = x.shape();
@@ -113,8 +119,10 @@ std::vector<paddle::Tensor> SoftmaxMaskForward(const paddle::Tensor& x, const pa
   return {out};
 }
 
-std::vector<paddle::Tensor> SoftmaxMaskBackward(const paddle::Tensor& out, const paddle::Tensor& grad_out,
+std::vector<paddle::Tensor> SoftmaxMaskBackward(const paddle::Tensor& out_arg, const paddle::Tensor& grad_out_arg,
                                                 float scale) {
+  const paddle::Tensor out = Dense(out_arg);
+  const paddle::Tensor grad_out = Dense(grad_out_arg);
   const int64_t keys = LastDim(out);
   const int64_t rows = out.numel() / keys;
   auto grad_x = paddle::empty_like(out);
@@ -158,8 +166,11 @@ inline void NormaliseRow(const float* source, float* target, const float* w, con
   *row_inv_std_out = row_inv_std;
 }
 
-std::vector<paddle::Tensor> LayerNormForward(const paddle::Tensor& x, const paddle::Tensor& weight,
-                                             const paddle::Tensor& bias, float epsilon) {
+std::vector<paddle::Tensor> LayerNormForward(const paddle::Tensor& x_arg, const paddle::Tensor& weight_arg,
+                                             const paddle::Tensor& bias_arg, float epsilon) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor weight = Dense(weight_arg);
+  const paddle::Tensor bias = Dense(bias_arg);
   CheckFloat32Cpu(x, "pp_layer_norm");
   const int64_t width = LastDim(x);
   const int64_t rows = x.numel() / width;
@@ -179,9 +190,14 @@ std::vector<paddle::Tensor> LayerNormForward(const paddle::Tensor& x, const padd
   return {out, mean, inv_std};
 }
 
-std::vector<paddle::Tensor> LayerNormBackward(const paddle::Tensor& x, const paddle::Tensor& weight,
-                                              const paddle::Tensor& mean, const paddle::Tensor& inv_std,
-                                              const paddle::Tensor& grad_out) {
+std::vector<paddle::Tensor> LayerNormBackward(const paddle::Tensor& x_arg, const paddle::Tensor& weight_arg,
+                                              const paddle::Tensor& mean_arg, const paddle::Tensor& inv_std_arg,
+                                              const paddle::Tensor& grad_out_arg) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor weight = Dense(weight_arg);
+  const paddle::Tensor mean = Dense(mean_arg);
+  const paddle::Tensor inv_std = Dense(inv_std_arg);
+  const paddle::Tensor grad_out = Dense(grad_out_arg);
   const int64_t width = LastDim(x);
   const int64_t rows = x.numel() / width;
   auto grad_x = paddle::empty_like(x);
@@ -235,10 +251,15 @@ std::vector<paddle::Tensor> LayerNormBackward(const paddle::Tensor& x, const pad
 // ---- inference-only fusions (no gradient): a Linear's bias folded into what follows it ------------------
 
 // LayerNorm(x + bias + residual) over the last axis: BERT's "output" blocks after their dense matmul.
-std::vector<paddle::Tensor> BiasResidualLayerNormForward(const paddle::Tensor& x, const paddle::Tensor& bias,
-                                                         const paddle::Tensor& residual,
-                                                         const paddle::Tensor& weight,
-                                                         const paddle::Tensor& ln_bias, float epsilon) {
+std::vector<paddle::Tensor> BiasResidualLayerNormForward(const paddle::Tensor& x_arg, const paddle::Tensor& bias_arg,
+                                                         const paddle::Tensor& residual_arg,
+                                                         const paddle::Tensor& weight_arg,
+                                                         const paddle::Tensor& ln_bias_arg, float epsilon) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor bias = Dense(bias_arg);
+  const paddle::Tensor residual = Dense(residual_arg);
+  const paddle::Tensor weight = Dense(weight_arg);
+  const paddle::Tensor ln_bias = Dense(ln_bias_arg);
   CheckFloat32Cpu(x, "pp_bias_residual_layer_norm");
   const int64_t width = LastDim(x);
   const int64_t rows = x.numel() / width;
@@ -262,7 +283,9 @@ std::vector<paddle::Tensor> BiasResidualLayerNormForward(const paddle::Tensor& x
 }
 
 // GELU(x + bias): BERT's intermediate block after its dense matmul.
-std::vector<paddle::Tensor> BiasGeluForward(const paddle::Tensor& x, const paddle::Tensor& bias) {
+std::vector<paddle::Tensor> BiasGeluForward(const paddle::Tensor& x_arg, const paddle::Tensor& bias_arg) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor bias = Dense(bias_arg);
   CheckFloat32Cpu(x, "pp_bias_gelu");
   const int64_t width = LastDim(x);
   const int64_t rows = x.numel() / width;
@@ -296,8 +319,11 @@ NcwShape NcwOf(const paddle::Tensor& x, const char* op) {
   return {shape[0], shape[1], shape[2]};
 }
 
-std::vector<paddle::Tensor> ChannelLayerNormForward(const paddle::Tensor& x, const paddle::Tensor& weight,
-                                                    const paddle::Tensor& bias, float epsilon) {
+std::vector<paddle::Tensor> ChannelLayerNormForward(const paddle::Tensor& x_arg, const paddle::Tensor& weight_arg,
+                                                    const paddle::Tensor& bias_arg, float epsilon) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor weight = Dense(weight_arg);
+  const paddle::Tensor bias = Dense(bias_arg);
   CheckFloat32Cpu(x, "pp_channel_layer_norm");
   const NcwShape dims = NcwOf(x, "pp_channel_layer_norm");
   PD_CHECK(weight.numel() == dims.channels && bias.numel() == dims.channels,
@@ -339,9 +365,14 @@ std::vector<paddle::Tensor> ChannelLayerNormForward(const paddle::Tensor& x, con
   return {out, mean, inv_std};
 }
 
-std::vector<paddle::Tensor> ChannelLayerNormBackward(const paddle::Tensor& x, const paddle::Tensor& weight,
-                                                     const paddle::Tensor& mean, const paddle::Tensor& inv_std,
-                                                     const paddle::Tensor& grad_out) {
+std::vector<paddle::Tensor> ChannelLayerNormBackward(const paddle::Tensor& x_arg, const paddle::Tensor& weight_arg,
+                                                     const paddle::Tensor& mean_arg, const paddle::Tensor& inv_std_arg,
+                                                     const paddle::Tensor& grad_out_arg) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor weight = Dense(weight_arg);
+  const paddle::Tensor mean = Dense(mean_arg);
+  const paddle::Tensor inv_std = Dense(inv_std_arg);
+  const paddle::Tensor grad_out = Dense(grad_out_arg);
   const NcwShape dims = NcwOf(x, "pp_channel_layer_norm_grad");
   const int64_t width = dims.width, channels = dims.channels;
   auto grad_x = paddle::empty_like(x);
@@ -402,7 +433,9 @@ std::vector<paddle::Tensor> ChannelLayerNormBackward(const paddle::Tensor& x, co
   return {grad_x, grad_weight, grad_bias};
 }
 
-std::vector<paddle::Tensor> ChannelBiasForward(const paddle::Tensor& x, const paddle::Tensor& bias) {
+std::vector<paddle::Tensor> ChannelBiasForward(const paddle::Tensor& x_arg, const paddle::Tensor& bias_arg) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor bias = Dense(bias_arg);
   CheckFloat32Cpu(x, "pp_channel_bias");
   const NcwShape dims = NcwOf(x, "pp_channel_bias");
   PD_CHECK(bias.numel() == dims.channels, "pp_channel_bias: bias size != channels");
@@ -420,7 +453,8 @@ std::vector<paddle::Tensor> ChannelBiasForward(const paddle::Tensor& x, const pa
   return {out};
 }
 
-std::vector<paddle::Tensor> ChannelBiasBackward(const paddle::Tensor& grad_out) {
+std::vector<paddle::Tensor> ChannelBiasBackward(const paddle::Tensor& grad_out_arg) {
+  const paddle::Tensor grad_out = Dense(grad_out_arg);
   const NcwShape dims = NcwOf(grad_out, "pp_channel_bias_grad");
   auto grad_bias = paddle::empty({dims.channels}, paddle::DataType::FLOAT32, grad_out.place());
   const float* grad = grad_out.data<float>();
@@ -442,7 +476,8 @@ std::vector<paddle::Tensor> ChannelBiasBackward(const paddle::Tensor& grad_out) 
 // ---- GELU, erf form: x * Phi(x) ----------------------------------------------------------------------
 
 
-std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x) {
+std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x_arg) {
+  const paddle::Tensor x = Dense(x_arg);
   CheckFloat32Cpu(x, "pp_gelu");
   auto out = paddle::empty_like(x);
   const float* in = x.data<float>();
@@ -453,7 +488,9 @@ std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x) {
   return {out};
 }
 
-std::vector<paddle::Tensor> GeluBackward(const paddle::Tensor& x, const paddle::Tensor& grad_out) {
+std::vector<paddle::Tensor> GeluBackward(const paddle::Tensor& x_arg, const paddle::Tensor& grad_out_arg) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor grad_out = Dense(grad_out_arg);
   auto grad_x = paddle::empty_like(x);
   const float* in = x.data<float>();
   const float* grad = grad_out.data<float>();
@@ -485,7 +522,8 @@ inline uint32_t CounterHash32(uint64_t key, uint64_t index) {
   return LowBias32(bits ^ static_cast<uint32_t>(key >> 32));
 }
 
-paddle::Tensor ApplyDropoutMask(const paddle::Tensor& x, float p, int64_t seed) {
+paddle::Tensor ApplyDropoutMask(const paddle::Tensor& x_arg, float p, int64_t seed) {
+  const paddle::Tensor x = Dense(x_arg);
   auto out = paddle::empty_like(x);
   const float* in = x.data<float>();
   float* result = out.data<float>();
@@ -499,14 +537,16 @@ paddle::Tensor ApplyDropoutMask(const paddle::Tensor& x, float p, int64_t seed) 
   return out;
 }
 
-std::vector<paddle::Tensor> DropoutForward(const paddle::Tensor& x, float p, int64_t seed) {
+std::vector<paddle::Tensor> DropoutForward(const paddle::Tensor& x_arg, float p, int64_t seed) {
+  const paddle::Tensor x = Dense(x_arg);
   CheckFloat32Cpu(x, "pp_dropout");
   PD_CHECK(p >= 0.f && p < 1.f, "pp_dropout: p must be in [0, 1)");
   PD_CHECK(x.numel() < (int64_t{1} << 32), "pp_dropout: at most 2^32 elements (32-bit counters)");
   return {ApplyDropoutMask(x, p, seed)};
 }
 
-std::vector<paddle::Tensor> DropoutBackward(const paddle::Tensor& grad_out, float p, int64_t seed) {
+std::vector<paddle::Tensor> DropoutBackward(const paddle::Tensor& grad_out_arg, float p, int64_t seed) {
+  const paddle::Tensor grad_out = Dense(grad_out_arg);
   return {ApplyDropoutMask(grad_out, p, seed)};
 }
 
