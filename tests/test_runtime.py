@@ -176,3 +176,19 @@ def test_entry_points_set_up_before_the_command_runs(monkeypatch, tmp_path):
                       str(tmp_path / "run"), "--num-threads", "3", "--device", "gpu"]) == 2
     assert calls == [{"device": "cpu", "threads": None, "frameworks": ()},
                      {"device": "gpu", "threads": 3, "frameworks": ("paddle",)}]
+
+
+def test_other_ranks_are_quiet_only_inside_the_run():
+    import logging
+
+    from paddleport.glue_runners.distributed import TORCHRUN, LaunchInfo, quiet_other_ranks
+
+    before = logging.root.manager.disable
+    with quiet_other_ranks(LaunchInfo(TORCHRUN, rank=1, world_size=2)):
+        assert logging.root.manager.disable == logging.WARNING
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.warn("dropped on rank 1")
+        assert caught == []
+    assert logging.root.manager.disable == before
+    with quiet_other_ranks(LaunchInfo(TORCHRUN, rank=0, world_size=2)):
+        assert logging.root.manager.disable == before

@@ -11,6 +11,7 @@ Samples per optimizer step = per-device batch x processes x accumulation steps =
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -91,11 +92,21 @@ def check_distributed_options(framework: str, launch: LaunchInfo, sharding: str,
         raise PaddleportError("--sharding", f"{sharding} (FSDP2) with --amp fp16 is not supported; use --amp bf16")
 
 
-def quiet_other_ranks(launch: LaunchInfo) -> None:
-    """Only rank 0 talks: the other processes of a launch drop warnings and log records below ERROR."""
-    if launch.is_distributed and not launch.is_main:
-        logging.disable(logging.WARNING)
-        warnings.simplefilter("ignore")
+@contextlib.contextmanager
+def quiet_other_ranks(launch: LaunchInfo) -> Iterator[None]:
+    """Only rank 0 talks: inside the block the other processes of a launch drop warnings and log records below
+    ERROR; both are restored after it."""
+    if not launch.is_distributed or launch.is_main:
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
 
 
 def describe_global_batch(batch_size: int, grad_accum: int, world_size: int) -> str:

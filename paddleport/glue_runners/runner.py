@@ -312,7 +312,11 @@ def run_glue(config: GlueRunConfig) -> dict:
     ``stop_after_steps`` returns ``{"status": "interrupted", ...}`` and writes no final reports.
     """
     launch = detect_launch()
-    quiet_other_ranks(launch)
+    with quiet_other_ranks(launch):
+        return _run_glue(config, launch)
+
+
+def _run_glue(config: GlueRunConfig, launch: LaunchInfo) -> dict:
     task = validate_options(config, launch)
     info = inspect_model_dir(config.model)
     check_head(info, task.num_labels, task.name)
