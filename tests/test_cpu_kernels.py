@@ -277,7 +277,8 @@ def test_tiny_training_step_equals_paddle_ops(built, architecture):
         assert float(np.abs(grad - plain_grads[name]).max()) <= 1e-5 * scale, name
 
 
-def test_a_kernel_that_cannot_be_built_falls_back_with_a_warning(tmp_path, monkeypatch, caplog):
+def test_a_kernel_that_cannot_be_built_falls_back_with_a_warning(tmp_path, monkeypatch, caplog, capsys):
+    """Also: a build says so on stderr before it starts (the user does not wait in silence)."""
     broken = tmp_path / "broken.cc"
     broken.write_text("this is not C++\n")
     monkeypatch.setattr(kernels, "SOURCE", broken)
@@ -285,6 +286,7 @@ def test_a_kernel_that_cannot_be_built_falls_back_with_a_warning(tmp_path, monke
     with caplog.at_level(logging.WARNING, logger=kernels.__name__):
         assert kernels.cpu_kernels.__wrapped__() is None
     assert "CPU kernels unavailable" in caplog.text and "error" in caplog.text.split("kernels:")[-1]
+    assert capsys.readouterr().err.splitlines() == [kernels.BUILD_MESSAGE]
 
 
 def test_kernels_can_be_switched_off_by_environment(monkeypatch):
