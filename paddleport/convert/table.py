@@ -15,17 +15,43 @@ LAYER = "{layer}"
 
 @dataclass(frozen=True)
 class Rule:
-    """One parameter: Hugging Face name pattern -> Paddle name pattern, typed transform, HF-layout shape.
+    """One parameter: Hugging Face (torch-side) name pattern -> Paddle name pattern, typed transform, HF-layout shape.
 
     Patterns may hold ``{layer}``, expanded over ``num_hidden_layers``. ``when`` limits a rule to configs
     where the parameter exists (an untied MLM decoder, say).
+
+    ``paddleport diff`` uses the same rules for any torch module / Paddle layer pair: there a pattern's
+    placeholders (any ``{name}``) match one dot-free name segment (:func:`rename`), a rule naming a module
+    renames everything under it, ``transform`` None means "by the torch module's type" and ``shape`` is unused.
     """
 
     hf: str
     paddle: str
-    transform: Transform
-    shape: ShapeFn
+    transform: Transform | None = None
+    shape: ShapeFn | None = None
     when: Callable[[PretrainedConfig], bool] = lambda config: True
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def pattern_regex(pattern: str) -> re.Pattern:
+    """A name pattern as a regex: each ``{name}`` placeholder matches one dot-free segment, the rest literally;
+    the pattern matches a whole name or a leading part of it that ends at a dot."""
+    pieces = _PLACEHOLDER.split(pattern)  # literal, placeholder, literal, ...
+    body = "".join(re.escape(piece) if index % 2 == 0 else f"(?P<{piece}>[^.]+)"
+                   for index, piece in enumerate(pieces))
+    return re.compile(body + r"(?=\.|$)")
+
+
+def rename(name: str, source: str, target: str) -> tuple[str, bool] | None:
+    """``name`` renamed from the ``source`` pattern to the ``target`` pattern, placeholders carried over, and
+    whether the whole name matched (not only a module prefix); None when ``source`` does not match."""
+    match = pattern_regex(source).match(name)
+    if match is None:
+        return None
+    renamed = _PLACEHOLDER.sub(lambda placeholder: match.group(placeholder.group(1)), target)
+    return renamed + name[match.end():], match.end() == len(name)
 
 
 @dataclass(frozen=True)

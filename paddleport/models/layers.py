@@ -123,6 +123,11 @@ def _shared_mask_dropout(x, p: float, key: int):
     kernels = _cpu_kernels_for(x)
     if kernels is not None:
         return kernels.pp_dropout(x, p, key)
+    return shared_mask_dropout_ops(x, p, key)
+
+
+def shared_mask_dropout_ops(x, p: float, key: int):
+    """The shared mask from Paddle operators (the kernel's result, without needing the kernel built)."""
     count = math.prod(x.shape)
     check_mask_size(count)
     indices = paddle.arange(count, dtype="int64").reshape(x.shape)

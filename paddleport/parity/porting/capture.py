@@ -1,0 +1,131 @@
+"""Forward hooks that record what every matched module receives and returns, in torch and in Paddle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from paddleport.parity.porting.report import dtype_name
+from paddleport.parity.porting.weights import to_numpy
+
+
+def flatten(value, is_tensor) -> list:
+    """The tensors in a module's output, in order (tuples, lists, dicts and transformers' ModelOutput)."""
+    if is_tensor(value):
+        return [value]
+    if isinstance(value, dict):
+        return [tensor for item in value.values() for tensor in flatten(item, is_tensor)]
+    if isinstance(value, (tuple, list)):
+        return [tensor for item in value for tensor in flatten(item, is_tensor)]
+    return []
+
+
+def is_torch_tensor(value) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def is_paddle_tensor(value) -> bool:
+    import paddle
+
+    return isinstance(value, paddle.Tensor)
+
+
+@dataclass
+class RecordedCall:
+    name: str  # torch-side module name
+    call: int
+    outputs: list[np.ndarray] = field(default_factory=list)
+    dtypes: list[str] = field(default_factory=list)
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)  # torch-side tensor name -> value after the call
+    buffers_before: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: tuple | None = None  # (args, kwargs) as torch tensors (single-step mode)
+    rows_per_channel: int = 0  # BatchNorm: elements per channel of the input
+
+    def set_outputs(self, output, is_tensor) -> None:
+        tensors = flatten(output, is_tensor)
+        self.outputs = [to_numpy(tensor) for tensor in tensors]
+        self.dtypes = [dtype_name(tensor) for tensor in tensors]
+
+
+def _clone(value):
+    """Tensors in ``value`` detached and copied (an in-place op later in the forward must not change them)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, tuple):
+        return tuple(_clone(item) for item in value)
+    if isinstance(value, list):
+        return [_clone(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _clone(item) for key, item in value.items()}
+    return value
+
+
+class TorchRecorder:
+    """Hooks on the named torch modules; ``calls`` in the order the calls finished."""
+
+    def __init__(self, modules: dict[str, object], record_inputs: bool):
+        self.calls: list[RecordedCall] = []
+        self._open: dict[str, list[RecordedCall]] = {}
+        self._counts: dict[str, int] = {}
+        self._handles = []
+        for name, module in modules.items():
+            self._handles.append(module.register_forward_pre_hook(self._pre(name, record_inputs), with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._post(name), with_kwargs=True))
+
+    def _pre(self, name: str, record_inputs: bool):
+        def hook(module, args, kwargs):
+            call = RecordedCall(name, self._counts.get(name, 0))
+            self._counts[name] = call.call + 1
+            call.buffers_before = {key: to_numpy(value) for key, value in module.named_buffers(recurse=False)}
+            if record_inputs:
+                call.inputs = (_clone(args), _clone(kwargs))
+            if args and is_torch_tensor(args[0]) and args[0].dim() > 1:
+                call.rows_per_channel = args[0].numel() // args[0].shape[1]
+            self._open.setdefault(name, []).append(call)
+        return hook
+
+    def _post(self, name: str):
+        def hook(module, args, kwargs, output):
+            call = self._open[name].pop()
+            call.set_outputs(output, is_torch_tensor)
+            call.buffers = {key: to_numpy(value) for key, value in module.named_buffers(recurse=False)}
+            self.calls.append(call)
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+class PaddleRecorder:
+    """Hooks on the matched Paddle layers, recorded under their torch-side names."""
+
+    def __init__(self, layers: dict[str, object], buffers: dict[str, dict[str, object]]):
+        """``layers``: torch-side name -> Paddle layer; ``buffers``: torch-side module name -> {torch buffer
+        leaf name: the Paddle tensor it maps to}."""
+        self.calls: dict[tuple[str, int], RecordedCall] = {}
+        self._counts: dict[str, int] = {}
+        self._buffers = buffers
+        self._handles = [layer.register_forward_post_hook(self._post(name)) for name, layer in layers.items()]
+
+    def _post(self, name: str):
+        def hook(layer, inputs, output):
+            call = RecordedCall(name, self._counts.get(name, 0))
+            self._counts[name] = call.call + 1
+            call.set_outputs(output, is_paddle_tensor)
+            call.buffers = read_buffers(self._buffers.get(name, {}))
+            self.calls[(name, call.call)] = call
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def read_buffers(tensors: dict[str, object]) -> dict[str, np.ndarray]:
+    return {leaf: to_numpy(tensor) for leaf, tensor in tensors.items()}

@@ -1,0 +1,349 @@
+"""``diff``: where a hand-written Paddle port first computes something else than its torch original.
+
+Both models are hooked at every named sub-module; torch modules and Paddle layers are paired by name through the
+rule table (``weights.NameMap``), never by definition order. In full mode both models run whole and every
+matched module's outputs are compared in the order torch finished them; in single-step mode every matched Paddle
+layer is called on its own with the inputs torch's module received, so errors do not pile up and the wrong layer
+stands out. A module's own buffers (BatchNorm running statistics) are compared after the call too.
+
+Known framework difference handled here: in training mode Paddle's BatchNorm folds the *biased* batch variance
+into its running variance, torch the unbiased one; Paddle's running variance is compared against what torch's
+would be under Paddle's convention (noted in the report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from paddleport.convert.table import Rule
+from paddleport.dropout_masks import DropoutMaskStream
+from paddleport.errors import PaddleportError
+from paddleport.parity.porting import capture
+from paddleport.parity.porting.dropout import hook_paddle_dropouts, hook_torch_dropouts
+from paddleport.parity.porting.report import (DiffReport, ModuleDiff, TensorStats, compare_arrays, dtype_name,
+                                              tolerance_for)
+from paddleport.parity.porting.weights import (NameMap, WeightMap, copy_weights as copy_all_weights, map_weights,
+                                               parameter_pairs, to_numpy)
+
+Inputs = dict[str, np.ndarray] | tuple
+LossFns = tuple[Callable, Callable]  # (torch loss of the torch output, Paddle loss of the Paddle output)
+BATCHNORM_VARIANCE_NOTE = ("BatchNorm running variance: Paddle folds in the biased batch variance, torch the "
+                           "unbiased; Paddle's is compared against torch's converted to Paddle's convention")
+
+
+def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: Sequence[Rule] | None = None,
+         copy_weights: bool = True, grad: bool = True, steps: int = 0, *, single_step: bool = False,
+         train: bool = False, tolerances: dict[str, tuple[float, float]] | None = None,
+         grad_tolerances: dict[str, tuple[float, float]] | None = None, loss_fn: LossFns | None = None,
+         optimizer=None, scheduler=None, max_grad_norm: float | None = None, loss_tolerance: float = 1e-5,
+         seed: int = 0) -> DiffReport:
+    """Compare ``torch_module`` (the reference) and ``paddle_layer`` (the port) on ``inputs``.
+
+    ``inputs``: a dict of numpy arrays (keyword arguments of both forwards), a tuple (positional), or a list of
+    either (batches: the forward and gradient checks use the first, training cycles through them).
+    ``rules``: :class:`paddleport.convert.table.Rule` (torch pattern, Paddle pattern, transform) or tuples.
+    ``copy_weights``: copy torch's parameters and buffers into the Paddle layer first (through the rules).
+    ``grad``: compare every mapped parameter's gradient of ``loss_fn`` (default: the first floating output
+    itself when it is a scalar, else its sum weighted by a fixed random tensor).
+    ``steps``: also run that many optimizer steps in both, ``optimizer`` / ``scheduler`` being the torch ones
+    (mapped to Paddle counterparts, ``training.paddle_optimizer_like``), with global-norm clipping at
+    ``max_grad_norm``; the loss of every step must agree within ``loss_tolerance``.
+    ``train``: compare forward / gradients in training mode (dropout on, with shared masks; BatchNorm batch stats).
+    ``tolerances`` / ``grad_tolerances``: {fnmatch pattern of torch names: (rtol, atol)} over the per-dtype
+    defaults of ``torch.testing.assert_close``.
+    Both models are changed: weights copied, and trained when ``steps`` > 0.
+    """
+    from paddleport.parity.porting.weights import load_rules
+
+    batches = list(inputs) if isinstance(inputs, list) else [inputs]
+    if not batches:
+        raise PaddleportError("inputs", "no inputs")
+    names = NameMap(load_rules(rules or ()))
+    weights = map_weights(torch_module, paddle_layer, names)
+    if copy_weights:
+        copy_all_weights(torch_module, paddle_layer, weights)
+    pairing = _pair_modules(torch_module, paddle_layer, names, weights)
+    streams = (DropoutMaskStream(seed), DropoutMaskStream(seed))
+    handles = hook_torch_dropouts(pairing.torch_modules, streams[0])
+    paddle_handles, notes = hook_paddle_dropouts(pairing.paddle_layers, streams[1])
+    notes = weights.notes + notes
+    try:
+        _set_mode(torch_module, paddle_layer, train)
+        compare = _single_step if single_step else _full_forward
+        modules = compare(torch_module, paddle_layer, batches[0], pairing, streams, tolerances, train, notes)
+        gradients = None
+        if grad:
+            gradients = _gradients(torch_module, paddle_layer, batches[0], weights, streams, loss_fn,
+                                   grad_tolerances or tolerances)
+        training = None
+        if steps > 0:
+            from paddleport.parity.porting.training import train_both
+
+            training = train_both(torch_module, paddle_layer, batches, weights, streams, steps=steps,
+                                  optimizer=optimizer, scheduler=scheduler, max_grad_norm=max_grad_norm,
+                                  loss_fns=loss_fn or default_loss_fns(), loss_tolerance=loss_tolerance,
+                                  tolerances=tolerances)
+    finally:
+        for handle in handles + paddle_handles:
+            handle.remove()
+    return DiffReport(
+        mode="single-step" if single_step else "full", train_mode=train, weights=weights.as_dict(), modules=modules,
+        unmatched_torch=pairing.unmatched_torch, unmatched_paddle=pairing.unmatched_paddle, tree=pairing.tree,
+        gradients=gradients, training=training, notes=sorted(set(notes), key=notes.index))
+
+
+class _Pairing:
+    """Matched modules by torch-side name, and what either side has that the other lacks."""
+
+    def __init__(self, torch_module, paddle_layer, names: NameMap, weights: WeightMap):
+        torch_modules = dict(torch_module.named_modules())
+        paddle_layers = dict(paddle_layer.named_sublayers(include_self=True))
+        self.paddle_names = {name: names.to_paddle(name) for name in torch_modules
+                             if names.to_paddle(name) in paddle_layers}
+        self.torch_modules = {name: torch_modules[name] for name in self.paddle_names}
+        self.paddle_layers = {name: paddle_layers[paddle] for name, paddle in self.paddle_names.items()}
+        self.unmatched_torch = [name for name in torch_modules if name not in self.paddle_names]
+        matched = set(self.paddle_names.values())
+        self.unmatched_paddle = [name for name in paddle_layers if name not in matched]
+        self.tree = [(name, type(module).__name__, name.count(".") + 1 if name else 0)
+                     for name, module in torch_modules.items()]
+        # torch module name -> {torch buffer leaf: the Paddle tensor it was mapped to}
+        paddle_tensors = dict(paddle_layer.named_parameters())
+        paddle_tensors.update(dict(paddle_layer.named_buffers()))
+        self.buffers: dict[str, dict[str, object]] = {}
+        for pair in weights.pairs:
+            if pair.trainable:
+                continue
+            path, _, leaf = pair.torch_name.rpartition(".")
+            if path in self.paddle_names:
+                self.buffers.setdefault(path, {})[leaf] = paddle_tensors[pair.paddle_name]
+
+
+_pair_modules = _Pairing
+
+
+def _set_mode(torch_module, paddle_layer, train: bool) -> None:
+    torch_module.train(train)
+    paddle_layer.train() if train else paddle_layer.eval()
+
+
+def torch_inputs(batch: Inputs) -> tuple[tuple, dict]:
+    import torch
+
+    convert = lambda array: torch.from_numpy(np.array(array))  # noqa: E731 (a copy: numpy input stays untouched)
+    if isinstance(batch, dict):
+        return (), {key: convert(value) for key, value in batch.items()}
+    return tuple(convert(value) for value in batch), {}
+
+
+def paddle_inputs(batch: Inputs) -> tuple[tuple, dict]:
+    import paddle
+
+    if isinstance(batch, dict):
+        return (), {key: paddle.to_tensor(np.array(value)) for key, value in batch.items()}
+    return tuple(paddle.to_tensor(np.array(value)) for value in batch), {}
+
+
+def _full_forward(torch_module, paddle_layer, batch, pairing, streams, tolerances, train, notes) -> list[ModuleDiff]:
+    import paddle
+    import torch
+
+    recorder = capture.TorchRecorder(pairing.torch_modules, record_inputs=False)
+    try:
+        args, kwargs = torch_inputs(batch)
+        streams[0].next_forward()
+        with torch.no_grad():
+            torch_module(*args, **kwargs)
+    finally:
+        recorder.remove()
+    paddle_recorder = capture.PaddleRecorder(pairing.paddle_layers, pairing.buffers)
+    try:
+        args, kwargs = paddle_inputs(batch)
+        streams[1].next_forward()
+        with paddle.no_grad():
+            paddle_layer(*args, **kwargs)
+    finally:
+        paddle_recorder.remove()
+    return [_compare_call(call, paddle_recorder.calls.get((call.name, call.call)), pairing, tolerances, train, notes)
+            for call in recorder.calls]
+
+
+def _single_step(torch_module, paddle_layer, batch, pairing, streams, tolerances, train, notes) -> list[ModuleDiff]:
+    """Each matched Paddle layer called alone on the inputs its torch module received in torch's forward."""
+    import paddle
+    import torch
+
+    recorder = capture.TorchRecorder(pairing.torch_modules, record_inputs=True)
+    try:
+        args, kwargs = torch_inputs(batch)
+        streams[0].next_forward()
+        with torch.no_grad():
+            torch_module(*args, **kwargs)
+    finally:
+        recorder.remove()
+    saved = {name: tensor.clone() for name, tensor in paddle_layer.state_dict().items()}
+    streams[1].next_forward()
+    results = []
+    try:
+        for call in recorder.calls:
+            layer = pairing.paddle_layers[call.name]
+            before = capture.read_buffers(pairing.buffers.get(call.name, {}))
+            paddle_call = capture.RecordedCall(call.name, call.call, buffers_before=before)
+            try:
+                with paddle.no_grad():
+                    output = _call_with_torch_inputs(layer, call.inputs)
+            except Exception as error:  # noqa: BLE001 (a layer whose interface differs is reported, not fatal)
+                results.append(_module_diff(call, pairing, problem=f"Paddle call on torch's inputs failed: "
+                                            f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"))
+                continue
+            paddle_call.set_outputs(output, capture.is_paddle_tensor)
+            paddle_call.buffers = capture.read_buffers(pairing.buffers.get(call.name, {}))
+            results.append(_compare_call(call, paddle_call, pairing, tolerances, train, notes))
+    finally:
+        paddle_layer.set_state_dict(saved)
+    return results
+
+
+def _to_paddle(value):
+    import paddle
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bfloat16:
+            return paddle.to_tensor(value.float().numpy()).astype("bfloat16")
+        return paddle.to_tensor(value.cpu().numpy())
+    if isinstance(value, tuple):
+        return tuple(_to_paddle(item) for item in value)
+    if isinstance(value, list):
+        return [_to_paddle(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _to_paddle(item) for key, item in value.items()}
+    return value
+
+
+def _call_with_torch_inputs(layer, inputs: tuple):
+    """Call ``layer`` with torch's recorded (args, kwargs); keyword names that the Paddle forward does not know
+    are passed by position in the order torch's call gave them."""
+    import inspect
+
+    args, kwargs = _to_paddle(inputs[0]), _to_paddle(inputs[1])
+    if not kwargs:
+        return layer(*args)
+    accepted = inspect.signature(layer.forward).parameters
+    if all(key in accepted for key in kwargs) or any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        return layer(*args, **kwargs)
+    return layer(*args, *kwargs.values())
+
+
+def _module_diff(call, pairing, problem=None) -> ModuleDiff:
+    return ModuleDiff(call.name, pairing.paddle_names[call.name], call.call,
+                      type(pairing.torch_modules[call.name]).__name__, type(pairing.paddle_layers[call.name]).__name__,
+                      problem=problem)
+
+
+def _compare_call(call, paddle_call, pairing, tolerances, train: bool, notes: list[str]) -> ModuleDiff:
+    result = _module_diff(call, pairing)
+    if paddle_call is None:
+        result.problem = "not called in Paddle's forward" if call.call == 0 else \
+            f"called {call.call} time(s) in Paddle, more in torch"
+        return result
+    tolerance_of = lambda dtype: tolerance_for(call.name, dtype, tolerances)  # noqa: E731
+    for index, (reference, dtype) in enumerate(zip(call.outputs, call.dtypes)):
+        if index >= len(paddle_call.outputs):
+            break
+        result.outputs.append(compare_arrays(f"output[{index}]", paddle_call.outputs[index], reference, dtype,
+                                             tolerance_of(dtype)))
+    if len(call.outputs) != len(paddle_call.outputs):
+        if not result.outputs and call.outputs:
+            result.problem = f"outputs: {len(call.outputs)} tensors in torch, none in Paddle"
+        else:
+            notes.append(f"{call.name}: {len(call.outputs)} output tensors in torch, {len(paddle_call.outputs)} "
+                         f"in Paddle; the first {len(result.outputs)} compared")
+    for leaf, expected in call.buffers.items():
+        if leaf not in paddle_call.buffers:
+            continue
+        expected = _in_paddle_convention(pairing.torch_modules[call.name], leaf, call, expected, train, notes)
+        dtype = str(expected.dtype)
+        result.buffers.append(compare_arrays(leaf, paddle_call.buffers[leaf], expected, dtype, tolerance_of(dtype)))
+    return result
+
+
+def _in_paddle_convention(module, leaf: str, call, after: np.ndarray, train: bool, notes: list[str]) -> np.ndarray:
+    """torch's running variance after a training-mode BatchNorm call, re-derived with the biased batch variance."""
+    from torch import nn
+
+    if not (train and leaf == "running_var" and isinstance(module, nn.modules.batchnorm._BatchNorm)
+            and module.momentum is not None and call.rows_per_channel > 1):
+        return after
+    notes.append(BATCHNORM_VARIANCE_NOTE)
+    momentum, rows = module.momentum, call.rows_per_channel
+    before = call.buffers_before[leaf]
+    unbiased_batch_variance = (after - (1 - momentum) * before) / momentum
+    return ((1 - momentum) * before + momentum * unbiased_batch_variance * (rows - 1) / rows).astype(after.dtype)
+
+
+# --- gradients ---------------------------------------------------------------------------------------------
+
+def default_loss_fns() -> LossFns:
+    """The first floating output itself when it is a scalar, else its sum weighted by a fixed random tensor
+    (a plain sum would give LayerNorm / softmax inputs zero gradients)."""
+    import paddle
+    import torch
+
+    def weights(shape) -> np.ndarray:
+        return np.random.default_rng(0).standard_normal(tuple(shape)).astype(np.float32)
+
+    def torch_loss(output):
+        first = next(t for t in capture.flatten(output, capture.is_torch_tensor) if t.is_floating_point())
+        return first.sum() if first.numel() == 1 else (first.float() * torch.from_numpy(weights(first.shape))).sum()
+
+    def paddle_loss(output):
+        first = next(t for t in capture.flatten(output, capture.is_paddle_tensor) if t.is_floating_point())
+        if first.size == 1:
+            return first.sum()
+        return (first.astype("float32") * paddle.to_tensor(weights(first.shape))).sum()
+
+    return torch_loss, paddle_loss
+
+
+def forward_loss(torch_module, paddle_layer, batch: Inputs, streams, loss_fns: LossFns):
+    """One forward pass and loss in each framework (autograd on)."""
+    args, kwargs = torch_inputs(batch)
+    streams[0].next_forward()
+    torch_loss = loss_fns[0](torch_module(*args, **kwargs))
+    args, kwargs = paddle_inputs(batch)
+    streams[1].next_forward()
+    paddle_loss = loss_fns[1](paddle_layer(*args, **kwargs))
+    return torch_loss, paddle_loss
+
+
+def _gradients(torch_module, paddle_layer, batch, weights: WeightMap, streams, loss_fns, tolerances
+               ) -> list[TensorStats]:
+    """The loss, then every mapped parameter's gradient (Paddle's mapped back to torch's layout)."""
+    torch_module.zero_grad(set_to_none=True)
+    paddle_layer.clear_gradients()
+    torch_loss, paddle_loss = forward_loss(torch_module, paddle_layer, batch, streams, loss_fns or default_loss_fns())
+    torch_loss.backward()
+    paddle_loss.backward()
+    dtype = dtype_name(torch_loss)
+    results = [compare_arrays("(loss)", to_numpy(paddle_loss).reshape(()), to_numpy(torch_loss).reshape(()), dtype,
+                              tolerance_for("(loss)", dtype, tolerances))]
+    for name, torch_param, paddle_param, transform in parameter_pairs(torch_module, paddle_layer, weights):
+        dtype = dtype_name(torch_param)
+        if torch_param.grad is None or paddle_param.grad is None:
+            if torch_param.grad is not None or paddle_param.grad is not None:
+                missing = "Paddle" if paddle_param.grad is None else "torch"
+                stats = TensorStats(name, dtype, list(torch_param.shape), 0.0, 0.0,
+                                    problem=f"no gradient in {missing}")
+                results.append(stats)
+            continue
+        reference = to_numpy(torch_param.grad)
+        ours = transform.to_hf(to_numpy(paddle_param.grad))
+        results.append(compare_arrays(name, ours, reference, dtype, tolerance_for(name, dtype, tolerances)))
+    torch_module.zero_grad(set_to_none=True)
+    paddle_layer.clear_gradients()
+    return results
+
+
