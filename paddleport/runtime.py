@@ -387,9 +387,11 @@ def _apply_threads(settings: RuntimeSettings, framework: str) -> None:
 
 def _import_paddle(settings: RuntimeSettings) -> None:
     """Import paddle now that the environment is set, without the lines it prints to stderr whenever
-    OMP_NUM_THREADS is above 1 (a caution about data parallelism that applies to neither case here)."""
+    OMP_NUM_THREADS is above 1 (a caution about data parallelism that applies to neither case here) and
+    without its "No ccache found" warning (about rebuilding C++ extensions, irrelevant to importing)."""
     captured = io.StringIO()
-    with contextlib.redirect_stderr(captured):
+    with contextlib.redirect_stderr(captured), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
         import paddle  # noqa: F401
     kept = [line for line in captured.getvalue().splitlines(keepends=True)
             if not line.startswith(("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY"))]
