@@ -18,6 +18,7 @@ from paddleport.fsutil import Terminated
 COMMAND_MODULES = (
     "paddleport.convert.cli",
     "paddleport.parity.cli",
+    "paddleport.parity.porting.cli",
     "paddleport.glue_runners.cli",
     "paddleport.demo",
 )
