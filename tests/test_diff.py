@@ -219,3 +219,20 @@ def test_report_to_dict_and_markdown_tree():
     assert first["outputs"][0]["over_tolerance"] > 0 and first["outputs"][0]["max_abs"] > 1e-5
     tree = report.markdown().splitlines()
     assert any(line.startswith("      - `layers.0.act` (GELU)") for line in tree)
+
+
+def test_squeezebert_port_in_2021_style_matches_transformers_through_rules():
+    from examples.squeezebert import paddle_squeezebert, torch_reference
+    from examples.squeezebert.inputs import make_inputs as make_tokens
+    from examples.squeezebert.rules import RULES
+
+    for single_step in (False, True):
+        report = diff(torch_reference.build(), paddle_squeezebert.build(), make_tokens(), rules=RULES,
+                      single_step=single_step, train=True)  # dropout on: shared masks by torch-side name
+        assert report.passed, report.summary()
+        assert all(module.problem is None for module in report.modules)
+    pairs = {pair["torch"]: pair["paddle"] for pair in report.weights["pairs"]}
+    assert pairs["encoder.layers.1.attention.query.weight"] == "encoder.blocks.1.attn.q.weight"
+    assert pairs["pooler.dense.weight"] == "pool_dense.weight"
+    assert report.weights["unmapped_torch"] == ["embeddings.position_ids"] and not report.weights["unmapped_paddle"]
+    assert "pooler" in report.unmatched_torch  # the port has no pooler module: listed, not hidden

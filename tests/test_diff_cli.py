@@ -54,3 +54,14 @@ def test_bad_input_exits_2_with_one_line(option, value, message, cnn_inputs, tmp
     assert main(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0]
+
+
+def test_squeezebert_example_with_rules_file(tmp_path, capsys):
+    from examples.squeezebert.inputs import make_inputs as make_tokens
+
+    inputs = tmp_path / "tokens.npz"
+    np.savez(inputs, **make_tokens())
+    code = main(["diff", "--torch", "examples.squeezebert.torch_reference:build",
+                 "--paddle", "examples.squeezebert.paddle_squeezebert:build", "--inputs", str(inputs),
+                 "--rules", "examples/squeezebert/rules.py", "--single-step", "--train"])
+    assert code == 0, capsys.readouterr().out

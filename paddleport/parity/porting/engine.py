@@ -22,8 +22,8 @@ from paddleport.dropout_masks import DropoutMaskStream
 from paddleport.errors import PaddleportError
 from paddleport.parity.porting import capture
 from paddleport.parity.porting.dropout import hook_paddle_dropouts, hook_torch_dropouts
-from paddleport.parity.porting.report import (DiffReport, ModuleDiff, TensorStats, compare_arrays, dtype_name,
-                                              tolerance_for)
+from paddleport.parity.porting.report import (GRADIENT_TOLERANCES, DiffReport, ModuleDiff, TensorStats,
+                                              compare_arrays, dtype_name, tolerance_for)
 from paddleport.parity.porting.weights import (NameMap, WeightMap, copy_weights as copy_all_weights, map_weights,
                                                parameter_pairs, to_numpy)
 
@@ -52,7 +52,8 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
     ``max_grad_norm``; the loss of every step must agree within ``loss_tolerance``.
     ``train``: compare forward / gradients in training mode (dropout on, with shared masks; BatchNorm batch stats).
     ``tolerances`` / ``grad_tolerances``: {fnmatch pattern of torch names: (rtol, atol)} over the per-dtype
-    defaults of ``torch.testing.assert_close``.
+    defaults (outputs: ``torch.testing.assert_close``'s, per element; gradients: ``GRADIENT_TOLERANCES``, rtol
+    times the tensor's largest entry).
     Both models are changed: weights copied, and trained when ``steps`` > 0.
     """
     from paddleport.parity.porting.weights import load_rules
@@ -76,7 +77,7 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
         gradients = None
         if grad:
             gradients = _gradients(torch_module, paddle_layer, batches[0], weights, streams, loss_fn,
-                                   grad_tolerances or tolerances)
+                                   grad_tolerances)
         training = None
         if steps > 0:
             from paddleport.parity.porting.training import train_both
@@ -224,17 +225,24 @@ def _to_paddle(value):
 
 
 def _call_with_torch_inputs(layer, inputs: tuple):
-    """Call ``layer`` with torch's recorded (args, kwargs); keyword names that the Paddle forward does not know
-    are passed by position in the order torch's call gave them."""
+    """Call ``layer`` with torch's recorded (args, kwargs), bound to the Paddle forward's own parameters: keyword
+    arguments it knows by name; non-tensor arguments it has no room for (flags such as ``output_attentions``,
+    None) dropped; the remaining tensors by position into its free parameters, in torch's order."""
     import inspect
 
-    args, kwargs = _to_paddle(inputs[0]), _to_paddle(inputs[1])
-    if not kwargs:
-        return layer(*args)
-    accepted = inspect.signature(layer.forward).parameters
-    if all(key in accepted for key in kwargs) or any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+    args, kwargs = list(_to_paddle(inputs[0])), _to_paddle(inputs[1])
+    parameters = list(inspect.signature(layer.forward).parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters) and any(p.kind is p.VAR_KEYWORD for p in parameters):
         return layer(*args, **kwargs)
-    return layer(*args, *kwargs.values())
+    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    by_name = {key: value for key, value in kwargs.items() if key in positional[len(args):]
+               or any(p.name == key and p.kind is p.KEYWORD_ONLY for p in parameters)}
+    leftover = [value for key, value in kwargs.items() if key not in by_name and capture.is_paddle_tensor(value)]
+    free = [name for name in positional[len(args):] if name not in by_name]
+    args += leftover[:len(free)]
+    while len(args) > len(positional) and not capture.is_paddle_tensor(args[-1]):
+        args.pop()  # trailing flags the Paddle forward does not take
+    return layer(*args, **by_name)
 
 
 def _module_diff(call, pairing, problem=None) -> ModuleDiff:
@@ -335,13 +343,14 @@ def _gradients(torch_module, paddle_layer, batch, weights: WeightMap, streams, l
         if torch_param.grad is None or paddle_param.grad is None:
             if torch_param.grad is not None or paddle_param.grad is not None:
                 missing = "Paddle" if paddle_param.grad is None else "torch"
-                stats = TensorStats(name, dtype, list(torch_param.shape), 0.0, 0.0,
+                stats = TensorStats(name, dtype, list(torch_param.shape), 0.0, 0.0, "max",
                                     problem=f"no gradient in {missing}")
                 results.append(stats)
             continue
         reference = to_numpy(torch_param.grad)
         ours = transform.to_hf(to_numpy(paddle_param.grad))
-        results.append(compare_arrays(name, ours, reference, dtype, tolerance_for(name, dtype, tolerances)))
+        results.append(compare_arrays(name, ours, reference, dtype,
+                                      tolerance_for(name, dtype, tolerances, GRADIENT_TOLERANCES), "max"))
     torch_module.zero_grad(set_to_none=True)
     paddle_layer.clear_gradients()
     return results
