@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "paddleport.parity.cli",
     "paddleport.parity.porting.cli",
     "paddleport.glue_runners.cli",
+    "paddleport.peft.cli",
     "paddleport.demo",
 )
 

@@ -11,7 +11,8 @@ from paddleport.convert.registry import SUPPORTED_CLASSES
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "convert", help="convert a checkpoint between Hugging Face and Paddle",
-        description="Convert a Hugging Face checkpoint directory to Paddle (or back with --to hf).")
+        description="Convert a Hugging Face checkpoint directory to Paddle (or back with --to hf); a peft "
+                    "adapter directory (adapter_config.json) converts the same way.")
     parser.add_argument("src", help="source checkpoint directory (config.json + weights)")
     parser.add_argument("out", help="output directory (must not exist unless --force)")
     parser.add_argument("--to", choices=DIRECTIONS, default="paddle", help="target framework (default: paddle)")
@@ -25,6 +26,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from paddleport.peft.lora import is_adapter_dir
+
+    if is_adapter_dir(args.src):  # a peft adapter directory (adapter_config.json)
+        from paddleport.peft.adapters import convert_adapter
+
+        print(convert_adapter(args.src, args.out, to=args.to, force=args.force).summary())
+        return 0
     report = convert_checkpoint(args.src, args.out, to=args.to, arch=args.arch, dtype=args.dtype, fmt=args.fmt,
                                 force=args.force)
     print(report.summary())

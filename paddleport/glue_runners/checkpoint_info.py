@@ -16,6 +16,7 @@ import numpy as np
 
 from paddleport.convert.tensor_io import is_paddle_checkpoint, read_pdparams
 from paddleport.errors import PaddleportError
+from paddleport.peft.lora import is_lora_parameter, lora_initial_value
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model_state.pdparams")
 
@@ -89,14 +90,16 @@ def fresh_parameters(model_shapes: dict[str, tuple[int, ...]], info: ModelDirInf
     """Initial values (Hugging Face layout) of the model parameters the checkpoint does not hold.
 
     Linear/embedding weights ~ N(0, initializer_range), biases 0, LayerNorm weights 1, as transformers does;
-    each parameter draws from its own generator seeded by (seed, name), so values do not depend on order.
+    LoRA matrices as peft initialises them (``paddleport.peft.lora.lora_initial_value``); each parameter draws from its own generator seeded by (seed, name), so values do not depend on order.
     """
     values = {}
     for name in sorted(model_shapes):
         if info.has_parameter(name):
             continue
         shape = model_shapes[name]
-        if name.endswith("bias"):
+        if is_lora_parameter(name):
+            values[name] = lora_initial_value(name, shape, seed)
+        elif name.endswith("bias"):
             values[name] = np.zeros(shape, dtype=np.float32)
         elif "layernorm" in name.lower():
             values[name] = np.ones(shape, dtype=np.float32)

@@ -84,7 +84,25 @@ def _add_run_glue(subparsers) -> None:
     loop.add_argument("--stop-after-steps", type=int,
                       help="testing aid: stop as if killed after N optimizer steps (then --resume)")
     loop.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm progress bars")
+    _add_peft_options(parser)
     parser.set_defaults(func=run_glue_command)
+
+
+def _add_peft_options(parser) -> None:
+    from paddleport.peft.lora import BIAS_MODES, PEFT_METHODS
+
+    peft = parser.add_argument_group("parameter-efficient fine-tuning (the same meaning in both frameworks)")
+    peft.add_argument("--peft", choices=PEFT_METHODS, default="none",
+                      help="lora: train a LoRA adapter (torch: Hugging Face peft; Paddle: paddleport.peft) and the "
+                           "classifier (modules_to_save); saved as a peft adapter directory")
+    peft.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
+    peft.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA scaling numerator: alpha / r (default 16)")
+    peft.add_argument("--lora-dropout", type=float, default=0.1,
+                      help="dropout on the LoRA input (shared masks with --dropout-masks shared; default 0.1)")
+    peft.add_argument("--lora-target-modules", default="query,value",
+                      help="comma-separated transformers module names to wrap (default query,value)")
+    peft.add_argument("--lora-bias", choices=BIAS_MODES, default="none",
+                      help="biases trained too: none, all, or those of the wrapped modules (lora_only)")
 
 
 def _add_train_parity(subparsers) -> None:
@@ -107,6 +125,7 @@ def _add_train_parity(subparsers) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |loss_torch - loss_paddle|")
     parser.add_argument("--num-threads", type=int, help="CPU threads of both frameworks (default: as run-glue)")
     parser.add_argument("--json", dest="json_path", type=Path, help="write the report here")
+    _add_peft_options(parser)
     parser.set_defaults(func=train_parity_command)
 
 

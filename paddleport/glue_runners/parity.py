@@ -22,6 +22,7 @@ from paddleport.glue_runners.features import (Features, collate, epoch_batches, 
 from paddleport.glue_runners.reporting import write_json
 from paddleport.glue_runners.runner import FRAMEWORKS, load_backend_model
 from paddleport.glue_runners.tasks import get_task
+from paddleport.peft.lora import LoraSettings, plan_for_checkpoint, settings_from_options
 
 
 @dataclass
@@ -43,6 +44,16 @@ class TrainParityConfig:
     work_dir: Path | None = None  # where the Paddle conversion goes; a temporary directory by default
     json_path: Path | None = None
     num_threads: int | None = None
+    peft: str = "none"  # "lora": train the same LoRA adapter in both frameworks
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    lora_target_modules: str = "query,value"
+    lora_bias: str = "none"
+
+    def lora_settings(self) -> LoraSettings | None:
+        return settings_from_options(self.peft, self.lora_r, self.lora_alpha, self.lora_dropout,
+                                     self.lora_target_modules, self.lora_bias)
 
 
 def parity_batches(features: Features, steps: int, batch_size: int, seed: int, pad_token_id: int) -> list[dict]:
@@ -60,7 +71,7 @@ def train_steps(framework: str, config: TrainParityConfig, batches: list[dict], 
                 ) -> tuple[list[float], dict[str, np.ndarray]]:
     """Losses of each step (before its update) and the final parameters (Hugging Face layout)."""
     info = inspect_model_dir(config.model)
-    options = BackendOptions(dropout_masks="shared")
+    options = BackendOptions(dropout_masks="shared", lora=config.lora_settings())
     backend = load_backend_model(make_backend(framework, options), info, num_labels, config.seed, work_dir)
     backend.set_train_mode(config.dropout)  # dropout off, or on with the same masks in both frameworks
     backend.build_optimizer(OptimizerConfig(
@@ -84,6 +95,8 @@ def run_train_parity(config: TrainParityConfig) -> dict:
     task = get_task(config.task)
     info = inspect_model_dir(config.model)
     check_head(info, task.num_labels, task.name)
+    if config.lora_settings() is not None:
+        plan_for_checkpoint(info.config, task.num_labels, config.lora_settings())
     train = load_glue_data(task, DataSource(data_dir=config.data_dir)).train.head(config.steps * config.batch_size)
     tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
     features = tokenize_split(train, tokenizer, config.max_length)
@@ -98,7 +111,7 @@ def run_train_parity(config: TrainParityConfig) -> dict:
     name, difference = largest_difference(torch_params, paddle_params)
     report = {
         "model": str(config.model), "task": task.name, "steps": config.steps, "batch_size": config.batch_size,
-        "lr": config.lr, "dropout": config.dropout, "tolerance": config.tolerance,
+        "lr": config.lr, "dropout": config.dropout, "tolerance": config.tolerance, "peft": config.peft,
         "losses": [{"step": step + 1, "torch": a, "paddle": b, "abs_diff": d}
                    for step, (a, b, d) in enumerate(zip(torch_losses, paddle_losses, loss_differences))],
         "max_loss_diff": max(loss_differences),
@@ -116,6 +129,8 @@ def format_parity_report(report: dict) -> str:
               for row in report["losses"]]
     verdict = "PASS" if report["passed"] else "FAIL"
     dropout = "dropout on, shared masks" if report["dropout"] else "dropout off"
+    if report.get("peft", "none") != "none":
+        dropout += f", {report['peft']} adapter"
     lines.append(f"{dropout}; max |loss diff| {report['max_loss_diff']:.2e} (tolerance {report['tolerance']:.0e}): {verdict}")
     lines.append(f"largest parameter difference after {report['steps']} steps: {report['max_param_diff']:.2e} "
                  f"({report['max_param_diff_name']})")

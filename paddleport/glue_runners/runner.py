@@ -24,6 +24,7 @@ from paddleport.glue_runners.metrics import predictions_from_logits
 from paddleport.glue_runners.reporting import peak_rss_mb, plot_curves, summary_text, write_json
 from paddleport.glue_runners.tasks import GlueTask, get_task
 from paddleport.glue_runners.trainer import TRAIN_LOG_FILE, EvalSet, Trainer, TrainingPlan
+from paddleport.peft.lora import LoraSettings, plan_for_checkpoint, settings_from_options
 
 FRAMEWORKS = ("torch", "paddle")
 RUN_CONFIG_FILE = "run_config.json"
@@ -34,7 +35,8 @@ Result = TypeVar("Result")
 # Settings a resumed run must share with the run it continues.
 RESUME_KEYS = ("framework", "task", "model", "max_train_samples", "max_length", "batch_size", "lr", "epochs",
                "max_steps", "warmup_ratio", "weight_decay", "seed", "grad_accum", "max_grad_norm", "amp",
-               "group_by_length", "dropout_masks")
+               "group_by_length", "dropout_masks", "peft", "lora_r", "lora_alpha", "lora_dropout",
+               "lora_target_modules", "lora_bias")
 
 
 @dataclass
@@ -83,6 +85,16 @@ class GlueRunConfig:
     progress: bool = True
     verbose: bool = True
     stop_after_steps: int | None = None  # testing hook: behave as if killed after this many optimizer steps
+    peft: str = "none"  # "lora": train a LoRA adapter (paddleport.peft) and save it in peft's layout
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    lora_target_modules: str = "query,value"
+    lora_bias: str = "none"
+
+    def lora_settings(self) -> LoraSettings | None:
+        return settings_from_options(self.peft, self.lora_r, self.lora_alpha, self.lora_dropout,
+                                     self.lora_target_modules, self.lora_bias)
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -125,6 +137,7 @@ def validate_options(config: GlueRunConfig, launch: LaunchInfo | None = None) ->
                                                    f"({', '.join(_task_metrics(task))})")
     check_distributed_options(config.framework, launch or detect_launch(), config.sharding, config.device,
                               config.amp, config.batch_size)
+    config.lora_settings()
     return task
 
 
@@ -277,6 +290,8 @@ def build_metrics(config: GlueRunConfig, task: GlueTask, trainer: Trainer, backe
         "device": config.device,
         "amp": config.amp,
         "dropout_masks": config.dropout_masks,
+        "peft": config.peft,
+        "trainable_parameters": backend.trainable_parameter_count(),
         "world_size": backend.world_size,
         "sharding": config.sharding,
         "per_device_batch_size": config.batch_size // backend.world_size,
@@ -320,6 +335,8 @@ def _run_glue(config: GlueRunConfig, launch: LaunchInfo) -> dict:
     task = validate_options(config, launch)
     info = inspect_model_dir(config.model)
     check_head(info, task.num_labels, task.name)
+    if config.lora_settings() is not None:  # targets, layer kinds: checked on the config, before training
+        plan_for_checkpoint(info.config, task.num_labels, config.lora_settings())
     data = load_run_data(config, task)
     tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
     check_output_dir(config)
@@ -345,7 +362,8 @@ def start_backend(config: GlueRunConfig, launch: LaunchInfo) -> Backend:
     """The backend (it joins the launch's process group); rank 0 clears the output directory once every rank
     has checked it; the global batch is announced."""
     options = BackendOptions(config.device, config.amp, config.gradient_checkpointing,
-                             launch=launch, sharding=config.sharding, dropout_masks=config.dropout_masks)
+                             launch=launch, sharding=config.sharding, dropout_masks=config.dropout_masks,
+                             lora=config.lora_settings())
     backend = make_backend(config.framework, options)  # checks the device
     backend.barrier()
     if backend.is_main and not config.resume:

@@ -12,6 +12,7 @@ import numpy as np
 
 from paddleport.dropout_masks import DropoutMaskStream
 from paddleport.glue_runners.distributed import LaunchInfo
+from paddleport.peft.lora import LoraPlan, LoraSettings, plan_lora
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -35,6 +36,7 @@ class BackendOptions:
     launch: LaunchInfo = field(default_factory=LaunchInfo)  # a torchrun / paddle.distributed.launch process
     sharding: str = "none"  # one of distributed.SHARDING_MODES (checked before the backend is made)
     dropout_masks: str = "native"  # one of dropout_masks.MODES: "native", or "shared" with the other framework
+    lora: LoraSettings | None = None  # train a LoRA adapter (paddleport.peft) instead of the whole model
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -67,6 +69,7 @@ class Backend(ABC):
     """
 
     name: str
+    lora: LoraPlan | None = None  # set by load_model when training a LoRA adapter
 
     def __init__(self, options: BackendOptions):
         self.options = options
@@ -127,6 +130,22 @@ class Backend(ABC):
         """Leave the process group (end of a distributed run)."""
 
     # -- model ---------------------------------------------------------------------------------
+    def lora_plan(self, model_dir: Path, num_labels: int, class_name: str) -> LoraPlan | None:
+        """The LoRA plan for the loaded model (None without ``options.lora``); both frameworks use the same one."""
+        if self.options.lora is None:
+            return None
+        import json
+
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+        config = {key: value for key, value in config.items() if key not in ("id2label", "label2id")}
+        return plan_lora(config | {"num_labels": num_labels}, class_name, self.options.lora)
+
+    def trainable_parameter_count(self) -> int:
+        """Elements the optimizer updates: every parameter, or a LoRA adapter's."""
+        shapes = self.parameter_shapes()
+        names = set(shapes) if self.lora is None else {param.name for param in self.lora.trainable}
+        return int(sum(np.prod(shapes[name], dtype=np.int64) for name in names))
+
     @abstractmethod
     def load_model(self, model_dir: Path, num_labels: int, work_dir: Path) -> None:
         """Load a sequence-classification model from ``model_dir`` (converting it first if in the other

@@ -100,6 +100,7 @@ class PaddleBackend(Backend):
         self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**16) if options.amp == "fp16" else None
         self.specs: dict = {}  # Paddle parameter name -> ParamSpec (HF name, transform)
         self.regression = False
+        self.base_model_dir: str | None = None
 
     def _names_guard(self):
         return self.paddle.base.unique_name.guard(self.names)
@@ -149,13 +150,23 @@ class PaddleBackend(Backend):
         from paddleport.convert import convert_checkpoint, parameter_specs
         from paddleport.models import AutoModelForSequenceClassification
 
+        self.base_model_dir = str(model_dir)
         if not inspect_model_dir(model_dir).is_paddle:
             converted = Path(work_dir) / "paddle_init"
             convert_checkpoint(model_dir, converted, to="paddle", force=True)
             model_dir = converted
         with self._names_guard():
             self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels)
-        self.specs = {spec.paddle_name: spec for spec in parameter_specs(self.model.config, type(self.model).__name__)}
+            self.lora = self.lora_plan(model_dir, num_labels, type(self.model).__name__)
+            if self.lora is not None:
+                from paddleport.peft.paddle_lora import apply_lora
+
+                apply_lora(self.model, self.lora)
+        if self.lora is not None:
+            self.specs = self.lora.by_paddle_name()
+        else:
+            self.specs = {spec.paddle_name: spec
+                          for spec in parameter_specs(self.model.config, type(self.model).__name__)}
         self.regression = num_labels == 1
         if self.mask_stream is not None:
             from paddleport.models.layers import share_dropout_masks
@@ -184,9 +195,18 @@ class PaddleBackend(Backend):
                 param.set_value(self.paddle.to_tensor(value).astype(param.dtype))
 
     def save_model(self, directory: Path) -> None:
-        self.model.save_pretrained(directory)
+        if self.lora is not None:  # peft's adapter layout, Paddle-layout tensors
+            from paddleport.peft.paddle_lora import save_adapter
+
+            save_adapter(self.model, self.lora, directory, self.base_model_dir)
+        else:
+            self.model.save_pretrained(directory)
 
     def load_model_weights(self, directory: Path) -> None:
+        if self.lora is not None:
+            from paddleport.peft.paddle_lora import load_adapter_weights
+
+            return load_adapter_weights(self.model, self.lora, directory)
         from paddleport.models.modeling_utils import read_paddle_state_dict
 
         self.model.load_weights(read_paddle_state_dict(Path(directory)))
@@ -197,10 +217,11 @@ class PaddleBackend(Backend):
         decayed = {param.name for name, param in self.model.named_parameters() if uses_weight_decay(name)}
         self.scheduler = paddle.optimizer.lr.LambdaDecay(
             config.lr, linear_warmup_decay(config.warmup_steps, config.total_steps))
+        trainable = [param for param in self.model.parameters() if not param.stop_gradient]  # LoRA: the adapter
         clip = paddle.nn.ClipGradByGlobalNorm(config.max_grad_norm) if config.max_grad_norm > 0 else None
         with self._names_guard():
             self.optimizer = paddle.optimizer.AdamW(
-                learning_rate=self.scheduler, parameters=self.model.parameters(), beta1=config.betas[0],
+                learning_rate=self.scheduler, parameters=trainable, beta1=config.betas[0],
                 beta2=config.betas[1], epsilon=config.eps, weight_decay=config.weight_decay,
                 apply_decay_param_fun=lambda name: name in decayed, grad_clip=clip)
         self._wrap_for_parallel()

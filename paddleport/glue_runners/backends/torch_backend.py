@@ -47,6 +47,7 @@ class TorchBackend(Backend):
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.amp == "fp16")
         self.max_grad_norm = 0.0
         self.regression = False
+        self.base_model_dir: str | None = None
 
     # -- processes -----------------------------------------------------------------------------
     def _pick_device(self) -> torch.device:
@@ -131,6 +132,7 @@ class TorchBackend(Backend):
     def load_model(self, model_dir: Path, num_labels: int, work_dir: Path) -> None:
         import transformers
 
+        self.base_model_dir = str(model_dir)
         if inspect_model_dir(model_dir).is_paddle:
             from paddleport.convert import convert_checkpoint
 
@@ -138,32 +140,52 @@ class TorchBackend(Backend):
             convert_checkpoint(model_dir, converted, to="hf", force=True)
             model_dir = converted
         with quiet_transformers():
-            self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(
                 str(model_dir), num_labels=num_labels).to(self.device)
         self.regression = num_labels == 1
+        self.lora = self.lora_plan(model_dir, num_labels, type(model).__name__)
+        if self.options.gradient_checkpointing:
+            enable = getattr(model, "activation_checkpointing_enable", None) or \
+                model.gradient_checkpointing_enable  # the transformers 5 name, else the older one
+            enable()
+            if self.lora is not None:
+                model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need grads
+        if self.lora is not None:
+            from paddleport.peft.torch_lora import apply_lora
+
+            self.model = apply_lora(model, self.lora)
+        else:
+            self.model = model
         if self.mask_stream is not None:
             from paddleport.glue_runners.backends.torch_dropout import share_dropout_masks
 
-            share_dropout_masks(self.model, self.mask_stream)
-        if self.options.gradient_checkpointing:
-            enable = getattr(self.model, "activation_checkpointing_enable", None) or \
-                self.model.gradient_checkpointing_enable  # the transformers 5 name, else the older one
-            enable()
+            share_dropout_masks(model, self.mask_stream)  # the transformers model: LoRA dropouts by module name
+
+    def _named_parameters(self):
+        """Hugging Face names (canonical LoRA names when adapted) and parameters."""
+        if self.lora is not None:
+            from paddleport.peft.torch_lora import canonical_parameters
+
+            return canonical_parameters(self.model)
+        return self.model.named_parameters()
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {name: tuple(param.shape) for name, param in self.model.named_parameters()}
+        return {name: tuple(param.shape) for name, param in self._named_parameters()}
 
     def get_parameters(self) -> dict[str, np.ndarray]:
-        return {name: param.detach().float().cpu().numpy() for name, param in self.model.named_parameters()}
+        return {name: param.detach().float().cpu().numpy() for name, param in self._named_parameters()}
 
     def set_parameters(self, values: dict[str, np.ndarray]) -> None:
-        params = dict(self.model.named_parameters())
+        params = dict(self._named_parameters())
         with torch.no_grad():
             for name, value in values.items():
                 params[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
     def save_model(self, directory: Path) -> None:
-        if self._fsdp:
+        if self.lora is not None:  # a peft adapter directory (adapter_config.json + adapter_model.safetensors)
+            self.model.peft_config["default"].base_model_name_or_path = self.base_model_dir
+            self.model.save_pretrained(str(directory))
+        elif self._fsdp:
             state, self._gathered_model_state = self._gathered_model_state, None
             if state is None:
                 raise RuntimeError("prepare_to_save() must gather a sharded model before save_model()")
@@ -172,6 +194,10 @@ class TorchBackend(Backend):
             self.model.save_pretrained(str(directory))
 
     def load_model_weights(self, directory: Path) -> None:
+        if self.lora is not None:
+            from paddleport.peft.torch_lora import load_adapter_weights
+
+            return load_adapter_weights(self.model, self.lora, directory)
         from safetensors.torch import load_file
 
         state = load_file(str(Path(directory) / "model.safetensors"), device=str(self.device))

@@ -1,0 +1,158 @@
+"""Adapter directories: convert between the torch and Paddle layouts, and merge an adapter into its base model."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from paddleport.convert.tensor_io import PADDLE_FORMAT_TAG, SafetensorsSource, write_safetensors_stream
+from paddleport.errors import PaddleportError
+from paddleport.fsutil import atomic_directory
+from paddleport.peft.lora import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, SAVED_PREFIX, plan_for_checkpoint,
+                                  read_adapter_settings, transform_of_adapter_key)
+
+HF_FORMAT_TAG = "pt"
+FRAMEWORKS = ("torch", "paddle")
+
+
+@dataclass
+class AdapterConversion:
+    source: str
+    output: str
+    direction: str
+    tensors: int
+
+    def summary(self) -> str:
+        return f"converted adapter {self.source} -> {self.output} ({self.tensors} tensors, to {self.direction})"
+
+
+def adapter_layout(adapter_dir: Path) -> str:
+    """"paddle" or "hf": the layout of the adapter's tensors (its safetensors ``format`` tag)."""
+    path = Path(adapter_dir) / ADAPTER_WEIGHTS
+    if not path.is_file():
+        raise PaddleportError(adapter_dir, f"has no {ADAPTER_WEIGHTS}")
+    with SafetensorsSource([path]) as source:
+        return "paddle" if source.metadata.get("format") == PADDLE_FORMAT_TAG else "hf"
+
+
+def convert_adapter(src: str | Path, out: str | Path, *, to: str, force: bool = False) -> AdapterConversion:
+    """A peft adapter directory into the other framework's layout: every key kept, each tensor transposed or
+    not by the table (:func:`transform_of_adapter_key`); config and other files copied unchanged."""
+    src, out = Path(src), Path(out)
+    read_adapter_settings(src)  # a LoRA adapter paddleport implements
+    if out.exists() and not force:
+        raise PaddleportError(out, "output already exists (pass --force to replace it)")
+    layout = adapter_layout(src)
+    if layout == to:
+        raise PaddleportError(src / ADAPTER_WEIGHTS, f"already holds {'Paddle' if to == 'paddle' else 'Hugging Face'}"
+                                                     f"-layout tensors (use --to {'hf' if to == 'paddle' else 'paddle'})")
+    with SafetensorsSource([src / ADAPTER_WEIGHTS]) as source:
+        names = source.names()
+        transforms = {name: transform_of_adapter_key(name) for name in names}
+        plan = [(name, source.dtype(name), tuple(source.shape(name)) if transforms[name] is None
+                 else transforms[name].paddle_shape(tuple(source.shape(name)))) for name in names]
+
+        def produce(name: str) -> np.ndarray:
+            array = source.read(name)
+            transform = transforms[name]
+            if transform is None:
+                return array  # a frozen original_module copy: carried unchanged
+            return transform.to_paddle(array) if to == "paddle" else transform.to_hf(array)
+
+        with atomic_directory(out, replace=force) as partial:
+            for item in src.iterdir():
+                if item.is_file() and item.name != ADAPTER_WEIGHTS:
+                    shutil.copy2(item, partial / item.name)
+            tag = PADDLE_FORMAT_TAG if to == "paddle" else HF_FORMAT_TAG
+            write_safetensors_stream(partial / ADAPTER_WEIGHTS, plan, produce, {"format": tag})
+    return AdapterConversion(str(src), str(out), to, len(names))
+
+
+def adapter_num_labels(adapter_dir: Path, base_config: dict) -> int:
+    """Label count of the adapter's classifier (modules_to_save), else the base model's."""
+    with SafetensorsSource([Path(adapter_dir) / ADAPTER_WEIGHTS]) as source:
+        if SAVED_PREFIX + "classifier.bias" in source.names():
+            return int(source.shape(SAVED_PREFIX + "classifier.bias")[0])
+    return len(base_config.get("id2label") or {}) or int(base_config.get("num_labels", 2))
+
+
+def _base_in_layout(base_dir: Path, framework: str, work: Path) -> Path:
+    """``base_dir`` as a checkpoint of ``framework`` (converted into ``work`` if it is the other one's)."""
+    from paddleport.convert import convert_checkpoint
+    from paddleport.convert.tensor_io import is_paddle_checkpoint
+
+    wants_paddle = framework == "paddle"
+    if is_paddle_checkpoint(base_dir) == wants_paddle:
+        return base_dir
+    converted = work / "base"
+    convert_checkpoint(base_dir, converted, to="paddle" if wants_paddle else "hf", force=True)
+    return converted
+
+
+def load_adapted_model(adapter_dir: Path, base_dir: Path, framework: str, work: Path):
+    """The base model (sequence classification, the adapter's label count) with the adapter applied, eval mode:
+    a peft model (torch) or paddleport's model with LoRA layers (Paddle). Returns (model, plan)."""
+    from paddleport.glue_runners.checkpoint_info import inspect_model_dir
+
+    settings = read_adapter_settings(adapter_dir)
+    info = inspect_model_dir(base_dir, option="BASE_DIR")
+    num_labels = adapter_num_labels(adapter_dir, info.config)
+    plan = plan_for_checkpoint(info.config, num_labels, settings)
+    base = _base_in_layout(Path(base_dir), framework, work)
+    if framework == "torch":
+        import transformers
+
+        from paddleport.parity.loading import quiet_transformers
+        from paddleport.peft import torch_lora
+
+        quiet_transformers()
+        adapter = adapter_dir
+        if adapter_layout(adapter_dir) == "paddle":
+            adapter = work / "adapter"
+            convert_adapter(adapter_dir, adapter, to="hf", force=True)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=num_labels)
+        adapted = torch_lora.apply_lora(model, plan)
+        torch_lora.load_adapter_weights(adapted, plan, adapter)
+        return adapted.eval(), plan
+    import logging
+
+    from paddleport.models import AutoModelForSequenceClassification
+    from paddleport.peft import paddle_lora
+
+    logging.getLogger("paddleport.models").setLevel(logging.ERROR)  # the classifier comes from the adapter
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=num_labels)
+    paddle_lora.apply_lora(model, plan)
+    paddle_lora.load_adapter_weights(model, plan, adapter_dir)
+    model.eval()
+    return model, plan
+
+
+def merge_adapter(adapter_dir: str | Path, base_dir: str | Path, out: str | Path, *, framework: str | None = None,
+                  force: bool = False) -> Path:
+    """The base model with the adapter folded into its weights, saved as a plain checkpoint of ``framework``
+    (default: the adapter's layout), which converts like any other."""
+    adapter_dir, base_dir, out = Path(adapter_dir), Path(base_dir), Path(out)
+    read_adapter_settings(adapter_dir)
+    framework = framework or ("paddle" if adapter_layout(adapter_dir) == "paddle" else "torch")
+    if framework not in FRAMEWORKS:
+        raise PaddleportError("--framework", f"must be torch or paddle, not {framework!r}")
+    if out.exists() and not force:
+        raise PaddleportError(out, "output already exists (pass --force to replace it)")
+    from paddleport.convert.converter import copy_tokenizer_files
+
+    with tempfile.TemporaryDirectory(prefix="paddleport-merge-") as work:
+        model, _ = load_adapted_model(adapter_dir, base_dir, framework, Path(work))
+        with atomic_directory(out, replace=force) as partial:
+            if framework == "torch":
+                model.merge_and_unload().save_pretrained(str(partial))
+            else:
+                from paddleport.peft.paddle_lora import merge_lora
+
+                merge_lora(model).save_pretrained(partial)
+            copy_tokenizer_files(base_dir, partial)
+    return out
+

@@ -1,0 +1,144 @@
+"""paddleport's LoRA for its Paddle models: a ``LoraLinear`` wrapping ``paddleport.models.layers.Linear``.
+
+The sub-layer names mirror peft's ``lora.Linear`` (``base_layer``, ``lora_A.default``, ``lora_B.default``,
+``lora_dropout.default``), so the shared dropout masks of the two frameworks (keyed by module name) agree and
+parameter names reduce to the same canonical names (:func:`paddleport.peft.lora.canonical_name`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import paddle
+from paddle import nn
+
+from paddleport.convert.tensor_io import PADDLE_FORMAT_TAG
+from paddleport.errors import PaddleportError
+from paddleport.models.layers import Dropout, Linear
+from paddleport.peft.lora import (ADAPTER_CONFIG, ADAPTER_NAME, ADAPTER_WEIGHTS, LoraPlan, canonical_name,
+                                  check_adapter_fits)
+
+
+class LoraLinear(nn.Layer):
+    """``base_layer(x) + lora_B(lora_A(dropout(x))) * scaling``, as peft's ``lora.Linear`` computes it."""
+
+    def __init__(self, base_layer: nn.Linear, r: int, lora_alpha: float, lora_dropout: float, scaling: float):
+        super().__init__()
+        in_features, out_features = base_layer.weight.shape  # Paddle layout [in, out]
+        self.base_layer = base_layer
+        self.lora_A = nn.LayerDict({ADAPTER_NAME: Linear(in_features, r, bias_attr=False)})
+        self.lora_B = nn.LayerDict({ADAPTER_NAME: Linear(r, out_features, bias_attr=False)})
+        self.lora_dropout = nn.LayerDict({ADAPTER_NAME: Dropout(lora_dropout)})
+        self.scaling = scaling
+        self.merged = False
+        self.reset_lora_parameters()
+
+    def reset_lora_parameters(self) -> None:
+        """peft's default: A kaiming-uniform (a=√5: U(±1/√in)), B zero, so the adapted model starts as the base."""
+        weight_a = self.lora_A[ADAPTER_NAME].weight
+        bound = 1.0 / math.sqrt(weight_a.shape[0])
+        weight_a.set_value(paddle.uniform(weight_a.shape, dtype=weight_a.dtype, min=-bound, max=bound))
+        weight_b = self.lora_B[ADAPTER_NAME].weight
+        weight_b.set_value(paddle.zeros_like(weight_b))
+
+    def forward(self, x):
+        result = self.base_layer(x)
+        if self.merged:
+            return result
+        update = self.lora_B[ADAPTER_NAME](self.lora_A[ADAPTER_NAME](self.lora_dropout[ADAPTER_NAME](x)))
+        return result + update * self.scaling
+
+    def delta_weight(self):
+        """The update in the base weight's Paddle layout [in, out]: (B·A)ᵀ·scaling = A_p·B_p·scaling."""
+        return paddle.matmul(self.lora_A[ADAPTER_NAME].weight, self.lora_B[ADAPTER_NAME].weight) * self.scaling
+
+    def merge(self) -> None:
+        with paddle.no_grad():
+            weight = self.base_layer.weight
+            weight.set_value(weight + self.delta_weight().astype(weight.dtype))
+        self.merged = True
+
+
+def _parent_and_leaf(model: nn.Layer, name: str) -> tuple[nn.Layer, str]:
+    parent_name, _, leaf = name.rpartition(".")
+    parent = model
+    for part in parent_name.split(".") if parent_name else []:
+        parent = getattr(parent, part)
+    return parent, leaf
+
+
+def apply_lora(model: nn.Layer, plan: LoraPlan) -> nn.Layer:
+    """Wrap the planned modules of ``model`` in place and set which parameters train (as peft marks them)."""
+    settings = plan.settings
+    for module in plan.wrapped:
+        parent, leaf = _parent_and_leaf(model, module)
+        base = getattr(parent, leaf)
+        if not isinstance(base, nn.Linear):
+            raise PaddleportError("--lora-target-modules", f"{module} is a {type(base).__name__}, not a Linear")
+        setattr(parent, leaf, LoraLinear(base, settings.r, settings.lora_alpha, settings.lora_dropout,
+                                         settings.scaling))
+    trainable = {param.paddle_name for param in plan.trainable}
+    names = set()
+    for name, param in model.named_parameters():
+        param.stop_gradient = name not in trainable
+        names.add(name)
+    if names != {param.paddle_name for param in plan.params}:
+        unexpected = sorted(names ^ {param.paddle_name for param in plan.params})
+        raise PaddleportError(None, f"the adapted model and its LoRA plan disagree on {', '.join(unexpected[:4])}")
+    return model
+
+
+def merge_lora(model: nn.Layer) -> nn.Layer:
+    """Fold every LoRA update into its base Linear and put the plain Linear back (a model like the base)."""
+    wrapped = [name for name, layer in model.named_sublayers() if isinstance(layer, LoraLinear)]
+    for name in wrapped:
+        parent, leaf = _parent_and_leaf(model, name)
+        layer = getattr(parent, leaf)
+        layer.merge()
+        setattr(parent, leaf, layer.base_layer)
+    for param in model.parameters():
+        param.stop_gradient = False
+    return model
+
+
+def save_adapter(model: nn.Layer, plan: LoraPlan, directory: Path, base_model: str | None) -> Path:
+    """``adapter_config.json`` + ``adapter_model.safetensors`` (peft's keys, Paddle layout, ``format: paddle``)."""
+    from safetensors.numpy import save_file
+
+    from paddleport.models.modeling_utils import tensor_to_numpy
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    arrays = {key: np.ascontiguousarray(tensor_to_numpy(state[param.paddle_name]))
+              for key, param in plan.saved.items()}
+    save_file(arrays, str(directory / ADAPTER_WEIGHTS), metadata={"format": PADDLE_FORMAT_TAG})
+    config = plan.settings.to_adapter_config(base_model)
+    (directory / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+def load_adapter_weights(model: nn.Layer, plan: LoraPlan, directory: Path) -> None:
+    """An adapter file (either layout; the torch layout is transposed by the table) into an adapted model."""
+    from paddleport.convert.tensor_io import read_safetensors_checked
+    from paddleport.models.modeling_utils import numpy_to_paddle
+
+    path = Path(directory) / ADAPTER_WEIGHTS
+    if not path.is_file():
+        raise PaddleportError(directory, f"has no {ADAPTER_WEIGHTS}")
+    arrays, metadata = read_safetensors_checked(path)
+    layout = "paddle" if metadata.get("format") == PADDLE_FORMAT_TAG else "hf"
+    check_adapter_fits(plan, {key: value.shape for key, value in arrays.items()}, layout, path)
+    by_name = {param.name: param for param in plan.params}
+    state = model.state_dict()
+    for key, value in arrays.items():
+        name = canonical_name(key)
+        if name is None:
+            continue
+        param = by_name[name]
+        value = value if layout == "paddle" else param.transform.to_paddle(value)
+        target = state[param.paddle_name]
+        target.set_value(numpy_to_paddle(np.ascontiguousarray(value)).astype(target.dtype))
