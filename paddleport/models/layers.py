@@ -176,7 +176,7 @@ def _inference_kernels_for(x):
 def dense_gelu(dense: nn.Linear, hidden_states):
     """``gelu(dense(hidden_states))``; without autograd, the bias add and GELU are one pass after the matmul."""
     kernels = _inference_kernels_for(hidden_states)
-    if kernels is None:
+    if kernels is None or not isinstance(dense, nn.Linear):  # a wrapped Linear (LoRA) runs its own forward
         return gelu(dense(hidden_states))
     return kernels.pp_bias_gelu(paddle.matmul(hidden_states, dense.weight), dense.bias)
 
@@ -187,7 +187,8 @@ def dense_residual_layer_norm(dense: nn.Linear, dropout: nn.Dropout, layer_norm:
     residual add and norm are one pass after the matmul (saves two full-size adds per block)."""
     kernels = _inference_kernels_for(hidden_states)
     dropout_off = not dropout.training or dropout.p == 0
-    if kernels is None or not dropout_off or not _kernel_can_normalise(layer_norm):
+    if (kernels is None or not dropout_off or not _kernel_can_normalise(layer_norm)
+            or not isinstance(dense, nn.Linear)):  # a wrapped Linear (LoRA) runs its own forward
         return layer_norm(dropout(dense(hidden_states)) + residual)
     return kernels.pp_bias_residual_layer_norm(paddle.matmul(hidden_states, dense.weight), dense.bias, residual,
                                                layer_norm.weight, layer_norm.bias, layer_norm._epsilon)

@@ -12,7 +12,7 @@ import numpy as np
 from paddleport.convert.tensor_io import PADDLE_FORMAT_TAG, SafetensorsSource, write_safetensors_stream
 from paddleport.errors import PaddleportError
 from paddleport.fsutil import atomic_directory
-from paddleport.peft.lora import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, SAVED_PREFIX, plan_for_checkpoint,
+from paddleport.peft.lora import (ADAPTER_WEIGHTS, SAVED_PREFIX, check_adapter_fits, plan_for_checkpoint,
                                   read_adapter_settings, transform_of_adapter_key)
 
 HF_FORMAT_TAG = "pt"
@@ -102,6 +102,9 @@ def load_adapted_model(adapter_dir: Path, base_dir: Path, framework: str, work: 
     info = inspect_model_dir(base_dir, option="BASE_DIR")
     num_labels = adapter_num_labels(adapter_dir, info.config)
     plan = plan_for_checkpoint(info.config, num_labels, settings)
+    with SafetensorsSource([Path(adapter_dir) / ADAPTER_WEIGHTS]) as source:  # before any model is built
+        shapes = {name: tuple(source.shape(name)) for name in source.names()}
+    check_adapter_fits(plan, shapes, adapter_layout(adapter_dir), Path(adapter_dir) / ADAPTER_WEIGHTS)
     base = _base_in_layout(Path(base_dir), framework, work)
     if framework == "torch":
         import transformers

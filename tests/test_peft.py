@@ -1,0 +1,205 @@
+"""LoRA in both frameworks: training, parity, adapter conversion, merging and bad input (tiny seeded models)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from paddleport.data import QQP_KSHOT_DIR
+from paddleport.errors import PaddleportError
+from paddleport.glue_runners import GlueRunConfig, run_glue
+from paddleport.glue_runners.parity import TrainParityConfig, run_train_parity
+from paddleport.peft.adapters import convert_adapter, load_adapted_model, merge_adapter
+from paddleport.peft.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSettings, plan_for_checkpoint
+from tests.fixtures import make_tiny_hf_checkpoint
+
+FRAMEWORKS = ("torch", "paddle")
+LORA = dict(peft="lora", lora_r=4, lora_alpha=8.0, lora_dropout=0.1, lora_target_modules="query,value")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return make_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_bert"), "BertModel")
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    return make_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_cls"), "BertForSequenceClassification")
+
+
+@pytest.fixture(scope="module")
+def hf_adapter(tiny_classifier, tmp_path_factory):
+    """A peft LoRA directory written by peft itself, with non-trivial A, B, biases and classifier."""
+    import peft
+    import torch
+    import transformers
+
+    torch.manual_seed(1)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(tiny_classifier))
+    adapted = peft.get_peft_model(model, peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["query", "value", "dense"], bias="all", modules_to_save=["classifier"],
+        task_type="SEQ_CLS"))
+    with torch.no_grad():
+        for name, param in adapted.named_parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.2)
+    out = tmp_path_factory.mktemp("adapters") / "hf"
+    adapted.save_pretrained(str(out))
+    return out
+
+
+def _token_ids(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(1000, 5000, size=(3, 11)), np.array([[1] * 11, [1] * 7 + [0] * 4, [1] * 3 + [0] * 8])
+
+
+def _logits(model, framework, ids, mask):
+    if framework == "torch":
+        import torch
+
+        with torch.no_grad():
+            return model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+    import paddle
+
+    with paddle.no_grad():
+        return model(input_ids=paddle.to_tensor(ids), attention_mask=paddle.to_tensor(mask)).logits.numpy()
+
+
+def test_hf_adapter_round_trips_bit_for_bit_and_matches_across_frameworks(hf_adapter, tiny_classifier, tmp_path):
+    from safetensors.numpy import load_file
+
+    paddle_dir, back = tmp_path / "paddle", tmp_path / "back"
+    convert_adapter(hf_adapter, paddle_dir, to="paddle")
+    convert_adapter(paddle_dir, back, to="hf")
+    original, returned = load_file(str(hf_adapter / ADAPTER_WEIGHTS)), load_file(str(back / ADAPTER_WEIGHTS))
+    assert original.keys() == returned.keys()
+    assert all(np.array_equal(original[key], returned[key]) for key in original)
+    assert (back / ADAPTER_CONFIG).read_bytes() == (hf_adapter / ADAPTER_CONFIG).read_bytes()
+    transposed = load_file(str(paddle_dir / ADAPTER_WEIGHTS))
+    key = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight"
+    assert np.array_equal(transposed[key], original[key].T)
+
+    ids, mask = _token_ids()
+    torch_model, _ = load_adapted_model(hf_adapter, tiny_classifier, "torch", tmp_path / "w1")
+    paddle_model, _ = load_adapted_model(paddle_dir, tiny_classifier, "paddle", tmp_path / "w2")
+    torch_logits, paddle_logits = _logits(torch_model, "torch", ids, mask), _logits(paddle_model, "paddle", ids, mask)
+    assert np.abs(torch_logits - paddle_logits).max() <= 1e-5
+
+    import transformers
+
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(str(tiny_classifier)).eval()
+    assert np.abs(_logits(base, "torch", ids, mask) - torch_logits).max() > 1e-2  # the adapter matters
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_merged_model_equals_the_adapted_one(framework, hf_adapter, tiny_classifier, tmp_path):
+    adapter = hf_adapter
+    if framework == "paddle":
+        adapter = tmp_path / "paddle_adapter"
+        convert_adapter(hf_adapter, adapter, to="paddle")
+    merged = merge_adapter(adapter, tiny_classifier, tmp_path / "merged", framework=framework)
+    ids, mask = _token_ids(1)
+    adapted, _ = load_adapted_model(adapter, tiny_classifier, framework, tmp_path / "work")
+    if framework == "torch":
+        import transformers
+
+        merged_model = transformers.AutoModelForSequenceClassification.from_pretrained(str(merged)).eval()
+    else:
+        from paddleport.models import AutoModelForSequenceClassification
+
+        merged_model = AutoModelForSequenceClassification.from_pretrained(merged)
+    assert np.abs(_logits(adapted, framework, ids, mask) - _logits(merged_model, framework, ids, mask)).max() <= 1e-5
+
+
+def test_train_parity_with_lora_and_its_dropout(tiny_bert):
+    report = run_train_parity(TrainParityConfig(model=tiny_bert, steps=5, dropout=True, lr=1e-2, num_threads=1,
+                                                lora_bias="all", **LORA))
+    assert report["passed"] and report["max_loss_diff"] <= 1e-4
+    assert report["max_param_diff"] <= 1e-4
+
+
+def test_lora_dropout_draws_the_shared_masks(tiny_bert, tmp_path):
+    from paddleport.glue_runners.backends.base import BackendOptions, make_backend
+    from paddleport.glue_runners.backends.torch_dropout import SharedMaskDropout
+    from paddleport.peft.lora import LoraSettings
+
+    settings = LoraSettings(r=2, lora_alpha=4, lora_dropout=0.2, target_modules=("query",))
+    torch_backend = make_backend("torch", BackendOptions(num_threads=1, lora=settings))
+    torch_backend.load_model(tiny_bert, 2, tmp_path)
+    lora_dropouts = {name: type(module) for name, module in torch_backend.model.base_model.model.named_modules()
+                     if "lora_dropout." in name}
+    assert lora_dropouts and set(lora_dropouts.values()) == {SharedMaskDropout}
+    paddle_backend = make_backend("paddle", BackendOptions(num_threads=1, lora=settings))
+    paddle_backend.load_model(tiny_bert, 2, tmp_path)
+    paddle_names = {name for name, layer in paddle_backend.model.named_sublayers() if "lora_dropout." in name}
+    assert paddle_names == set(lora_dropouts)
+    assert all(layer.mask_stream is paddle_backend.mask_stream for name, layer in
+               paddle_backend.model.named_sublayers() if name in paddle_names)
+
+
+def test_lora_trains_in_both_frameworks_alike_and_saves_peft_directories(tiny_bert, tmp_path):
+    from safetensors.numpy import load_file
+
+    results = {}
+    for framework in FRAMEWORKS:
+        out = tmp_path / framework
+        results[framework] = run_glue(GlueRunConfig(
+            framework=framework, model=tiny_bert, output_dir=out, data_dir=QQP_KSHOT_DIR, max_length=64,
+            batch_size=8, epochs=1, lr=1e-2, num_threads=1, progress=False, verbose=False, **LORA))
+        assert (out / "final_model" / ADAPTER_CONFIG).is_file() and (out / "final_model" / ADAPTER_WEIGHTS).is_file()
+    torch_metrics, paddle_metrics = results["torch"], results["paddle"]
+    assert torch_metrics["trainable_parameters"] == paddle_metrics["trainable_parameters"] < 5000
+    assert abs(torch_metrics["epochs"][0]["train_loss"] - paddle_metrics["epochs"][0]["train_loss"]) <= 1e-5
+
+    import peft
+    import transformers
+
+    torch_dir, paddle_dir = tmp_path / "torch" / "final_model", tmp_path / "paddle" / "final_model"
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2)
+    peft.PeftModel.from_pretrained(base, str(torch_dir))  # a standard peft directory
+    converted = tmp_path / "paddle_as_hf"
+    convert_adapter(paddle_dir, converted, to="hf")
+    trained_by_torch, trained_by_paddle = load_file(str(torch_dir / ADAPTER_WEIGHTS)), load_file(
+        str(converted / ADAPTER_WEIGHTS))
+    assert trained_by_torch.keys() == trained_by_paddle.keys()
+    assert max(np.abs(trained_by_torch[k] - trained_by_paddle[k]).max() for k in trained_by_torch) <= 1e-5
+    # the torch-trained adapter, converted to Paddle, gives the torch logits
+    ids, mask = _token_ids(2)
+    paddle_from_torch = tmp_path / "torch_as_paddle"
+    convert_adapter(torch_dir, paddle_from_torch, to="paddle")
+    torch_model, _ = load_adapted_model(torch_dir, tiny_bert, "torch", tmp_path / "w1")
+    paddle_model, _ = load_adapted_model(paddle_from_torch, tiny_bert, "paddle", tmp_path / "w2")
+    assert np.abs(_logits(torch_model, "torch", ids, mask) - _logits(paddle_model, "paddle", ids, mask)).max() <= 1e-5
+
+
+def test_bad_lora_input_is_one_line_before_training(tiny_bert, tmp_path):
+    squeezebert = make_tiny_hf_checkpoint(tmp_path / "squeezebert", "SqueezeBertModel")
+    config = json.loads((tiny_bert / "config.json").read_text())
+    cases = [
+        (config, LoraSettings(target_modules=("query", "nothing")), "'nothing' matches no module"),
+        (config, LoraSettings(r=0), "must be positive"),
+        (json.loads((squeezebert / "config.json").read_text()), LoraSettings(), "not a Linear"),
+    ]
+    for model_config, settings, message in cases:
+        with pytest.raises(PaddleportError, match=message):
+            plan_for_checkpoint(model_config, 2, settings)
+    out = tmp_path / "run"
+    with pytest.raises(PaddleportError, match="not a Linear"):
+        run_glue(GlueRunConfig(framework="paddle", model=squeezebert, output_dir=out, peft="lora"))
+    assert not out.exists()
+
+
+def test_adapter_for_another_base_model_is_refused(hf_adapter, tmp_path):
+    other = make_tiny_hf_checkpoint(tmp_path / "other", "BertForSequenceClassification", hidden_size=48)
+    command = [sys.executable, "-m", "paddleport", "merge", str(hf_adapter), str(other), str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "adapter for another base model" in lines[0]
+    assert not (tmp_path / "out").exists()
+    shutil.rmtree(other)
