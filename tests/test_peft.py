@@ -129,12 +129,12 @@ def test_lora_dropout_draws_the_shared_masks(tiny_bert, tmp_path):
     from paddleport.peft.lora import LoraSettings
 
     settings = LoraSettings(r=2, lora_alpha=4, lora_dropout=0.2, target_modules=("query",))
-    torch_backend = make_backend("torch", BackendOptions(num_threads=1, lora=settings))
+    torch_backend = make_backend("torch", BackendOptions(dropout_masks="shared", lora=settings))
     torch_backend.load_model(tiny_bert, 2, tmp_path)
     lora_dropouts = {name: type(module) for name, module in torch_backend.model.base_model.model.named_modules()
                      if "lora_dropout." in name}
     assert lora_dropouts and set(lora_dropouts.values()) == {SharedMaskDropout}
-    paddle_backend = make_backend("paddle", BackendOptions(num_threads=1, lora=settings))
+    paddle_backend = make_backend("paddle", BackendOptions(dropout_masks="shared", lora=settings))
     paddle_backend.load_model(tiny_bert, 2, tmp_path)
     paddle_names = {name for name, layer in paddle_backend.model.named_sublayers() if "lora_dropout." in name}
     assert paddle_names == set(lora_dropouts)
@@ -150,7 +150,8 @@ def test_lora_trains_in_both_frameworks_alike_and_saves_peft_directories(tiny_be
         out = tmp_path / framework
         results[framework] = run_glue(GlueRunConfig(
             framework=framework, model=tiny_bert, output_dir=out, data_dir=QQP_KSHOT_DIR, max_length=64,
-            batch_size=8, epochs=1, lr=1e-2, num_threads=1, progress=False, verbose=False, **LORA))
+            batch_size=8, epochs=1, lr=1e-2, num_threads=1, progress=False, verbose=False, dropout_masks="shared",
+            **LORA))
         assert (out / "final_model" / ADAPTER_CONFIG).is_file() and (out / "final_model" / ADAPTER_WEIGHTS).is_file()
     torch_metrics, paddle_metrics = results["torch"], results["paddle"]
     assert torch_metrics["trainable_parameters"] == paddle_metrics["trainable_parameters"] < 5000

@@ -134,13 +134,12 @@ def load_adapted_model(adapter_dir: Path, base_dir: Path, framework: str, work: 
     return model, plan
 
 
-def merge_adapter(adapter_dir: str | Path, base_dir: str | Path, out: str | Path, *, framework: str | None = None,
+def merge_adapter(adapter_dir: str | Path, base_dir: str | Path, out: str | Path, *, framework: str = "torch",
                   force: bool = False) -> Path:
-    """The base model with the adapter folded into its weights, saved as a plain checkpoint of ``framework``
-    (default: the adapter's layout), which converts like any other."""
+    """The base model with the adapter (either layout) folded into its weights, saved as a plain checkpoint of
+    ``framework``, which converts like any other."""
     adapter_dir, base_dir, out = Path(adapter_dir), Path(base_dir), Path(out)
     read_adapter_settings(adapter_dir)
-    framework = framework or ("paddle" if adapter_layout(adapter_dir) == "paddle" else "torch")
     if framework not in FRAMEWORKS:
         raise PaddleportError("--framework", f"must be torch or paddle, not {framework!r}")
     if out.exists() and not force:

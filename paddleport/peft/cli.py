@@ -13,8 +13,8 @@ def register(subparsers) -> None:
     parser.add_argument("adapter_dir", help="adapter directory (adapter_config.json + adapter_model.safetensors)")
     parser.add_argument("base_dir", help="the base model checkpoint the adapter was trained on")
     parser.add_argument("out", help="output directory (must not exist unless --force)")
-    parser.add_argument("--framework", choices=("torch", "paddle"),
-                        help="merge with and save for this framework (default: the adapter's layout)")
+    parser.add_argument("--framework", choices=("torch", "paddle"), default="torch",
+                        help="merge with and save for this framework (default torch: a transformers checkpoint)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=run_merge)
 
