@@ -50,19 +50,22 @@ class RecordedCall:
         self.dtypes = [dtype_name(tensor) for tensor in tensors]
 
 
+def map_torch_tensors(value, function):
+    """``value`` with every torch tensor in it (nested tuples, lists, dicts) replaced by ``function(tensor)``."""
+    if is_torch_tensor(value):
+        return function(value)
+    if isinstance(value, tuple):
+        return tuple(map_torch_tensors(item, function) for item in value)
+    if isinstance(value, list):
+        return [map_torch_tensors(item, function) for item in value]
+    if isinstance(value, dict):
+        return {key: map_torch_tensors(item, function) for key, item in value.items()}
+    return value
+
+
 def _clone(value):
     """Tensors in ``value`` detached and copied (an in-place op later in the forward must not change them)."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, tuple):
-        return tuple(_clone(item) for item in value)
-    if isinstance(value, list):
-        return [_clone(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _clone(item) for key, item in value.items()}
-    return value
+    return map_torch_tensors(value, lambda tensor: tensor.detach().clone())
 
 
 class TorchRecorder:

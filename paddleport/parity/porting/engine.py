@@ -147,18 +147,25 @@ def paddle_inputs(batch: Inputs) -> tuple[tuple, dict]:
     return tuple(paddle.to_tensor(np.array(value)) for value in batch), {}
 
 
-def _full_forward(torch_module, paddle_layer, batch, pairing, streams, tolerances, train, notes) -> list[ModuleDiff]:
-    import paddle
+def _record_torch(torch_module, batch, pairing, stream, record_inputs: bool) -> list[capture.RecordedCall]:
+    """torch's forward on ``batch`` (no autograd), every matched module's calls recorded in finishing order."""
     import torch
 
-    recorder = capture.TorchRecorder(pairing.torch_modules, record_inputs=False)
+    recorder = capture.TorchRecorder(pairing.torch_modules, record_inputs=record_inputs)
     try:
         args, kwargs = torch_inputs(batch)
-        streams[0].next_forward()
+        stream.next_forward()
         with torch.no_grad():
             torch_module(*args, **kwargs)
     finally:
         recorder.remove()
+    return recorder.calls
+
+
+def _full_forward(torch_module, paddle_layer, batch, pairing, streams, tolerances, train, notes) -> list[ModuleDiff]:
+    import paddle
+
+    torch_calls = _record_torch(torch_module, batch, pairing, streams[0], record_inputs=False)
     paddle_recorder = capture.PaddleRecorder(pairing.paddle_layers, pairing.buffers)
     try:
         args, kwargs = paddle_inputs(batch)
@@ -168,27 +175,19 @@ def _full_forward(torch_module, paddle_layer, batch, pairing, streams, tolerance
     finally:
         paddle_recorder.remove()
     return [_compare_call(call, paddle_recorder.calls.get((call.name, call.call)), pairing, tolerances, train, notes)
-            for call in recorder.calls]
+            for call in torch_calls]
 
 
 def _single_step(torch_module, paddle_layer, batch, pairing, streams, tolerances, train, notes) -> list[ModuleDiff]:
     """Each matched Paddle layer called alone on the inputs its torch module received in torch's forward."""
     import paddle
-    import torch
 
-    recorder = capture.TorchRecorder(pairing.torch_modules, record_inputs=True)
-    try:
-        args, kwargs = torch_inputs(batch)
-        streams[0].next_forward()
-        with torch.no_grad():
-            torch_module(*args, **kwargs)
-    finally:
-        recorder.remove()
+    torch_calls = _record_torch(torch_module, batch, pairing, streams[0], record_inputs=True)
     saved = {name: tensor.clone() for name, tensor in paddle_layer.state_dict().items()}
     streams[1].next_forward()
     results = []
     try:
-        for call in recorder.calls:
+        for call in torch_calls:
             layer = pairing.paddle_layers[call.name]
             before = capture.read_buffers(pairing.buffers.get(call.name, {}))
             paddle_call = capture.RecordedCall(call.name, call.call, buffers_before=before)
@@ -208,20 +207,15 @@ def _single_step(torch_module, paddle_layer, batch, pairing, streams, tolerances
 
 
 def _to_paddle(value):
+    """torch tensors in ``value`` (nested tuples, lists, dicts) as Paddle tensors."""
     import paddle
-    import torch
 
-    if isinstance(value, torch.Tensor):
-        if value.dtype == torch.bfloat16:
-            return paddle.to_tensor(value.float().numpy()).astype("bfloat16")
-        return paddle.to_tensor(value.cpu().numpy())
-    if isinstance(value, tuple):
-        return tuple(_to_paddle(item) for item in value)
-    if isinstance(value, list):
-        return [_to_paddle(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _to_paddle(item) for key, item in value.items()}
-    return value
+    def convert(tensor):
+        if str(tensor.dtype) == "torch.bfloat16":
+            return paddle.to_tensor(tensor.float().numpy()).astype("bfloat16")
+        return paddle.to_tensor(tensor.cpu().numpy())
+
+    return capture.map_torch_tensors(value, convert)
 
 
 def _call_with_torch_inputs(layer, inputs: tuple):
