@@ -22,8 +22,10 @@ What :func:`setup` does, and what :meth:`RuntimeSettings.restore` undoes:
   cgroup CPU quota (``/sys/fs/cgroup/cpu.max``) and by the physical core count — or ``OMP_NUM_THREADS`` when
   the user set it. Importing paddle otherwise pins Paddle to one OpenMP thread. Before paddle and torch are
   imported this is ``OMP_NUM_THREADS`` (their public route); for a framework already imported,
-  ``torch.set_num_threads`` and Paddle's ``core.set_num_threads`` (Paddle has no public call). ``restore()``
-  puts back the previous counts and environment.
+  ``torch.set_num_threads`` and Paddle's ``core.set_num_threads`` (Paddle has no public call). An explicit
+  ``threads`` (``--num-threads``, ``--threads``) wins over ``OMP_NUM_THREADS``. ``restore()`` puts back the
+  previous counts (for Paddle imported by :func:`setup`: the one thread its import would have given) and the
+  environment.
 - **CPU only** (``device="cpu"``, with Paddle among the frameworks): Paddle's ``FLAGS_use_stride_kernel`` off
   (dense transposes: with strided views the attention matmuls on transposed heads ran 10-20x slower), and
   glibc keeps freed blocks up to 32 MiB (``mallopt``: Paddle mallocs every tensor and glibc unmaps large
@@ -35,7 +37,7 @@ What :func:`setup` does, and what :meth:`RuntimeSettings.restore` undoes:
   ``MALLOC_TRIM_THRESHOLD_`` / ``GLIBC_TUNABLES`` malloc setting means paddleport leaves malloc alone.
 - paddleport's CPU kernels are built (once per machine, with a line on stderr) before any work.
 
-A value the user set in the environment is never overridden. If paddle was imported before :func:`setup` on an
+Any other value the user set in the environment is never overridden. If paddle was imported before :func:`setup` on an
 AMD CPU, one warning says what to do. ``PADDLEPORT_CPUINFO=FILE`` makes :func:`detect_cpu` read FILE instead of
 ``/proc/cpuinfo`` (to try the AMD behaviour on another CPU; the tests use it).
 """
