@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -185,9 +184,12 @@ class DiffReport:
         }
 
     def write_json(self, path: str | Path) -> Path:
+        """Written whole or not at all (a temporary file renamed into place)."""
+        from paddleport.glue_runners.reporting import write_json
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_json(path, self.to_dict())
         return path
 
     def markdown(self) -> str:
