@@ -236,3 +236,33 @@ def test_squeezebert_port_in_2021_style_matches_transformers_through_rules():
     assert pairs["pooler.dense.weight"] == "pool_dense.weight"
     assert report.weights["unmapped_torch"] == ["embeddings.position_ids"] and not report.weights["unmapped_paddle"]
     assert "pooler" in report.unmatched_torch  # the port has no pooler module: listed, not hidden
+
+
+def test_functional_dropout_inside_matched_modules_draws_shared_masks():
+    import paddle
+
+    class TorchBlock(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            hidden = torch.nn.functional.dropout(self.dense(x), p=0.3, training=self.training)
+            return torch.nn.functional.dropout(hidden.tanh(), p=0.3, training=self.training)
+
+    class PaddleBlock(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.dense = paddle.nn.Linear(8, 8)
+
+        def forward(self, x):
+            hidden = paddle.nn.functional.dropout(self.dense(x), p=0.3, training=self.training)
+            return paddle.nn.functional.dropout(paddle.tanh(hidden), p=0.3, training=self.training)
+
+    original = torch.nn.functional.dropout
+    inputs = (np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32),)
+    report = diff(TorchBlock(), PaddleBlock(), inputs, train=True)
+    assert report.passed, report.summary()
+    assert torch.nn.functional.dropout is original  # put back
+    model = TorchBlock().train()  # the masks really drop: train-mode output differs from eval-mode output
+    assert not torch.allclose(model(torch.from_numpy(inputs[0])), model.eval()(torch.from_numpy(inputs[0])))

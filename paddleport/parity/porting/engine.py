@@ -21,7 +21,7 @@ from paddleport.convert.table import Rule
 from paddleport.dropout_masks import DropoutMaskStream
 from paddleport.errors import PaddleportError
 from paddleport.parity.porting import capture
-from paddleport.parity.porting.dropout import hook_paddle_dropouts, hook_torch_dropouts
+from paddleport.parity.porting.dropout import FunctionalDropouts, hook_paddle_dropouts, hook_torch_dropouts
 from paddleport.parity.porting.report import (GRADIENT_TOLERANCES, DiffReport, ModuleDiff, TensorStats,
                                               compare_arrays, dtype_name, tolerance_for)
 from paddleport.parity.porting.weights import (NameMap, WeightMap, copy_weights as copy_all_weights, map_weights,
@@ -71,21 +71,22 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
     paddle_handles, notes = hook_paddle_dropouts(pairing.paddle_layers, streams[1])
     notes = weights.notes + notes
     try:
-        _set_mode(torch_module, paddle_layer, train)
-        compare = _single_step if single_step else _full_forward
-        modules = compare(torch_module, paddle_layer, batches[0], pairing, streams, tolerances, train, notes)
-        gradients = None
-        if grad:
-            gradients = _gradients(torch_module, paddle_layer, batches[0], weights, streams, loss_fn,
-                                   grad_tolerances)
-        training = None
-        if steps > 0:
-            from paddleport.parity.porting.training import train_both
+        with FunctionalDropouts(pairing.torch_modules, pairing.paddle_layers, streams):
+            _set_mode(torch_module, paddle_layer, train)
+            compare = _single_step if single_step else _full_forward
+            modules = compare(torch_module, paddle_layer, batches[0], pairing, streams, tolerances, train, notes)
+            gradients = None
+            if grad:
+                gradients = _gradients(torch_module, paddle_layer, batches[0], weights, streams, loss_fn,
+                                       grad_tolerances)
+            training = None
+            if steps > 0:
+                from paddleport.parity.porting.training import train_both
 
-            training = train_both(torch_module, paddle_layer, batches, weights, streams, steps=steps,
-                                  optimizer=optimizer, scheduler=scheduler, max_grad_norm=max_grad_norm,
-                                  loss_fns=loss_fn or default_loss_fns(), loss_tolerance=loss_tolerance,
-                                  tolerances=tolerances)
+                training = train_both(torch_module, paddle_layer, batches, weights, streams, steps=steps,
+                                      optimizer=optimizer, scheduler=scheduler, max_grad_norm=max_grad_norm,
+                                      loss_fns=loss_fn or default_loss_fns(), loss_tolerance=loss_tolerance,
+                                      tolerances=tolerances)
     finally:
         for handle in handles + paddle_handles:
             handle.remove()
