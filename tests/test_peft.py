@@ -204,3 +204,18 @@ def test_adapter_for_another_base_model_is_refused(hf_adapter, tmp_path):
     assert len(lines) == 1 and "adapter for another base model" in lines[0]
     assert not (tmp_path / "out").exists()
     shutil.rmtree(other)
+
+
+def test_compare_adapted_models(hf_adapter, tiny_classifier, tmp_path):
+    from paddleport.convert import convert_checkpoint
+    from paddleport.parity.compare import compare_models
+
+    paddle_base, paddle_adapter = tmp_path / "paddle_base", tmp_path / "paddle_adapter"
+    convert_checkpoint(tiny_classifier, paddle_base, to="paddle")
+    convert_adapter(hf_adapter, paddle_adapter, to="paddle")
+    report = compare_models(tiny_classifier, paddle_base, hf_adapter=hf_adapter, paddle_adapter=paddle_adapter,
+                            limit=8, max_length=32)
+    assert report.passed and {diff.name for diff in report.tensors} >= {"layer.1", "logits"}
+    assert max(diff.max_abs for diff in report.tensors) <= 1e-5
+    with pytest.raises(PaddleportError, match="in pairs"):
+        compare_models(tiny_classifier, paddle_base, hf_adapter=hf_adapter, limit=8)

@@ -31,6 +31,9 @@ def _register_compare(subparsers) -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--json", type=Path, dest="json_path", help="write the report as JSON here")
+    parser.add_argument("--hf-adapter", type=Path, help="peft LoRA directory applied to HF_DIR (transformers + peft)")
+    parser.add_argument("--paddle-adapter", type=Path,
+                        help="LoRA directory (either layout) applied to PADDLE_DIR (paddleport's LoRA layers)")
     parser.set_defaults(func=run_compare)
 
 
@@ -40,7 +43,8 @@ def run_compare(args: argparse.Namespace) -> int:
     _check_positive(("--batch-size", args.batch_size), ("--limit", args.limit))
     report = compare_models(
         args.hf_dir, args.paddle_dir, inputs=args.inputs, batch_size=args.batch_size, max_length=args.max_length,
-        atol=args.atol, grad=args.grad, dtype=args.dtype, device=args.device, limit=args.limit)
+        atol=args.atol, grad=args.grad, dtype=args.dtype, device=args.device, limit=args.limit,
+        hf_adapter=args.hf_adapter, paddle_adapter=args.paddle_adapter)
     print(report.table())
     print()
     print(report.verdict())

@@ -52,14 +52,48 @@ def compare_models(
     device: str = "cpu",
     limit: int | None = DEFAULT_LIMIT,
     seed: int = 0,
+    hf_adapter: str | Path | None = None,
+    paddle_adapter: str | Path | None = None,
 ) -> ParityReport:
-    """Run both models on the same real inputs and report per-tensor differences (see module doc)."""
+    """Run both models on the same real inputs and report per-tensor differences (see module doc).
+
+    With ``hf_adapter`` / ``paddle_adapter`` (peft LoRA directories), the compared models are the bases with
+    their adapters applied: transformers + peft against paddleport's model with its LoRA layers."""
     pair = check_pair(hf_dir, paddle_dir)
     check_precision(dtype, device)
     atol = DEFAULT_ATOL[dtype] if atol is None else float(atol)
     max_length = _checked_max_length(pair, max_length)
     encoded = load_parity_batches(hf_dir, inputs, batch_size=batch_size, max_length=max_length, limit=limit, seed=seed)
-    torch_model, paddle_model = load_torch_model(pair), load_paddle_model(pair)
+    with contextlib.ExitStack() as stack:
+        if hf_adapter is None and paddle_adapter is None:
+            torch_model, paddle_model = load_torch_model(pair), load_paddle_model(pair)
+        else:
+            torch_model, paddle_model = _load_adapted_pair(pair, hf_adapter, paddle_adapter, grad, stack)
+            pair.architecture = type(paddle_model).__name__
+        return _compare_loaded(pair, torch_model, paddle_model, encoded, atol=atol, grad=grad, dtype=dtype,
+                               device=device, seed=seed)
+
+
+def _load_adapted_pair(pair: CheckpointPair, hf_adapter, paddle_adapter, grad: bool, stack: contextlib.ExitStack):
+    """transformers + peft with ``hf_adapter`` on the HF base, paddleport + LoRA with ``paddle_adapter`` on the
+    Paddle base (each adapter in either layout)."""
+    import tempfile
+
+    from paddleport.peft.adapters import load_adapted_model
+
+    if hf_adapter is None or paddle_adapter is None:
+        raise PaddleportError("--hf-adapter" if hf_adapter is None else "--paddle-adapter",
+                              "adapters are compared in pairs: give both --hf-adapter and --paddle-adapter")
+    if grad:
+        raise PaddleportError("--grad", "gradients of adapted models are compared by train-parity --peft lora")
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="paddleport-compare-")))
+    torch_model, _ = load_adapted_model(Path(hf_adapter), pair.hf_dir, "torch", work / "torch")
+    paddle_model, _ = load_adapted_model(Path(paddle_adapter), pair.paddle_dir, "paddle", work / "paddle")
+    return torch_model, paddle_model
+
+
+def _compare_loaded(pair: CheckpointPair, torch_model, paddle_model, encoded: EncodedBatches, *, atol: float,
+                    grad: bool, dtype: str, device: str, seed: int) -> ParityReport:
     with exact_float32_matmuls(device):
         tensors = forward_diffs(torch_model, paddle_model, encoded, dtype=dtype, device=device)
         grad_report = None
@@ -70,7 +104,7 @@ def compare_models(
     passed = first_failure is None and (grad_report is None or grad_report.passed)
     return ParityReport(
         passed=passed, atol=atol, dtype=dtype, device=device, architecture=pair.architecture,
-        hf_dir=str(hf_dir), paddle_dir=str(paddle_dir), tensors=tensors, first_failure=first_failure,
+        hf_dir=str(pair.hf_dir), paddle_dir=str(pair.paddle_dir), tensors=tensors, first_failure=first_failure,
         inputs=encoded.describe(), grad=grad_report,
     )
 
