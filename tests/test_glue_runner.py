@@ -12,7 +12,7 @@ from paddleport import runtime
 from paddleport.data import QQP_KSHOT_DIR
 from paddleport.glue_runners import GlueRunConfig, run_glue
 from paddleport.glue_runners.checkpoints import list_checkpoints
-from paddleport.glue_runners.trainer import NonFiniteLossError
+from paddleport.glue_runners.trainer import NonFiniteLossError, Trainer
 from tests.fixtures import make_tiny_hf_checkpoint
 
 FRAMEWORKS = ("torch", "paddle")
@@ -83,21 +83,49 @@ def test_final_models_load_with_each_frameworks_from_pretrained(tiny_bert, tmp_p
     transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "back_to_hf")
 
 
+def log_steps(out):
+    return [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("dropout_masks", ["shared", "native"])
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_resume_after_interruption_equals_uninterrupted(framework, tiny_bert, tmp_path):
-    common = dict(save_steps=3, epochs=2)
+def test_resume_after_interruption_equals_uninterrupted(framework, dropout_masks, tiny_bert, tmp_path, monkeypatch):
+    """Dropout on (the tiny BERT's 0.1): exact only if RNG and mask state come back from the checkpoint."""
+    common = dict(save_steps=3, epochs=2, dropout_masks=dropout_masks)
     reference = run_glue(small_config(framework, tiny_bert, tmp_path / "full", **common))
     out = tmp_path / "interrupted"
     stopped = run_glue(small_config(framework, tiny_bert, out, stop_after_steps=7, **common))
     assert stopped["status"] == "interrupted" and not (out / "metrics.json").exists()
     assert list_checkpoints(out / "checkpoints")[-1].name == "step-00000006"  # mid-epoch 2
-    resumed = run_glue(small_config(framework, tiny_bert, out, resume=True, **common))
+    assert log_steps(out) == list(range(1, 8))
+    kept_lines = (out / "train_log.jsonl").read_text().splitlines()[:6]
+    with (out / "train_log.jsonl").open("a") as log:
+        log.write('{"step": 8, "epoch": 2, "lo')  # killed while writing step 8's line
+    steps_run = []
+    original_step = Trainer._train_step
+    monkeypatch.setattr(Trainer, "_train_step", lambda self, batches: (steps_run.append(self.state.global_step),
+                                                                        original_step(self, batches))[1])
+    with pytest.warns(UserWarning, match="dropped its torn last line 8"):
+        resumed = run_glue(small_config(framework, tiny_bert, out, resume=True, **common))
+    assert steps_run == [6, 7]  # continued at the saved step 6 of 8, not from 0
+    assert log_steps(out) == list(range(1, 9))
+    assert (out / "train_log.jsonl").read_text().splitlines()[:6] == kept_lines
     for expected, got in zip(reference["epochs"], resumed["epochs"], strict=True):
         for key in ("train_loss", "eval_loss", "eval_accuracy", "eval_f1"):
             assert got[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-7), key
     reference_weights = read_final_weights(framework, tmp_path / "full")
     resumed_weights = read_final_weights(framework, out)
     assert max(np.abs(reference_weights[k] - resumed_weights[k]).max() for k in reference_weights) < 1e-6
+
+
+def test_checkpoints_hold_no_pickle(tiny_bert, tmp_path):
+    out = tmp_path / "out"
+    for framework in FRAMEWORKS:
+        run_glue(small_config(framework, tiny_bert, out / framework, epochs=1, max_steps=1))
+        checkpoint = list_checkpoints(out / framework / "checkpoints")[-1]
+        assert sorted(path.name for path in checkpoint.iterdir()) == [
+            "model", "rng_state_rank0.json", "trainer_state.json", "training_state.json",
+            "training_state.safetensors"]
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

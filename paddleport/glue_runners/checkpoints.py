@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
+from paddleport.errors import PaddleportError
 from paddleport.fsutil import atomic_directory
+from paddleport.glue_runners.training_state import read_json
 
 TRAINER_STATE_FILE = "trainer_state.json"
 MODEL_SUBDIR = "model"
 CHECKPOINT_PREFIX = "step-"
+State = TypeVar("State")
 
 
 def checkpoint_dir(checkpoints_root: Path, global_step: int) -> Path:
@@ -44,5 +47,11 @@ def write_checkpoint(checkpoints_root: Path, global_step: int, trainer_state: di
     return target
 
 
-def read_trainer_state(checkpoint: Path) -> dict:
-    return json.loads((Path(checkpoint) / TRAINER_STATE_FILE).read_text())
+def read_trainer_state(checkpoint: Path, state_class: type[State]) -> State:
+    """``trainer_state.json`` as ``state_class(**fields)``; malformed -> PaddleportError naming the file."""
+    path = Path(checkpoint) / TRAINER_STATE_FILE
+    fields = read_json(path)
+    try:
+        return state_class(**fields)
+    except TypeError as error:
+        raise PaddleportError(path, f"is not a trainer state ({error})") from None

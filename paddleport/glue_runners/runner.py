@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from paddleport import runtime
 from paddleport.dropout_masks import MODES as DROPOUT_MASK_MODES
 from paddleport.errors import PaddleportError
 from paddleport.glue_runners.backends.base import AMP_MODES, Backend, BackendOptions, OptimizerConfig, make_backend
-from paddleport.fsutil import atomic_directory
+from paddleport.fsutil import atomic_directory, check_output_target, exclusive_lock
 from paddleport.glue_runners.checkpoint_info import ModelDirInfo, check_head, fresh_parameters, inspect_model_dir
 from paddleport.glue_runners.data import DataSource, GlueData, GlueSplit, load_glue_data
 from paddleport.glue_runners.distributed import (LaunchInfo, check_distributed_options, describe_global_batch,
@@ -29,6 +30,7 @@ from paddleport.peft.lora import LoraSettings, plan_for_checkpoint, settings_fro
 FRAMEWORKS = ("torch", "paddle")
 RUN_CONFIG_FILE = "run_config.json"
 METRICS_FILE = "metrics.json"
+RUN_LOCK_FILE = ".run-glue.lock"  # held (fcntl.flock) by rank 0 while a run writes the output directory
 RUN_ARTIFACTS = ("checkpoints", "best_model", "final_model", "predictions", "paddle_init", "torch_init",
                  METRICS_FILE, "curves.png", RUN_CONFIG_FILE, TRAIN_LOG_FILE)
 Result = TypeVar("Result")
@@ -166,6 +168,31 @@ def check_output_dir(config: GlueRunConfig) -> None:
     elif run_config.is_file() and not config.overwrite:
         raise PaddleportError(out, "already holds another run; "
                                    "pass --overwrite to replace it or --resume to continue it")
+    if not config.resume:  # what clear_output_dir removes must hold nothing this run reads
+        reads_from = [config.model, config.tokenizer, config.data_dir, config.train_file, config.validation_file,
+                      config.test_file]
+        for name in RUN_ARTIFACTS:
+            check_output_target(out / name, reads_from)
+
+
+@contextmanager
+def output_dir_lock(config: GlueRunConfig, launch: LaunchInfo) -> Iterator[None]:
+    """Rank 0 holds an exclusive lock on ``OUTPUT_DIR/.run-glue.lock`` for the whole run: a second run into the
+    same directory is refused (one line, exit 2) before it reads or changes anything there. The kernel releases
+    the lock when the process ends, also on kill -9. An output directory created only to hold the lock is
+    removed again if the run leaves it empty."""
+    if not launch.is_main:
+        yield
+        return
+    out = Path(config.output_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive_lock(out / RUN_LOCK_FILE, out):
+            yield
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
 
 
 def clear_output_dir(config: GlueRunConfig) -> None:
@@ -339,22 +366,27 @@ def _run_glue(config: GlueRunConfig, launch: LaunchInfo) -> dict:
         plan_for_checkpoint(info.config, task.num_labels, config.lora_settings())
     data = load_run_data(config, task)
     tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
-    check_output_dir(config)
-    # threads and CPU settings: the entry point's runtime.setup, or one for this call, restored after it
-    with runtime.ensure(config.device, config.num_threads, (config.framework,)):
-        backend = start_backend(config, launch)
-        trainer, tests = build_trainer(config, task, info, data, tokenizer, backend)
-        if config.resume:
-            trainer.resume()
-        elif backend.is_main:
-            write_json(Path(config.output_dir) / RUN_CONFIG_FILE, config.to_json())
-        trainer.train()
-        if trainer.interrupted:
-            result = {"status": "interrupted", "framework": config.framework,
-                      "global_steps": trainer.state.global_step}
-        else:
-            result = finish_run(config, task, trainer, backend, tests)
-        backend.shutdown()
+    with output_dir_lock(config, launch):
+        check_output_dir(config)
+        # threads and CPU settings: the entry point's runtime.setup, or one for this call, restored after it
+        with runtime.ensure(config.device, config.num_threads, (config.framework,)):
+            return _train_and_report(config, launch, task, info, data, tokenizer)
+
+
+def _train_and_report(config: GlueRunConfig, launch: LaunchInfo, task: GlueTask, info: ModelDirInfo,
+                      data: GlueData, tokenizer: LoadedTokenizer) -> dict:
+    backend = start_backend(config, launch)
+    trainer, tests = build_trainer(config, task, info, data, tokenizer, backend)
+    if config.resume:
+        trainer.resume()
+    elif backend.is_main:
+        write_json(Path(config.output_dir) / RUN_CONFIG_FILE, config.to_json())
+    trainer.train()
+    if trainer.interrupted:
+        result = {"status": "interrupted", "framework": config.framework, "global_steps": trainer.state.global_step}
+    else:
+        result = finish_run(config, task, trainer, backend, tests)
+    backend.shutdown()
     return result
 
 

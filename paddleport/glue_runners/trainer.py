@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -28,6 +29,7 @@ from paddleport.glue_runners.checkpoints import (MODEL_SUBDIR, latest_checkpoint
 from paddleport.glue_runners.distributed import gradient_weight, rank_slice
 from paddleport.glue_runners.features import Features, collate, epoch_batches, sequential_batches
 from paddleport.glue_runners.metrics import compute_metrics
+from paddleport.glue_runners.training_state import read_json, rng_state_file, write_json
 from paddleport.glue_runners.tasks import GlueTask
 
 TRAIN_LOG_FILE = "train_log.jsonl"  # one JSON line per optimizer step: the globally averaged loss
@@ -149,24 +151,53 @@ class Trainer:
 
     # -- resume --------------------------------------------------------------------------------
     def resume(self) -> Path:
-        """Load the newest checkpoint (model, optimizer, schedule, scaler, RNG, data position)."""
+        """Load the newest checkpoint (model, optimizer, schedule, scaler, this rank's RNG, data position)."""
         checkpoint = latest_checkpoint(self.checkpoints_root)
         if checkpoint is None:
             raise PaddleportError("--resume", f"no checkpoint in {self.checkpoints_root} to resume from")
         self.backend.load_model_weights(checkpoint / MODEL_SUBDIR)
+        self.state = read_trainer_state(checkpoint, TrainerState)
         self.backend.load_training_state(checkpoint)
-        self.state = TrainerState(**read_trainer_state(checkpoint))
+        self._restore_rng(checkpoint)
         if self.is_main:
             self._truncate_train_log(self.state.global_step)
         self.backend.barrier()
         return checkpoint
 
+    def _restore_rng(self, checkpoint: Path) -> None:
+        """Rank r restores ``rng_state_rank{r}.json``. A rank the checkpoint has no file for (resumed with more
+        processes than it was saved with) re-derives its state from (seed + rank, step): see
+        :meth:`Backend.rederive_rng`. Files of ranks beyond this run's process count are not used (with fewer
+        processes each example lands on another rank anyway, so their masks cannot carry over). A checkpoint of
+        an older paddleport has no such files: the backend restored rank 0's state from its pickled state."""
+        rank = self.backend.rank
+        own, first = checkpoint / rng_state_file(rank), checkpoint / rng_state_file(0)
+        if own.is_file():
+            self.backend.load_rng_state(read_json(own), own)
+        elif first.is_file():
+            self.backend.rederive_rng(self.plan.seed + rank, self.state.global_step, read_json(first), first)
+
     def _truncate_train_log(self, last_step: int) -> None:
-        """Drop the lines of steps after the checkpoint (they are trained again)."""
-        if self.train_log_path.is_file():
-            lines = self.train_log_path.read_text().splitlines()
-            kept = [line for line in lines if line and json.loads(line)["step"] <= last_step]
-            self.train_log_path.write_text("".join(line + "\n" for line in kept))
+        """Drop the lines of steps after the checkpoint (they are trained again). A torn last line (the process
+        was killed while writing it) is dropped with a warning; a damaged line before it is an error."""
+        if not self.train_log_path.is_file():
+            return
+        lines = self.train_log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        kept = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                step = json.loads(line)["step"]
+            except (ValueError, KeyError, TypeError):
+                if number < len(lines):
+                    raise PaddleportError(self.train_log_path, f"line {number} is not a log record") from None
+                warnings.warn(f"{self.train_log_path}: dropped its torn last line {number} "
+                              f"(written when the run was stopped)", stacklevel=2)
+                continue
+            if step <= last_step:
+                kept.append(line)
+        self.train_log_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     # -- loop ----------------------------------------------------------------------------------
     def train(self) -> TrainerState:
@@ -330,10 +361,15 @@ class Trainer:
             self.backend.save_model(temporary)
 
     def save_checkpoint(self) -> Path | None:
-        """*Collective*: the checkpoint directory (on rank 0; None on the others)."""
+        """*Collective*: the checkpoint directory (on rank 0; None on the others). Every rank's RNG state goes
+        in, one ``rng_state_rank{r}.json`` each."""
+        rng_states = self.backend.all_gather_object(self.backend.rng_state())
+
         def write_framework_files(directory: Path) -> None:
             self.backend.save_model(directory / MODEL_SUBDIR)
             self.backend.save_training_state(directory)
+            for rank, rng_state in enumerate(rng_states):
+                write_json(directory / rng_state_file(rank), rng_state)
 
         return self.write_on_main(lambda: write_checkpoint(self.checkpoints_root, self.state.global_step,
                                                            asdict(self.state), write_framework_files,

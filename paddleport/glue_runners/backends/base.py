@@ -11,8 +11,10 @@ from typing import Any, Callable, ContextManager
 import numpy as np
 
 from paddleport.dropout_masks import DropoutMaskStream
+from paddleport.errors import PaddleportError
 from paddleport.glue_runners.distributed import LaunchInfo
 from paddleport.peft.lora import LoraPlan, LoraSettings, plan_lora
+from paddleport.glue_runners.training_state import derived_seed
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -211,20 +213,52 @@ class Backend(ABC):
     @abstractmethod
     def _seed_framework(self, seed: int) -> None: ...
 
-    def mask_stream_state(self) -> dict | None:
-        """What a checkpoint keeps of the dropout-mask schedule (None with the framework's own masks)."""
-        return None if self.mask_stream is None else self.mask_stream.state_dict()
+    def rng_state(self) -> dict:
+        """This process's random state as JSON-able values: the framework's generators and the dropout-mask
+        stream (each rank has its own; checkpoints keep one file per rank)."""
+        return {"framework": self._framework_rng_state(),
+                "dropout_masks": None if self.mask_stream is None else self.mask_stream.state_dict()}
 
-    def load_mask_stream_state(self, state: dict | None) -> None:
-        if self.mask_stream is not None and state is not None:
+    def load_rng_state(self, state: dict, source: Path) -> None:
+        """Restore what :meth:`rng_state` returned (read from ``source``, named in errors)."""
+        if not isinstance(state, dict) or "framework" not in state:
+            raise PaddleportError(source, "is not an RNG state (no 'framework' entry)")
+        self._load_framework_rng_state(state["framework"], source)
+        self._load_mask_stream_state(state.get("dropout_masks"), source)
+
+    def rederive_rng(self, seed: int, global_step: int, reference: dict | None, source: Path) -> None:
+        """State for a rank the checkpoint has none for (resumed with more processes than were saved): the
+        framework generators from ``derived_seed(seed, global_step)``; the mask stream exactly as a run with
+        this many processes would have it (its keys are (seed, rank, forward index) and every rank runs the
+        same number of forwards, so rank 0's saved forward index applies to every rank)."""
+        self._seed_framework(derived_seed(seed, global_step))
+        masks = (reference or {}).get("dropout_masks")
+        if masks is not None:
+            self._load_mask_stream_state({**masks, "seed": seed}, source)
+
+    def _load_mask_stream_state(self, state: dict | None, source: Path) -> None:
+        if self.mask_stream is None or state is None:
+            return
+        try:
             self.mask_stream.load_state_dict(state)
+        except (KeyError, TypeError, ValueError) as error:
+            raise PaddleportError(source, f"has a malformed dropout-mask state ({error!r})") from None
+
+    @abstractmethod
+    def _framework_rng_state(self) -> dict: ...
+
+    @abstractmethod
+    def _load_framework_rng_state(self, state: dict, source: Path) -> None: ...
 
     @abstractmethod
     def save_training_state(self, directory: Path) -> None:
-        """Optimizer, schedule, loss scaler, RNG and dropout-mask state into ``directory`` (which exists)."""
+        """Optimizer, schedule and loss-scaler state into ``directory`` (which exists), as safetensors + JSON
+        (:mod:`paddleport.glue_runners.training_state`); RNG state is saved per rank by the trainer."""
 
     @abstractmethod
-    def load_training_state(self, directory: Path) -> None: ...
+    def load_training_state(self, directory: Path) -> None:
+        """What :meth:`save_training_state` wrote; a checkpoint of an older paddleport (pickled state) is read
+        without running code from it and also restores rank 0's RNG state, which it holds."""
 
     @abstractmethod
     def peak_device_memory_mb(self) -> float | None:

@@ -12,7 +12,6 @@ whose optimizer-state shards are gathered into one full state for checkpoints.
 from __future__ import annotations
 
 import contextlib
-import pickle
 from pathlib import Path
 from typing import Any, ContextManager
 
@@ -23,9 +22,11 @@ from paddleport.glue_runners.backends.base import (Backend, BackendOptions, Opti
                                                    uses_weight_decay)
 from paddleport.glue_runners.checkpoint_info import inspect_model_dir
 from paddleport.glue_runners.distributed import PADDLE_SHARDING_LEVELS
+from paddleport.glue_runners.training_state import has_training_state, read_training_state, write_training_state
 
-OPTIMIZER_FILE = "optimizer.pdopt"
-EXTRA_STATE_FILE = "training_state.pkl"
+# Training state of paddleport before safetensors + JSON (pickles); still resumed, through the restricted reader.
+LEGACY_OPTIMIZER_FILE = "optimizer.pdopt"
+LEGACY_EXTRA_STATE_FILE = "training_state.pkl"
 
 
 def _import_paddle(device: str):
@@ -60,6 +61,32 @@ def _to_numpy(state):
     if isinstance(state, dict):
         return {name: _to_numpy(value) for name, value in state.items()}
     return state.numpy() if hasattr(state, "numpy") else state
+
+
+def _save_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({name: np.ascontiguousarray(array) for name, array in arrays.items()}, path)
+
+
+def _generator_state_json(state, source: Path | None = None) -> list:
+    """A ``paddle.get_rng_state()`` entry (pybind ``GeneratorState``) as JSON: its pickle state
+    ``(device, seed, offset, engine state as character codes)``, the engine state kept as text."""
+    try:
+        device, seed, offset, engine = state.__getstate__()
+        return [int(device), int(seed), int(offset), bytes(engine).decode("ascii")]
+    except (AttributeError, TypeError, ValueError) as error:
+        raise PaddleportError(source, f"has a malformed Paddle RNG state ({error!r})") from None
+
+
+def _generator_state(paddle, entry: list):
+    device, seed, offset, engine = entry
+    if not isinstance(engine, str):
+        raise TypeError("the engine state must be text")
+    state_class = paddle.base.libpaddle.GeneratorState
+    state = state_class.__new__(state_class)
+    state.__setstate__((int(device), int(seed), int(offset), list(engine.encode("ascii"))))
+    return state
 
 
 def _merge_shards(shards: list[dict]) -> dict:
@@ -299,29 +326,60 @@ class PaddleBackend(Backend):
         return self.optimizer.state_dict()
 
     def save_training_state(self, directory: Path) -> None:
-        paddle = self.paddle
-        paddle.save(self._optimizer_state(), str(Path(directory) / OPTIMIZER_FILE))
-        extra = {"scheduler": self.scheduler.state_dict(), "rng": paddle.get_rng_state(),
-                 "dropout_masks": self.mask_stream_state(),
+        state = {"optimizer": _to_numpy(self._optimizer_state()), "scheduler": self.scheduler.state_dict(),
                  "scaler": self.scaler.state_dict() if self.scaler else None}
-        if paddle.get_device().startswith("gpu"):
-            extra["cuda_rng"] = paddle.get_cuda_rng_state()
-        with open(Path(directory) / EXTRA_STATE_FILE, "wb") as file:
-            pickle.dump(extra, file)
+        write_training_state(directory, state, lambda value: isinstance(value, np.ndarray), _save_arrays)
 
     def load_training_state(self, directory: Path) -> None:
+        from safetensors.numpy import load_file
+
+        if has_training_state(directory):
+            state = read_training_state(directory, load_file)
+        else:
+            state = self._read_legacy_state(Path(directory))
+        try:
+            with self._names_guard():
+                self.optimizer.set_state_dict(state["optimizer"])
+            self.scheduler.set_state_dict(state["scheduler"])
+            if self.scaler and state["scaler"]:
+                self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise PaddleportError(directory, f"holds training state that does not fit this run ({error!r})") from None
+
+    def _read_legacy_state(self, directory: Path) -> dict:
+        """``optimizer.pdopt`` + ``training_state.pkl`` of paddleport before safetensors + JSON, read by the
+        restricted unpickler (no code runs; anything but state is refused); the pickle also holds rank 0's
+        RNG state, restored here."""
+        from paddleport.safe_pickle import load_state
+
+        optimizer_path, extra_path = directory / LEGACY_OPTIMIZER_FILE, directory / LEGACY_EXTRA_STATE_FILE
+        if not optimizer_path.is_file():
+            raise PaddleportError(directory, "holds no training state (training_state.json missing)")
+        optimizer, extra = load_state(optimizer_path), load_state(extra_path)
+        if not isinstance(optimizer, dict) or not isinstance(extra, dict):
+            raise PaddleportError(directory, "holds legacy training state that is not a dictionary")
+        generator_states = {"cpu": extra.get("rng"), "cuda": extra.get("cuda_rng")}
+        legacy_rng = {device: None if states is None else [_generator_state_json(state, extra_path)
+                                                           for state in states]
+                      for device, states in generator_states.items()}
+        self.load_rng_state({"framework": legacy_rng, "dropout_masks": extra.get("dropout_masks")}, extra_path)
+        return {"optimizer": optimizer, "scheduler": extra.get("scheduler"), "scaler": extra.get("scaler")}
+
+    def _framework_rng_state(self) -> dict:
         paddle = self.paddle
-        with self._names_guard():
-            self.optimizer.set_state_dict(paddle.load(str(Path(directory) / OPTIMIZER_FILE)))
-        with open(Path(directory) / EXTRA_STATE_FILE, "rb") as file:
-            extra = pickle.load(file)  # written by this backend's own save_training_state
-        self.scheduler.set_state_dict(extra["scheduler"])
-        if self.scaler and extra["scaler"]:
-            self.scaler.load_state_dict(extra["scaler"])
-        paddle.set_rng_state(extra["rng"])
-        self.load_mask_stream_state(extra.get("dropout_masks"))
-        if "cuda_rng" in extra and paddle.get_device().startswith("gpu"):
-            paddle.set_cuda_rng_state(extra["cuda_rng"])
+        cuda = paddle.get_device().startswith("gpu")
+        return {"cpu": [_generator_state_json(state) for state in paddle.get_rng_state()],
+                "cuda": [_generator_state_json(state) for state in paddle.get_cuda_rng_state()] if cuda else None}
+
+    def _load_framework_rng_state(self, state: dict, source: Path) -> None:
+        paddle = self.paddle
+        try:
+            if state.get("cpu") is not None:
+                paddle.set_rng_state([_generator_state(paddle, item) for item in state["cpu"]])
+            if state.get("cuda") is not None and paddle.get_device().startswith("gpu"):
+                paddle.set_cuda_rng_state([_generator_state(paddle, item) for item in state["cuda"]])
+        except (AttributeError, TypeError, ValueError, RuntimeError) as error:
+            raise PaddleportError(source, f"has a malformed Paddle RNG state ({error!r})") from None
 
     def peak_device_memory_mb(self) -> float | None:
         if not self.paddle.get_device().startswith("gpu"):

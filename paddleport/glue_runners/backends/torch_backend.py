@@ -7,6 +7,7 @@ gathered after forward, fsdp: resharded). Checkpoints hold full (gathered) model
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from pathlib import Path
 from typing import Any, ContextManager
@@ -20,8 +21,9 @@ from paddleport.runtime import quiet_transformers
 from paddleport.glue_runners.backends.base import (Backend, BackendOptions, OptimizerConfig, linear_warmup_decay,
                                                    uses_weight_decay)
 from paddleport.glue_runners.checkpoint_info import inspect_model_dir
+from paddleport.glue_runners.training_state import has_training_state, read_training_state, write_training_state
 
-STATE_FILE = "training_state.pt"
+LEGACY_STATE_FILE = "training_state.pt"  # before safetensors + JSON; still resumed
 FSDP_MODES = ("zero2", "fsdp")
 # How the optimizer state is stored: the optimizer's own state_dict (indexed by parameter position), or
 # torch.distributed.checkpoint's full state dict keyed by parameter name (FSDP).
@@ -306,24 +308,71 @@ class TorchBackend(Backend):
     def save_training_state(self, directory: Path) -> None:
         layout, optimizer_state = self._optimizer_state()
         state = {"optimizer": optimizer_state, "optimizer_layout": layout, "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state(),
-                 "dropout_masks": self.mask_stream_state()}
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state()
-        torch.save(state, Path(directory) / STATE_FILE)
+                 "scaler": self.scaler.state_dict()}
+        write_training_state(directory, state, torch.is_tensor, _save_tensors)
 
     def load_training_state(self, directory: Path) -> None:
-        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
-        self._load_optimizer_state(state.get("optimizer_layout", INDEXED), state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        self.load_mask_stream_state(state.get("dropout_masks"))
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"])
+        from safetensors.torch import load_file
+
+        if has_training_state(directory):
+            state = read_training_state(directory, load_file)
+        else:
+            state = self._read_legacy_state(Path(directory) / LEGACY_STATE_FILE)
+        try:
+            self._load_optimizer_state(state.get("optimizer_layout", INDEXED), state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if state["scaler"]:
+                self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise PaddleportError(directory, f"holds training state that does not fit this run ({error!r})") from None
+
+    def _read_legacy_state(self, path: Path) -> dict:
+        """``training_state.pt`` of paddleport before safetensors + JSON: read with ``weights_only=True`` (no code
+        runs); it also holds rank 0's RNG state, restored here."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise PaddleportError(path.parent, "holds no training state (training_state.json missing)") from None
+        except Exception as error:  # UnpicklingError for anything but tensors and containers
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise PaddleportError(path, f"refused or unreadable ({message})") from None
+        if not isinstance(state, dict):
+            raise PaddleportError(path, "does not hold a dictionary of training state")
+        legacy_rng = {"cpu": _encode_bytes(state["rng"]) if "rng" in state else None,
+                      "cuda": _encode_bytes(state["cuda_rng"]) if "cuda_rng" in state else None}
+        self.load_rng_state({"framework": legacy_rng, "dropout_masks": state.get("dropout_masks")}, path)
+        return state
+
+    def _framework_rng_state(self) -> dict:
+        return {"cpu": _encode_bytes(torch.get_rng_state()),
+                "cuda": _encode_bytes(torch.cuda.get_rng_state()) if self.device.type == "cuda" else None}
+
+    def _load_framework_rng_state(self, state: dict, source: Path) -> None:
+        try:
+            if state.get("cpu") is not None:
+                torch.set_rng_state(_decode_bytes(state["cpu"]))
+            if state.get("cuda") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(_decode_bytes(state["cuda"]))
+        except (AttributeError, TypeError, ValueError, RuntimeError) as error:
+            raise PaddleportError(source, f"has a malformed torch RNG state ({error!r})") from None
 
     def peak_device_memory_mb(self) -> float | None:
         if self.device.type != "cuda":
             return None
         return torch.cuda.max_memory_allocated(self.device) / 2**20
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: str) -> None:
+    from safetensors.torch import save_file
+
+    # clone: safetensors refuses tensors that share memory
+    save_file({name: tensor.detach().cpu().contiguous().clone() for name, tensor in tensors.items()}, path)
+
+
+def _encode_bytes(generator_state: torch.Tensor) -> str:
+    """A torch generator state (uint8 tensor) as base64 text for JSON."""
+    return base64.b64encode(generator_state.cpu().numpy().tobytes()).decode("ascii")
+
+
+def _decode_bytes(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text, validate=True)), dtype=torch.uint8)
