@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -141,6 +142,35 @@ def test_killed_two_process_run_resumes_with_one_process(framework, tiny_bert, r
     resumed = run_in_process(framework, tiny_bert, out, resume=True)
     assert resumed["world_size"] == 1 and resumed["global_steps"] == STEPS
     assert_same_run(references[framework], out)
+
+
+@pytest.fixture(scope="module")
+def dropout_bert(tmp_path_factory) -> Path:
+    return make_tiny_hf_checkpoint(tmp_path_factory.mktemp("dropout_bert"), "BertModel", hidden_dropout_prob=0.2,
+                                   attention_probs_dropout_prob=0.2)
+
+
+@pytest.mark.parametrize("framework, dropout_masks", [("torch", "native"), ("paddle", "native")])
+def test_killed_two_process_run_with_dropout_resumes_each_ranks_random_state(framework, dropout_masks,
+                                                                             dropout_bert, tmp_path):
+    """Each rank draws its own masks (seed + rank): resumed with 2 processes, every rank restores its own state
+    and the run equals an uninterrupted one; resumed with 1, rank 0's state is restored and the run continues
+    from the saved step (its masks cannot equal a 2-process run's: each example lands on another rank)."""
+    options = dict(dropout_masks=dropout_masks)
+    reference, out, single = tmp_path / "reference", tmp_path / "out", tmp_path / "single"
+    launch_ok(framework, 2, cli_arguments(framework, dropout_bert, reference, **options), tmp_path / "logs")
+    launch_ok(framework, 2, cli_arguments(framework, dropout_bert, out, stop_after_steps=7, **options),
+              tmp_path / "logs")
+    checkpoint = list_checkpoints(out / "checkpoints")[-1]
+    rank_states = [json.loads((checkpoint / f"rng_state_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert rank_states[0] != rank_states[1]
+    shutil.copytree(out, single)
+    launch_ok(framework, 2, cli_arguments(framework, dropout_bert, out, resume=True, **options), tmp_path / "logs")
+    assert_same_run(reference, out)
+    resumed = run_in_process(framework, dropout_bert, single, resume=True, **options)
+    assert resumed["world_size"] == 1 and resumed["global_steps"] == STEPS
+    losses, reference_losses = step_losses(single), step_losses(reference)  # steps contiguous 1..10
+    assert losses[:6] == reference_losses[:6] and np.isfinite(losses).all()
 
 
 def test_torch_zero1_with_bf16_and_accumulation_killed_and_resumed_equals_one_process(tiny_bert, tmp_path):

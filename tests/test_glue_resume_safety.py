@@ -167,3 +167,14 @@ def test_overwrite_never_clears_the_model_the_run_reads(runs, tiny_bert, tmp_pat
                      f"directory (nothing was changed)"]
     assert run_files(out) == before
     assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_checkpoint_pruning_leaves_no_half_deleted_checkpoint(tmp_path):
+    from paddleport.glue_runners.checkpoints import write_checkpoint
+
+    root = tmp_path / "checkpoints"
+    (root / "step-00000001").mkdir(parents=True)  # a prune killed after removing trainer_state.json
+    (root / "step-00000001" / "training_state.safetensors").write_bytes(b"left over")
+    for step in (2, 3):
+        write_checkpoint(root, step, {"global_step": step}, lambda directory: None, keep=1)
+    assert sorted(path.name for path in root.iterdir()) == ["step-00000003"]

@@ -43,7 +43,11 @@ def write_checkpoint(checkpoints_root: Path, global_step: int, trainer_state: di
         write_framework_files(temporary)
         (temporary / TRAINER_STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
     for old in list_checkpoints(checkpoints_root)[:-max(1, keep)]:
+        (old / TRAINER_STATE_FILE).unlink()  # first: a prune killed half-way leaves no "complete" checkpoint
         shutil.rmtree(old, ignore_errors=True)
+    for leftover in Path(checkpoints_root).glob(f"{CHECKPOINT_PREFIX}*"):  # from a prune that was killed
+        if leftover.is_dir() and not (leftover / TRAINER_STATE_FILE).is_file():
+            shutil.rmtree(leftover, ignore_errors=True)
     return target
 
 
