@@ -9,7 +9,6 @@ from examples.buggy_port import paddle_port, torch_encoder
 from examples.buggy_port.inputs import make_inputs
 from examples.cnn import paddle_cnn, torch_cnn
 from examples.cnn.inputs import make_inputs as make_images
-from paddleport.convert.table import Rule
 from paddleport.errors import PaddleportError
 from paddleport.parity import diff
 
@@ -69,7 +68,7 @@ def test_dropout_on_passes_unedited():
 
 
 def test_rules_rename_both_ways_and_unmapped_tensors_are_listed():
-    torch_model, paddle_model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)), None
+    torch_model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     import paddle
 
     class Port(paddle.nn.Layer):
@@ -144,9 +143,7 @@ def test_ten_training_steps_agree(recipe):
 
 
 def test_torch_adamw_run_continues_in_paddle():
-    from paddleport.dropout_masks import DropoutMaskStream
     from paddleport.parity import continue_in_paddle
-    from paddleport.parity.porting.dropout import hook_paddle_dropouts, hook_torch_dropouts
 
     torch_loss, paddle_loss = _mse_losses(TARGET)
     batches = [torch.from_numpy(batch["features"]) for batch in _batches(10)]

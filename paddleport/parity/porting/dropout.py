@@ -8,9 +8,26 @@ two models name their dropouts differently. The hooks are removed when ``diff`` 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+from collections.abc import Iterator
 
 from paddleport.dropout_masks import DropoutMaskStream, site_id
+
+
+@contextlib.contextmanager
+def shared_dropout(torch_modules: dict[str, object], paddle_layers: dict[str, object],
+                   streams: tuple[DropoutMaskStream, DropoutMaskStream]) -> Iterator[list[str]]:
+    """Every matched dropout module and functional dropout call draws shared masks until the block ends; yields
+    notes on dropouts left drawing their own masks."""
+    handles = hook_torch_dropouts(torch_modules, streams[0])
+    paddle_handles, notes = hook_paddle_dropouts(paddle_layers, streams[1])
+    try:
+        with FunctionalDropouts(torch_modules, paddle_layers, streams):
+            yield notes
+    finally:
+        for handle in handles + paddle_handles:
+            handle.remove()
 
 
 def hook_torch_dropouts(modules: dict[str, object], stream: DropoutMaskStream) -> list:

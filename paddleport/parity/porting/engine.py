@@ -21,11 +21,11 @@ from paddleport.convert.table import Rule
 from paddleport.dropout_masks import DropoutMaskStream
 from paddleport.errors import PaddleportError
 from paddleport.parity.porting import capture
-from paddleport.parity.porting.dropout import FunctionalDropouts, hook_paddle_dropouts, hook_torch_dropouts
+from paddleport.parity.porting.dropout import shared_dropout
 from paddleport.parity.porting.report import (GRADIENT_TOLERANCES, DiffReport, ModuleDiff, TensorStats,
                                               compare_arrays, dtype_name, tolerance_for)
 from paddleport.parity.porting.weights import (NameMap, WeightMap, copy_weights as copy_all_weights, map_weights,
-                                               parameter_pairs, to_numpy)
+                                               paddle_tensors, parameter_pairs, to_numpy)
 
 Inputs = dict[str, np.ndarray] | tuple
 LossFns = tuple[Callable, Callable]  # (torch loss of the torch output, Paddle loss of the Paddle output)
@@ -65,31 +65,25 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
     weights = map_weights(torch_module, paddle_layer, names)
     if copy_weights:
         copy_all_weights(torch_module, paddle_layer, weights)
-    pairing = _pair_modules(torch_module, paddle_layer, names, weights)
+    pairing = _Pairing(torch_module, paddle_layer, names, weights)
     streams = (DropoutMaskStream(seed), DropoutMaskStream(seed))
-    handles = hook_torch_dropouts(pairing.torch_modules, streams[0])
-    paddle_handles, notes = hook_paddle_dropouts(pairing.paddle_layers, streams[1])
-    notes = weights.notes + notes
-    try:
-        with FunctionalDropouts(pairing.torch_modules, pairing.paddle_layers, streams):
-            _set_mode(torch_module, paddle_layer, train)
-            compare = _single_step if single_step else _full_forward
-            modules = compare(torch_module, paddle_layer, batches[0], pairing, streams, tolerances, train, notes)
-            gradients = None
-            if grad:
-                gradients = _gradients(torch_module, paddle_layer, batches[0], weights, streams, loss_fn,
-                                       grad_tolerances)
-            training = None
-            if steps > 0:
-                from paddleport.parity.porting.training import train_both
+    with shared_dropout(pairing.torch_modules, pairing.paddle_layers, streams) as dropout_notes:
+        notes = weights.notes + dropout_notes
+        _set_mode(torch_module, paddle_layer, train)
+        compare = _single_step if single_step else _full_forward
+        modules = compare(torch_module, paddle_layer, batches[0], pairing, streams, tolerances, train, notes)
+        gradients = None
+        if grad:
+            gradients = _gradients(torch_module, paddle_layer, batches[0], weights, streams, loss_fn,
+                                   grad_tolerances)
+        training = None
+        if steps > 0:
+            from paddleport.parity.porting.training import train_both
 
-                training = train_both(torch_module, paddle_layer, batches, weights, streams, steps=steps,
-                                      optimizer=optimizer, scheduler=scheduler, max_grad_norm=max_grad_norm,
-                                      loss_fns=loss_fn or default_loss_fns(), loss_tolerance=loss_tolerance,
-                                      tolerances=tolerances)
-    finally:
-        for handle in handles + paddle_handles:
-            handle.remove()
+            training = train_both(torch_module, paddle_layer, batches, weights, streams, steps=steps,
+                                  optimizer=optimizer, scheduler=scheduler, max_grad_norm=max_grad_norm,
+                                  loss_fns=loss_fn or default_loss_fns(), loss_tolerance=loss_tolerance,
+                                  tolerances=tolerances)
     return DiffReport(
         mode="single-step" if single_step else "full", train_mode=train, weights=weights.as_dict(), modules=modules,
         unmatched_torch=pairing.unmatched_torch, unmatched_paddle=pairing.unmatched_paddle, tree=pairing.tree,
@@ -112,18 +106,14 @@ class _Pairing:
         self.tree = [(name, type(module).__name__, name.count(".") + 1 if name else 0)
                      for name, module in torch_modules.items()]
         # torch module name -> {torch buffer leaf: the Paddle tensor it was mapped to}
-        paddle_tensors = dict(paddle_layer.named_parameters())
-        paddle_tensors.update(dict(paddle_layer.named_buffers()))
+        paddle_by_name = paddle_tensors(paddle_layer)
         self.buffers: dict[str, dict[str, object]] = {}
         for pair in weights.pairs:
             if pair.trainable:
                 continue
             path, _, leaf = pair.torch_name.rpartition(".")
             if path in self.paddle_names:
-                self.buffers.setdefault(path, {})[leaf] = paddle_tensors[pair.paddle_name]
-
-
-_pair_modules = _Pairing
+                self.buffers.setdefault(path, {})[leaf] = paddle_by_name[pair.paddle_name]
 
 
 def _set_mode(torch_module, paddle_layer, train: bool) -> None:
