@@ -61,6 +61,8 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
     batches = list(inputs) if isinstance(inputs, list) else [inputs]
     if not batches:
         raise PaddleportError("inputs", "no inputs")
+    for model, side in ((torch_module, "torch"), (paddle_layer, "Paddle")):
+        _check_inputs_fit(model, side, batches[0])
     names = NameMap(load_rules(rules or ()))
     weights = map_weights(torch_module, paddle_layer, names)
     if copy_weights:
@@ -114,6 +116,20 @@ class _Pairing:
             path, _, leaf = pair.torch_name.rpartition(".")
             if path in self.paddle_names:
                 self.buffers.setdefault(path, {})[leaf] = paddle_by_name[pair.paddle_name]
+
+
+def _check_inputs_fit(model, side: str, batch: Inputs) -> None:
+    """The inputs bind to the model's forward (names and count), else a one-line error before anything runs."""
+    import inspect
+
+    args, kwargs = (((), batch) if isinstance(batch, dict) else (tuple(batch), {}))
+    signature = inspect.signature(model.forward)
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as error:
+        given = ", ".join(kwargs) if kwargs else f"{len(args)} positional"
+        raise PaddleportError("inputs", f"{side} forward{signature} does not take the inputs ({given}): "
+                              f"{error}") from None
 
 
 def _set_mode(torch_module, paddle_layer, train: bool) -> None:
