@@ -305,16 +305,24 @@ def default_loss_fns() -> LossFns:
         return np.random.default_rng(0).standard_normal(tuple(shape)).astype(np.float32)
 
     def torch_loss(output):
-        first = next(t for t in capture.flatten(output, capture.is_torch_tensor) if t.is_floating_point())
+        first = _first_floating(capture.flatten(output, capture.is_torch_tensor))
         return first.sum() if first.numel() == 1 else (first.float() * torch.from_numpy(weights(first.shape))).sum()
 
     def paddle_loss(output):
-        first = next(t for t in capture.flatten(output, capture.is_paddle_tensor) if t.is_floating_point())
+        first = _first_floating(capture.flatten(output, capture.is_paddle_tensor))
         if first.size == 1:
             return first.sum()
         return (first.astype("float32") * paddle.to_tensor(weights(first.shape))).sum()
 
     return torch_loss, paddle_loss
+
+
+def _first_floating(tensors: list):
+    first = next((tensor for tensor in tensors if tensor.is_floating_point()), None)
+    if first is None:
+        raise PaddleportError("loss_fn", "the model returns no floating-point tensor to build the default loss "
+                              "from: pass loss_fn=(torch_loss, paddle_loss)")
+    return first
 
 
 def forward_loss(torch_module, paddle_layer, batch: Inputs, streams, loss_fns: LossFns):
