@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from paddleport import __version__
 from paddleport.convert.registry import resolve_class, table_for
 from paddleport.convert.table import ArchitectureTable, ParamSpec
 from paddleport.convert.tensor_io import (
-    FLOAT_DTYPES, PADDLE_FORMAT_TAG, PDPARAMS_NAME, SAFETENSORS_NAME, TensorSource, numpy_dtype,
+    FLOAT_DTYPES, PADDLE_FORMAT_TAG, PDPARAMS_NAME, SAFETENSORS_NAME, RawTensor, TensorSource, numpy_dtype,
     open_checkpoint, write_safetensors_stream,
 )
 from paddleport.errors import PaddleportError
@@ -215,8 +217,6 @@ def _convert_tensor(array: np.ndarray, spec: ParamSpec, to: str, dtype: str) -> 
 
 def _write_weights(directory: Path, source: TensorSource, plan: Plan, to: str, dtype: str | None, fmt: str,
                    progress: bool | None) -> list[TensorRecord]:
-    from tqdm import tqdm
-
     records = []
     for name, spec in plan.pairs:
         target_dtype = _target_dtype(source.dtype(name), dtype)
@@ -230,17 +230,36 @@ def _write_weights(directory: Path, source: TensorSource, plan: Plan, to: str, d
     def produce(target_name: str) -> np.ndarray:
         return _convert_tensor(source.read(source_of[target_name]), spec_of[target_name], to, dtype_of[target_name])
 
+    def produce_or_copy(target_name: str) -> np.ndarray | RawTensor:
+        """Bytes that stay as they are (no transpose, same dtype) go file to file, never through numpy."""
+        name = source_of[target_name]
+        unchanged = not spec_of[target_name].transform.transpose and dtype_of[target_name] == source.dtype(name)
+        raw = source.raw(name) if unchanged else None
+        return raw if raw is not None else produce(target_name)
+
     total = sum(source.nbytes(r.source) for r in records)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="convert", disable=None if progress is None else not progress,
-              leave=False) as bar:
+    with _progress_bar(total, progress) as update:
         if fmt == "pdparams":
-            _save_pdparams(directory / PDPARAMS_NAME, [r.target for r in records], produce, bar.update)
+            _save_pdparams(directory / PDPARAMS_NAME, [r.target for r in records], produce, update)
         else:
             layout = [(r.target, r.dtype, tuple(r.shape)) for r in records]
             tag = PADDLE_FORMAT_TAG if to == "paddle" else HF_FORMAT_TAG
-            write_safetensors_stream(directory / SAFETENSORS_NAME, layout, produce, {"format": tag},
-                                     on_tensor=bar.update)
+            write_safetensors_stream(directory / SAFETENSORS_NAME, layout, produce_or_copy, {"format": tag},
+                                     on_tensor=update)
     return records
+
+
+@contextmanager
+def _progress_bar(total: int, progress: bool | None) -> Iterator[Callable[[int], None]]:
+    """A tqdm byte counter; tqdm is imported only when a bar may be shown (its import costs ~0.3 s)."""
+    if progress is False:
+        yield lambda nbytes: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="B", unit_scale=True, desc="convert", disable=None if progress is None else False,
+              leave=False) as bar:
+        yield bar.update
 
 
 def _save_pdparams(path: Path, names: list[str], produce, on_tensor) -> None:

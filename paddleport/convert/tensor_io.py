@@ -1,16 +1,20 @@
 """Reading checkpoints tensor by tensor, and writing safetensors as a stream.
 
-Sources are memory-mapped (safetensors through ``safe_open``, ``.bin`` through ``torch.load(mmap=True,
-weights_only=True)``), so a conversion holds about one tensor at a time. The safetensors library can
-only write a whole dict at once, so the writer below lays out the (simple, documented) safetensors
-format itself: an 8-byte little-endian header length, the JSON header, then the raw tensor bytes.
+Sources are read one tensor at a time (safetensors: validated by ``safe_open``, then each tensor read with
+``os.preadv`` straight into its array; ``.bin`` through ``torch.load(mmap=True, weights_only=True)``), so a
+conversion holds about one tensor at a time. The safetensors library can only write a whole dict at once, so
+the writer below lays out the (simple, documented) safetensors format itself: an 8-byte little-endian header
+length, the JSON header, then the raw tensor bytes.  A tensor that needs no change (``RawTensor``) is copied
+file to file by the kernel (``os.copy_file_range``) without passing through Python.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -38,6 +42,15 @@ WEIGHT_FILES = (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, TORCH_BIN_NAME, TORCH_
 
 def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    """A tensor's little-endian bytes at ``offset`` in the open file ``fd``, to be written unchanged."""
+
+    fd: int
+    offset: int
+    nbytes: int
 
 
 class TensorSource:
@@ -73,24 +86,37 @@ class TensorSource:
     def read(self, name: str) -> np.ndarray:
         raise NotImplementedError
 
+    def raw(self, name: str) -> RawTensor | None:
+        """Where the tensor's bytes can be copied from unchanged, when the source format allows it."""
+        return None
+
 
 class SafetensorsSource(TensorSource):
+    """safetensors files: ``safe_open`` validates each header (dtypes, shapes, offsets inside the file); tensors
+    are then read at those offsets with ``os.preadv`` (one copy, no page faults of a mapping)."""
+
     def __init__(self, files: Iterable[Path]):
         super().__init__()
         from safetensors import safe_open
 
-        self._handles = {}
+        self._offsets: dict[str, tuple[int, int]] = {}  # name -> (fd, absolute byte offset)
         for path in files:
             try:
-                handle = self._stack.enter_context(safe_open(str(path), framework="numpy"))
-                for name in handle.keys():
-                    tensor_slice = handle.get_slice(name)
-                    dtype = SAFETENSORS_DTYPES.get(tensor_slice.get_dtype())
-                    if dtype is None:
-                        raise PaddleportError(path, f"tensor {name} has unsupported dtype {tensor_slice.get_dtype()}")
-                    self._entries[name] = (path, tuple(tensor_slice.get_shape()), dtype)
-                    self._handles[name] = handle
-                self.metadata.update(handle.metadata() or {})
+                with safe_open(str(path), framework="numpy") as handle:
+                    names = list(handle.keys())
+                    for name in names:
+                        tensor_slice = handle.get_slice(name)
+                        dtype = SAFETENSORS_DTYPES.get(tensor_slice.get_dtype())
+                        if dtype is None:
+                            raise PaddleportError(path, f"tensor {name} has unsupported dtype "
+                                                        f"{tensor_slice.get_dtype()}")
+                        self._entries[name] = (path, tuple(tensor_slice.get_shape()), dtype)
+                    self.metadata.update(handle.metadata() or {})
+                fd = os.open(path, os.O_RDONLY)
+                self._stack.callback(os.close, fd)
+                data_start, header = _read_header(fd)
+                for name in names:
+                    self._offsets[name] = (fd, data_start + int(header[name]["data_offsets"][0]))
             except PaddleportError:
                 self._stack.close()
                 raise
@@ -99,10 +125,26 @@ class SafetensorsSource(TensorSource):
                 raise PaddleportError(path, f"is not a readable safetensors file ({error})") from None
 
     def read(self, name: str) -> np.ndarray:
-        try:
-            return self._handles[name].get_tensor(name)
-        except Exception as error:
-            raise PaddleportError(self.file_of(name), f"tensor {name} cannot be read ({error})") from None
+        fd, offset = self._offsets[name]
+        array = np.empty(self.shape(name), dtype=numpy_dtype(self.dtype(name)))
+        buffer = array.reshape(-1).view(np.uint8)
+        done = 0
+        while done < buffer.nbytes:  # preadv may return fewer bytes than asked (large reads, signals)
+            count = os.preadv(fd, [buffer[done:]], offset + done)
+            if count == 0:
+                raise PaddleportError(self.file_of(name), f"tensor {name} cannot be read (file is truncated)")
+            done += count
+        return array
+
+    def raw(self, name: str) -> RawTensor | None:
+        fd, offset = self._offsets[name]
+        return RawTensor(fd, offset, self.nbytes(name))
+
+
+def _read_header(fd: int) -> tuple[int, dict]:
+    """(offset of the data section, header dict) of a safetensors file that safe_open has validated."""
+    (length,) = struct.unpack("<Q", os.pread(fd, 8, 0))
+    return 8 + length, json.loads(os.pread(fd, length, 8))
 
 
 class TorchBinSource(TensorSource):
@@ -204,9 +246,10 @@ def read_safetensors_checked(path: Path) -> tuple[dict[str, np.ndarray], dict[st
 
 
 def write_safetensors_stream(path: Path, layout: list[tuple[str, str, tuple[int, ...]]],
-                             produce: Callable[[str], np.ndarray], metadata: dict[str, str],
+                             produce: Callable[[str], np.ndarray | RawTensor], metadata: dict[str, str],
                              on_tensor: Callable[[int], None] = lambda nbytes: None) -> None:
-    """Write tensors ``layout`` = [(name, dtype, shape)] in order, asking ``produce(name)`` for each."""
+    """Write tensors ``layout`` = [(name, dtype, shape)] in order, asking ``produce(name)`` for each: an array,
+    or a ``RawTensor`` whose bytes are already what the layout says."""
     header, offset = {}, 0
     for name, dtype, shape in layout:
         nbytes = int(np.prod(shape, dtype=np.int64)) * numpy_dtype(dtype).itemsize
@@ -216,12 +259,47 @@ def write_safetensors_stream(path: Path, layout: list[tuple[str, str, tuple[int,
     header["__metadata__"] = metadata
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
     header_bytes += b" " * (-len(header_bytes) % 8)
-    with open(path, "wb") as stream:
-        stream.write(struct.pack("<Q", len(header_bytes)))
-        stream.write(header_bytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, memoryview(struct.pack("<Q", len(header_bytes)) + header_bytes))
         for name, dtype, shape in layout:
-            array = np.ascontiguousarray(produce(name))
+            tensor = produce(name)
+            if isinstance(tensor, RawTensor):
+                if tensor.nbytes != header[name]["data_offsets"][1] - header[name]["data_offsets"][0]:
+                    raise AssertionError(f"{name}: {tensor.nbytes} raw bytes, planned {dtype}{shape}")
+                _copy_range(tensor, fd)
+                on_tensor(tensor.nbytes)
+                continue
+            array = np.ascontiguousarray(tensor)
             if array.dtype != numpy_dtype(dtype) or tuple(array.shape) != tuple(shape):
                 raise AssertionError(f"{name}: produced {array.dtype}{array.shape}, planned {dtype}{shape}")
-            stream.write(array.reshape(-1).view(np.uint8).data)  # safetensors is little-endian, as x86 and arm
+            _write_all(fd, memoryview(array.reshape(-1).view(np.uint8)))  # little-endian, as x86 and arm
             on_tensor(array.nbytes)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _copy_range(tensor: RawTensor, out_fd: int) -> None:
+    """The kernel copies the bytes file to file; where it cannot (another file system on old kernels),
+    they are read and written back."""
+    done = 0
+    try:
+        if not hasattr(os, "copy_file_range"):  # Linux only
+            raise OSError("no copy_file_range")
+        while done < tensor.nbytes:
+            count = os.copy_file_range(tensor.fd, out_fd, tensor.nbytes - done, tensor.offset + done)
+            if count == 0:
+                raise OSError("copy_file_range made no progress")
+            done += count
+    except OSError:
+        while done < tensor.nbytes:
+            chunk = os.pread(tensor.fd, min(tensor.nbytes - done, 1 << 24), tensor.offset + done)
+            if not chunk:
+                raise
+            _write_all(out_fd, memoryview(chunk))
+            done += len(chunk)

@@ -17,13 +17,27 @@ class Transform:
     transpose: bool = False
 
     def to_paddle(self, array: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(array.T) if self.transpose else array
+        return transposed(array) if self.transpose else array
 
     def to_hf(self, array: np.ndarray) -> np.ndarray:
         return self.to_paddle(array)  # a transpose is its own inverse
 
     def paddle_shape(self, hf_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(reversed(hf_shape)) if self.transpose else tuple(hf_shape)
+
+
+def transposed(array: np.ndarray, rows_per_block: int = 64) -> np.ndarray:
+    """``array.T`` as a new C-contiguous array, copied a band of rows at a time.
+
+    ``np.ascontiguousarray(array.T)`` walks the source column-wise and misses the cache on every element; a band
+    of 64 source rows fills 64 contiguous values of each output row, several times faster on a 768 x 3072 matrix.
+    """
+    if array.ndim != 2:
+        return np.ascontiguousarray(array.T)
+    out = np.empty(array.shape[::-1], dtype=array.dtype)
+    for start in range(0, array.shape[0], rows_per_block):
+        out[:, start:start + rows_per_block] = array[start:start + rows_per_block].T
+    return out
 
 
 # torch nn.Linear stores [out, in]; paddle nn.Linear stores [in, out].
