@@ -1,9 +1,10 @@
 """Conversion speed and memory on a bert-base-uncased-size checkpoint (seeded random weights, ~440 MB).
 
 Prints, measured side by side in one run (median of --repeats):
-  - conversion wall time / a plain safetensors read-and-write of the same file (target <= 1.5)
-  - conversion peak RSS / checkpoint size (target <= 1.5)
-Each measurement runs in a fresh child process; peak RSS is the child's ru_maxrss.
+  - conversion wall time / a plain safetensors read-and-write of the same file (target <= 1.2)
+  - conversion peak RSS / checkpoint size (target <= 1.2)
+Each measurement runs in a fresh child process; peak RSS is the child's ru_maxrss (the checkpoint is
+written by another child, so that no child inherits a large parent's RSS).
 
     .venv/bin/python benchmarks/bench_convert.py [--repeats 3] [--workdir DIR]
 """
@@ -63,8 +64,20 @@ def run_child(code: str, *args: str) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
 
 
+WRITE_CHECKPOINT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from bench_convert import write_checkpoint
+write_checkpoint(Path(sys.argv[1]))
+"""
+
+
 def measure(workdir: Path, repeats: int) -> dict:
-    weights = write_checkpoint(workdir / "hf")
+    # Written by a child: a child's ru_maxrss starts at its parent's RSS when forked (it survives exec), so the
+    # parent must not hold the ~440 MB of arrays it wrote when it starts the measured children.
+    run_child(WRITE_CHECKPOINT, str(workdir / "hf"), str(Path(__file__).resolve().parent))
+    weights = workdir / "hf" / "model.safetensors"
     size = weights.stat().st_size
     copies, conversions = [], []
     for index in range(repeats):
@@ -101,8 +114,8 @@ def main() -> None:
     print(f"| plain safetensors read + write | {result['plain_read_write_s']:.2f} | "
           f"{result['plain_read_write_peak_rss_mb']:.0f} |")
     print(f"| paddleport convert | {result['convert_s']:.2f} | {result['convert_peak_rss_mb']:.0f} |")
-    print(f"time ratio convert / plain read+write: {result['time_ratio']:.2f} (target <= 1.5)")
-    print(f"peak RSS / checkpoint size: {result['rss_ratio']:.2f} (target <= 1.5)")
+    print(f"time ratio convert / plain read+write: {result['time_ratio']:.2f} (target <= 1.2)")
+    print(f"peak RSS / checkpoint size: {result['rss_ratio']:.2f} (target <= 1.2)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

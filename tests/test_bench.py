@@ -41,7 +41,13 @@ def test_bench_tiny_grid_json_and_plot(model_dirs, tmp_path, capsys):
     assert all(ROW_FIELDS <= set(row) for row in rows)
     timed = [row for row in rows if row["skipped"] is None]
     assert {(r["framework"], r["mode"]) for r in timed if r["dtype"] == "float32"} == {
-        ("torch", "eager"), ("paddle", "eager"), ("paddle", "inference")}
+        ("torch", "eager"), ("paddle", "eager"), ("paddle", "inference"),
+        ("onnxruntime", "torch.onnx"), ("onnxruntime", "paddle2onnx")}
+    onnx_rows = [r for r in timed if r["framework"] == "onnxruntime" and r["scenario"] == "forward"]
+    assert {r["model"] for r in onnx_rows} == {"bert", "squeeze"} and len(onnx_rows) == 2 * 2 * 2
+    assert all(np.isfinite(r["max_abs_diff"]) and r["max_abs_diff"] <= 1e-4 for r in onnx_rows)
+    assert all(r["skipped"].startswith("the ONNX rows run the float32") for r in rows
+               if r["framework"] == "onnxruntime" and r["dtype"] == "bfloat16")
     forward = [r for r in timed if r["scenario"] == "forward"]
     assert all(r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["peak_mem_mb"] > 0 for r in forward)
     assert all(r["max_abs_diff"] <= (1e-5 if r["dtype"] == "float32" else 5e-2) for r in forward)
@@ -130,6 +136,21 @@ def test_gpu_device_helpers(fake_gpu):
     devices.synchronize("paddle", "cpu")  # no-op
     assert fake_gpu["torch_sync"].calls == 1 and fake_gpu["paddle_sync"].calls == 1
     assert devices.peak_gpu_memory_mb("torch") == 3.0 and devices.peak_gpu_memory_mb("paddle") == 5.0
+    devices.synchronize("onnxruntime", "gpu")  # session.run returns host arrays: nothing to wait for
+    assert fake_gpu["torch_sync"].calls == 1 and fake_gpu["paddle_sync"].calls == 1
+    assert devices.peak_gpu_memory_mb("onnxruntime") is None
+
+
+def test_onnxruntime_gpu_rows_need_the_cuda_provider(monkeypatch):
+    import onnxruntime
+
+    from paddleport.parity.onnx_runtime import onnxruntime_supports
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert onnxruntime_supports("cpu") is None and "CUDAExecutionProvider" in onnxruntime_supports("gpu")
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert onnxruntime_supports("gpu") is None
 
 
 def test_gpu_timing_synchronises_and_reads_gpu_memory(fake_gpu):

@@ -97,3 +97,30 @@ def test_real_minilm_export_agrees_with_eager_at_kept_positions(workdir):
     convert_checkpoint(MINILM_DIR, paddle_dir, to="paddle", progress=False)
     report = export_model(paddle_dir, workdir / "minilm-export")
     assert max(report.max_abs_diff.values()) <= 1e-5
+
+
+def test_export_onnx_matches_eager_in_onnxruntime(workdir, capsys):
+    """--format onnx: paddle2onnx's model.onnx, checked in ONNX Runtime; no Paddle program left beside it."""
+    import paddleport.models as models
+    from paddleport.parity.export import eager_outputs
+    from paddleport.parity.onnx_runtime import OnnxSession
+
+    paddle_dir = paddle_checkpoint(workdir / "onnx", "BertForSequenceClassification")
+    out = workdir / "onnx-out"
+    assert main(["export", str(paddle_dir), str(out), "--format", "onnx"]) == 0
+    assert "model.onnx" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} >= {"model.onnx", "config.json", "export_info.json"}
+    assert not list(out.glob("model.json")) and not list(out.glob(".program"))
+    info = json.loads((out / "export_info.json").read_text())
+    assert info["format"] == "onnx" and info["params"] is None and info["max_abs_diff"]["onnxruntime"] <= 1e-5
+    rng = np.random.default_rng(2)  # a shape the export check did not use
+    mask = (np.arange(21)[None, :] < rng.integers(1, 22, size=(4, 1))).astype(np.int64)
+    batch = {"input_ids": rng.integers(1, 30522, size=(4, 21)) * mask, "attention_mask": mask,
+             "token_type_ids": np.zeros((4, 21), dtype=np.int64)}
+    model = models.BertForSequenceClassification.from_pretrained(paddle_dir)
+    expected = eager_outputs(model, batch, info["outputs"])[0]
+    assert np.abs(expected - OnnxSession(out / "model.onnx")(batch)[0]).max() <= 1e-5
+    from paddleport.parity.export import export_model
+
+    with pytest.raises(PaddleportError, match="unknown format 'tflite'"):
+        export_model(paddle_dir, workdir / "never-tflite", fmt="tflite")

@@ -8,6 +8,10 @@ Paths (one row each per model, dtype, batch size and sequence length):
   skipped with the reason (Paddle has no CPU bfloat16 matmul).
 - ``paddle inference``: the exported static program (``paddleport export``) through ``paddle.inference``
   with IR optimisation, oneDNN on CPU (``enable_mkldnn_bfloat16`` for bfloat16) and the GPU passes on GPU.
+- ``onnxruntime torch.onnx``: the transformers model exported by ``torch.onnx.export`` (dynamo exporter, dynamic
+  batch and sequence), run by ONNX Runtime (CPUExecutionProvider with every graph optimisation and the bench's
+  threads as intra-op threads; CUDAExecutionProvider on GPU).  float32 only.
+- ``onnxruntime paddle2onnx``: the exported Paddle program converted by ``paddle2onnx``, run the same way.
 
 Each row: warm-up, then ``iters`` timed calls with device synchronisation; median and p90 latency,
 samples/s, peak memory (process RSS on CPU, max allocated on GPU), threads, device name, and the max |Δ| of
@@ -31,6 +35,7 @@ from paddleport.convert.tensor_io import is_paddle_checkpoint
 from paddleport.errors import PaddleportError
 from paddleport.parity import devices
 from paddleport.parity.loading import CheckpointPair, architecture_of, read_config
+from paddleport.parity.onnx_runtime import onnxruntime_supports
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MAX_ROW_SECONDS = 60.0  # stop timing a row after this long (at least MIN_ITERS calls)
@@ -47,7 +52,8 @@ class BenchOptions:
     warmup: int = 2
     threads: int | None = None
     end_to_end: int = 0
-    paths: tuple[str, ...] = ("torch eager", "torch autocast", "paddle eager", "paddle inference")
+    paths: tuple[str, ...] = ("torch eager", "torch autocast", "paddle eager", "paddle inference",
+                              "onnxruntime torch.onnx", "onnxruntime paddle2onnx")
     seed: int = 0
 
 
@@ -89,6 +95,7 @@ class BenchModel:
     paddle_dir: Path
     config: dict[str, Any]
     export_dir: Path | None = None
+    onnx_files: dict[str, Path] = field(default_factory=dict)  # ONNX exporter -> file
 
     @property
     def max_positions(self) -> int:
@@ -160,7 +167,8 @@ def _check_options(options: BenchOptions) -> None:
 
 
 def _frameworks(options: BenchOptions) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(path.split()[0] for path in options.paths))
+    """torch and Paddle as the paths need them (ONNX Runtime rows are skipped with a reason where it cannot run)."""
+    return tuple(dict.fromkeys(path.split()[0] for path in options.paths if not path.startswith("onnxruntime")))
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -188,6 +196,20 @@ def ensure_export(model: BenchModel, workdir: Path) -> Path:
     if model.export_dir is None:
         model.export_dir = Path(export_model(model.paddle_dir, workdir / f"{model.name}-export").out_dir)
     return model.export_dir
+
+
+def ensure_onnx(model: BenchModel, exporter: str, torch_model, workdir: Path) -> Path:
+    """The model as ONNX from ``exporter`` ("torch.onnx" or "paddle2onnx"), written once under ``workdir``."""
+    from paddleport.parity.onnx_runtime import export_paddle_onnx, export_torch_onnx
+
+    if exporter not in model.onnx_files:
+        path = workdir / f"{model.name}-{exporter}.onnx"
+        if exporter == "torch.onnx":
+            output_name = "last_hidden_state" if model.architecture.endswith("Model") else "logits"
+            model.onnx_files[exporter] = export_torch_onnx(torch_model, path, output_name)
+        else:
+            model.onnx_files[exporter] = export_paddle_onnx(ensure_export(model, workdir), path)
+    return model.onnx_files[exporter]
 
 
 # --- runners: callables from a numpy batch to the main output as float32 numpy -------------------
@@ -254,6 +276,13 @@ def paddle_inference_runner(export_dir: Path, device: str, dtype: str, threads: 
     return lambda batch: predictor(batch)[0]
 
 
+def onnxruntime_runner(path: Path, device: str, threads: int) -> Runner:
+    from paddleport.parity.onnx_runtime import OnnxSession
+
+    session = OnnxSession(path, device=device, threads=threads)
+    return lambda batch: session(batch)[0]
+
+
 def path_specs(model: BenchModel, torch_model, options: BenchOptions, dtype: str, threads: int,
                workdir: Path) -> list[PathSpec]:
     """Every path of ``options.paths`` for ``dtype``, each with a builder or a skip reason."""
@@ -263,6 +292,8 @@ def path_specs(model: BenchModel, torch_model, options: BenchOptions, dtype: str
     inference_reason = None if (device == "gpu" or dtype != "float16") else \
         "paddle.inference on CPU has no float16 kernels (oneDNN runs float32 and bfloat16)"
     mode = "eager" if dtype == "float32" else f"eager ({dtype} weights)"
+    onnx_reason = onnxruntime_supports(device) or (
+        None if dtype == "float32" else "the ONNX rows run the float32 exports (no half-precision export)")
     specs = [
         PathSpec("torch", mode, dtype, lambda: torch_runner(torch_model, device, dtype, autocast=False),
                  torch_reason),
@@ -273,6 +304,10 @@ def path_specs(model: BenchModel, torch_model, options: BenchOptions, dtype: str
         PathSpec("paddle", "inference", dtype,
                  lambda: paddle_inference_runner(ensure_export(model, workdir), device, dtype, threads),
                  inference_reason),
+        *(PathSpec("onnxruntime", exporter, dtype,
+                   lambda exporter=exporter: onnxruntime_runner(ensure_onnx(model, exporter, torch_model, workdir),
+                                                                device, threads), onnx_reason)
+          for exporter in ("torch.onnx", "paddle2onnx")),
     ]
     selected = [spec for spec in specs if _path_key(spec) in options.paths]
     # autocast at float32 would repeat the eager row
@@ -452,8 +487,8 @@ def format_markdown(rows: list[BenchRow]) -> str:
             numbers = f"skipped: {row.skipped} | | | | |"
         else:
             diff = f"{row.max_abs_diff:.2e}" if row.max_abs_diff is not None else "-"
-            numbers = (f"{row.median_ms:.1f} | {row.p90_ms:.1f} | {row.samples_per_s:.1f} | "
-                       f"{row.peak_mem_mb:.0f} | {diff}")
+            peak = f"{row.peak_mem_mb:.0f}" if row.peak_mem_mb is not None else "-"
+            numbers = f"{row.median_ms:.1f} | {row.p90_ms:.1f} | {row.samples_per_s:.1f} | {peak} | {diff}"
         lines.append(f"| {row.model} | {row.framework} | {row.mode} | {row.dtype} | {row.scenario} | "
                      f"{row.batch_size} | {row.seq_len} | {numbers} | {row.threads} | {row.device_name} |")
     return "\n".join(lines)

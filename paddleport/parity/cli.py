@@ -60,6 +60,9 @@ def _register_export(subparsers) -> None:
                     "against eager before OUT is written.")
     parser.add_argument("paddle_dir", type=Path)
     parser.add_argument("out", type=Path, help="output directory (model.json + model.pdiparams + config)")
+    parser.add_argument("--format", choices=("paddle", "onnx"), default="paddle",
+                        help="paddle: the static program for paddle.inference; onnx: model.onnx through "
+                             "paddle2onnx, checked in ONNX Runtime (default: paddle)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=run_export)
 
@@ -67,7 +70,7 @@ def _register_export(subparsers) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from paddleport.parity.export import export_model
 
-    print(export_model(args.paddle_dir, args.out, force=args.force).summary())
+    print(export_model(args.paddle_dir, args.out, force=args.force, fmt=args.format).summary())
     return 0
 
 

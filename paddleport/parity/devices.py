@@ -50,8 +50,9 @@ def set_paddle_device(device: str) -> None:
 
 
 def synchronize(framework: str, device: str) -> None:
-    """Wait for queued GPU work so that a timer measures it (no-op on CPU)."""
-    if device != "gpu":
+    """Wait for queued GPU work so that a timer measures it (no-op on CPU and for ONNX Runtime, whose run()
+    returns host arrays)."""
+    if device != "gpu" or framework == "onnxruntime":
         return
     if framework == "torch":
         import torch
@@ -64,6 +65,8 @@ def synchronize(framework: str, device: str) -> None:
 
 
 def reset_peak_gpu_memory(framework: str) -> None:
+    if framework == "onnxruntime":  # its CUDA arena keeps no peak statistic
+        return
     if framework == "torch":
         import torch
 
@@ -74,7 +77,9 @@ def reset_peak_gpu_memory(framework: str) -> None:
         paddle.device.cuda.reset_max_memory_allocated()
 
 
-def peak_gpu_memory_mb(framework: str) -> float:
+def peak_gpu_memory_mb(framework: str) -> float | None:
+    if framework == "onnxruntime":
+        return None
     if framework == "torch":
         import torch
 

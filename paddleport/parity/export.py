@@ -5,6 +5,9 @@ for ``input_ids``, ``attention_mask`` and ``token_type_ids``); ``paddle.jit.save
 (Paddle 3), ``model.json`` + ``model.pdiparams`` into a temporary directory next to ``OUT``.  Both
 ``paddle.jit.load`` and a ``paddle.inference`` predictor must reproduce eager outputs (max |Δ| <= atol) on
 inputs of two different shapes before the directory is renamed to ``OUT`` in one step.
+
+``fmt="onnx"``: the verified program is converted by ``paddle2onnx`` into ``model.onnx`` (weights inside), which
+ONNX Runtime must reproduce the same way; ``OUT`` then holds ``model.onnx`` and not the Paddle program.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from paddleport.parity.loading import architecture_of, read_config
 
 EXPORT_ATOL = 1e-5
 EXPORT_INFO = "export_info.json"
+FORMATS = ("paddle", "onnx")
+ONNX_FILE = "model.onnx"
 # (batch, sequence) shapes the exported program is checked on: proves both dimensions are dynamic.
 CHECK_SHAPES = ((2, 7), (3, 19))
 
@@ -35,39 +40,77 @@ class ExportReport:
     out_dir: str
     architecture: str
     program: str
-    params: str
+    params: str | None  # None for ONNX: the weights are inside model.onnx
     outputs: list[str]
     atol: float
     max_abs_diff: dict[str, float] = field(default_factory=dict)
+    format: str = "paddle"
 
     def as_json(self) -> dict:
         return asdict(self)
 
     def summary(self) -> str:
         worst = max(self.max_abs_diff.values()) if self.max_abs_diff else 0.0
-        return (f"exported {self.architecture} to {self.out_dir} ({Path(self.program).name} + "
-                f"{Path(self.params).name}); outputs {', '.join(self.outputs)}; "
+        files = " + ".join(Path(path).name for path in (self.program, self.params) if path)
+        return (f"exported {self.architecture} to {self.out_dir} ({files}); outputs {', '.join(self.outputs)}; "
                 f"max |Δ| vs eager {worst:.2e} <= {self.atol:g}")
 
 
 def export_model(paddle_dir: str | Path, out_dir: str | Path, *, force: bool = False,
-                 atol: float = EXPORT_ATOL) -> ExportReport:
+                 atol: float = EXPORT_ATOL, fmt: str = "paddle") -> ExportReport:
     """Trace, save into a temporary directory, verify against eager, then move into place atomically."""
     paddle_dir, out_dir = Path(paddle_dir), Path(out_dir)
+    if fmt not in FORMATS:
+        raise PaddleportError("--format", f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     architecture = architecture_of(read_config(paddle_dir), paddle_dir)
     check_output_target(out_dir, reads_from=[paddle_dir])
     if os.path.lexists(out_dir) and not force:
         raise PaddleportError(out_dir, "already exists (pass --force to replace it)")
     model = _load_eager(paddle_dir, architecture)
     with atomic_directory(out_dir, replace=force, reads_from=[paddle_dir]) as staging:
-        names = save_static(model, staging)
-        diffs = verify_export(model, staging, names, vocab_size=model.config.vocab_size, atol=atol)
+        program_dir = staging / ".program" if fmt == "onnx" else staging
+        program_dir.mkdir(exist_ok=True)
+        names = save_static(model, program_dir)
+        diffs = verify_export(model, program_dir, names, vocab_size=model.config.vocab_size, atol=atol)
+        if fmt == "onnx":
+            diffs.update(_export_onnx(model, program_dir, staging / ONNX_FILE, names, atol))
+            shutil.rmtree(program_dir)
+            files = (str(out_dir / ONNX_FILE), None)
+        else:
+            files = tuple(str(out_dir / p.name) for p in program_files(staging))
         shutil.copy(paddle_dir / "config.json", staging / "config.json")
         copy_tokenizer_files(paddle_dir, staging)
-        report = ExportReport(str(out_dir), architecture, *(str(out_dir / p.name) for p in program_files(staging)),
-                              outputs=names, atol=atol, max_abs_diff=diffs)
+        report = ExportReport(str(out_dir), architecture, *files, outputs=names, atol=atol, max_abs_diff=diffs,
+                              format=fmt)
         (staging / EXPORT_INFO).write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _export_onnx(model, program_dir: Path, onnx_path: Path, names: list[str], atol: float) -> dict[str, float]:
+    """paddle2onnx on the verified program, then ONNX Runtime against eager like the program itself."""
+    from paddleport.parity.onnx_runtime import OnnxSession, export_paddle_onnx
+
+    export_paddle_onnx(program_dir, onnx_path)
+    session = OnnxSession(onnx_path, device="cpu", threads=1)
+    worst = max_kept_difference(model, names, session, model.config.vocab_size)
+    _check_within("onnxruntime", worst, atol)
+    return {"onnxruntime": worst}
+
+
+def max_kept_difference(model, names: list[str], run, vocab_size: int) -> float:
+    """Largest |Δ| of ``run(batch)`` (a list of outputs) against eager over the check batches, at kept positions."""
+    worst = 0.0
+    for batch in check_batches(vocab_size):
+        kept = batch["attention_mask"].astype(bool)  # padding positions are never read; see parity.compare
+        for want, got in zip(eager_outputs(model, batch, names), run(batch)):
+            worst = max(worst, float(np.abs(kept_positions(want, kept) - kept_positions(got, kept)).max()))
+    return worst
+
+
+def _check_within(path: str, diff: float, atol: float) -> None:
+    if not diff <= atol:
+        raise PaddleportError(None, f"exported program ({path}) differs from eager by {diff:.3g} > {atol:g}; "
+                                    "nothing was written")
 
 
 def _load_eager(paddle_dir: Path, architecture: str):
@@ -125,20 +168,16 @@ def verify_export(model, directory: Path, names: list[str], *, vocab_size: int, 
 
     loaded = paddle.jit.load(str(directory / PROGRAM_STEM))
     loaded.eval()
-    predictor = Predictor(directory, PredictorOptions(device="cpu", dtype="float32", threads=1, onednn=False))
-    worst = {"jit.load": 0.0, "paddle.inference": 0.0}
-    for batch in check_batches(vocab_size):
-        expected = eager_outputs(model, batch, names)
+
+    def run_loaded(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         with paddle.no_grad():
-            reloaded = loaded(*(paddle.to_tensor(batch[key]) for key in ("input_ids", "attention_mask", "token_type_ids")))
-        reloaded = [reloaded] if not isinstance(reloaded, (list, tuple)) else reloaded
-        kept = batch["attention_mask"].astype(bool)  # padding positions are never read; see parity.compare
-        for path, outputs in (("jit.load", [t.numpy() for t in reloaded]), ("paddle.inference", predictor(batch))):
-            for want, got in zip(expected, outputs):
-                diff = np.abs(kept_positions(want, kept) - kept_positions(got, kept))
-                worst[path] = max(worst[path], float(diff.max()))
+            outputs = loaded(*(paddle.to_tensor(batch[key]) for key in ("input_ids", "attention_mask",
+                                                                         "token_type_ids")))
+        return [t.numpy() for t in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+
+    predictor = Predictor(directory, PredictorOptions(device="cpu", dtype="float32", threads=1, onednn=False))
+    worst = {path: max_kept_difference(model, names, run, vocab_size)
+             for path, run in (("jit.load", run_loaded), ("paddle.inference", predictor))}
     for path, diff in worst.items():
-        if not diff <= atol:
-            raise PaddleportError(None, f"exported program ({path}) differs from eager by {diff:.3g} > {atol:g}; "
-                                        "nothing was written")
+        _check_within(path, diff, atol)
     return worst
