@@ -30,19 +30,18 @@ CHILD = """
 import json, resource, sys
 from pathlib import Path
 import numpy as np
+from paddleport import runtime
 from paddleport.parity import bench
 path, files, batch_size, seq_len, threads, iters = sys.argv[1], json.loads(sys.argv[2]), *map(int, sys.argv[3:7])
 framework = path.split()[0]
+# the settings bench applies (CPU-specific environment, threads, allocator), for this path's framework only
+runtime.setup("cpu", threads, [framework] if framework in runtime.FRAMEWORKS else [])
 if framework == "torch":
-    import torch
     from paddleport.parity.loading import load_torch_model, CheckpointPair, read_config
-    torch.set_num_threads(threads)
     model = load_torch_model(CheckpointPair(Path(files["hf"]), Path(files["paddle"]), "BertModel",
                                             read_config(Path(files["hf"]))))
     run = bench.torch_runner(model, "cpu", "float32", autocast=False)
 elif path == "paddle eager":
-    from paddleport.models.modeling_utils import configure_paddle_cpu
-    configure_paddle_cpu(threads)
     run = bench.paddle_eager_runner(Path(files["paddle"]), "BertModel", "cpu", "float32")
 elif path == "paddle inference":
     run = bench.paddle_inference_runner(Path(files["export"]), "cpu", "float32", threads)
@@ -97,7 +96,7 @@ def measure(path: str, files: dict[str, str], batch_size: int, seq_len: int, thr
 
 
 def main(argv: list[str] | None = None) -> int:
-    from paddleport.parity.devices import default_threads
+    from paddleport.runtime import default_threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=16)
