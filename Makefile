@@ -25,6 +25,7 @@ test: install
 bench: install
 	$(PY) benchmarks/bench_convert.py
 	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_cpu_kernels.py
 
 bench-glue: install
