@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "paddleport.parity.porting.cli",
     "paddleport.glue_runners.cli",
     "paddleport.peft.cli",
+    "paddleport.memory_cli",
     "paddleport.demo",
 )
 
