@@ -203,3 +203,5 @@ def test_bench_inference_script_smoke(tmp_path):
     ratios = json.loads(out.read_text())["ratios"]
     assert [r["model"] for r in ratios] == ["bert-base-uncased", "squeezebert-uncased"]
     assert all(r["fp32"]["ratio"] > 0 and r["bf16"]["ratio"] > 0 for r in ratios)
+    assert all(r["fp32_vs_onnxruntime"]["ratio"] > 0 and "torch.onnx" in r["fp32_vs_onnxruntime"]["torch"]
+               for r in ratios)
