@@ -219,3 +219,19 @@ def test_compare_adapted_models(hf_adapter, tiny_classifier, tmp_path):
     assert max(diff.max_abs for diff in report.tensors) <= 1e-5
     with pytest.raises(PaddleportError, match="in pairs"):
         compare_models(tiny_classifier, paddle_base, hf_adapter=hf_adapter, limit=8)
+
+
+@pytest.mark.parametrize("command", ["merge-into-base", "merge-into-adapter-parent", "convert-into-adapter"])
+def test_force_never_replaces_the_adapter_or_base_being_read(command, hf_adapter, tiny_classifier, tmp_path, capsys):
+    from paddleport.cli import main
+
+    arguments = {
+        "merge-into-base": ["merge", hf_adapter, tiny_classifier, tiny_classifier, "--force"],
+        "merge-into-adapter-parent": ["merge", hf_adapter, tiny_classifier, hf_adapter.parent, "--force"],
+        "convert-into-adapter": ["convert", hf_adapter, hf_adapter, "--to", "paddle", "--force"],
+    }[command]
+    before = {path: path.read_bytes() for root in (hf_adapter, tiny_classifier) for path in root.iterdir()}
+    assert main([str(argument) for argument in arguments]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "which this command reads; choose another output directory" in lines[0], lines
+    assert {path: path.read_bytes() for root in (hf_adapter, tiny_classifier) for path in root.iterdir()} == before

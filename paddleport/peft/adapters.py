@@ -11,7 +11,7 @@ import numpy as np
 
 from paddleport.convert.tensor_io import PADDLE_FORMAT_TAG, SafetensorsSource, write_safetensors_stream
 from paddleport.errors import PaddleportError
-from paddleport.fsutil import atomic_directory
+from paddleport.fsutil import atomic_directory, check_output_target
 from paddleport.peft.lora import (ADAPTER_WEIGHTS, SAVED_PREFIX, check_adapter_fits, plan_for_checkpoint,
                                   read_adapter_settings, transform_of_adapter_key)
 
@@ -44,6 +44,7 @@ def convert_adapter(src: str | Path, out: str | Path, *, to: str, force: bool = 
     not by the table (:func:`transform_of_adapter_key`); config and other files copied unchanged."""
     src, out = Path(src), Path(out)
     read_adapter_settings(src)  # a LoRA adapter paddleport implements
+    check_output_target(out, reads_from=[src])
     if out.exists() and not force:
         raise PaddleportError(out, "output already exists (pass --force to replace it)")
     layout = adapter_layout(src)
@@ -63,7 +64,7 @@ def convert_adapter(src: str | Path, out: str | Path, *, to: str, force: bool = 
                 return array  # a frozen original_module copy: carried unchanged
             return transform.to_paddle(array) if to == "paddle" else transform.to_hf(array)
 
-        with atomic_directory(out, replace=force) as partial:
+        with atomic_directory(out, replace=force, reads_from=[src]) as partial:
             for item in src.iterdir():
                 if item.is_file() and item.name != ADAPTER_WEIGHTS:
                     shutil.copy2(item, partial / item.name)
@@ -142,13 +143,14 @@ def merge_adapter(adapter_dir: str | Path, base_dir: str | Path, out: str | Path
     read_adapter_settings(adapter_dir)
     if framework not in FRAMEWORKS:
         raise PaddleportError("--framework", f"must be torch or paddle, not {framework!r}")
+    check_output_target(out, reads_from=[adapter_dir, base_dir])
     if out.exists() and not force:
         raise PaddleportError(out, "output already exists (pass --force to replace it)")
     from paddleport.convert.converter import copy_tokenizer_files
 
     with tempfile.TemporaryDirectory(prefix="paddleport-merge-") as work:
         model, _ = load_adapted_model(adapter_dir, base_dir, framework, Path(work))
-        with atomic_directory(out, replace=force) as partial:
+        with atomic_directory(out, replace=force, reads_from=[adapter_dir, base_dir]) as partial:
             if framework == "torch":
                 model.merge_and_unload().save_pretrained(str(partial))
             else:
