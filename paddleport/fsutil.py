@@ -246,7 +246,7 @@ def atomic_directory(out: Path, replace: bool = False,
     and ``replace`` is false, or when another process is writing it. On any error, an interruption or
     SIGTERM the partial directory is removed and ``out`` is untouched.
     """
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # "." and "x/.." get a name to put the partial and lock beside
     check_output_target(out, reads_from)
     out.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out.with_name(f".{out.name}.lock"), out), raise_on_sigterm():

@@ -22,6 +22,7 @@ from paddleport.glue_runners.runner import RUN_LOCK_FILE
 from paddleport.glue_runners.training_state import STATE_JSON, STATE_TENSORS, read_json, rng_state_file
 from tests.fixtures import TOKENIZER_FILES, make_tiny_hf_checkpoint
 from tests.test_glue_runner import read_final_weights, small_config
+from tests.test_output_safety import messages
 
 FRAMEWORKS = ("torch", "paddle")
 # 1 epoch of 4 steps, checkpoint after step 3; native dropout masks: the framework RNG must come back too
@@ -127,7 +128,7 @@ def test_crafted_pickled_training_state_is_refused_on_resume(framework, crafted,
         pickle.dump({"scheduler": RunsACommand(canary)}, file)
     before = run_files(out)
     code = cli_main(cli_arguments(framework, tiny_bert, out, "--resume"))
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = messages(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1 and str(checkpoint / crafted) in lines[0], lines
     assert not canary.exists()
     assert run_files(out) == before
@@ -137,7 +138,7 @@ def test_malformed_json_training_state_is_one_line(runs, tiny_bert, tmp_path, ca
     out, checkpoint = stopped_copy(runs, "torch", tmp_path)
     (checkpoint / rng_state_file(0)).write_text('{"framework": {"cpu": "not base64!"}}')
     assert cli_main(cli_arguments("torch", tiny_bert, out, "--resume")) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = messages(capsys.readouterr().err)
     assert len(lines) == 1 and "rng_state_rank0.json: has a malformed torch RNG state" in lines[0], lines
 
 
@@ -147,7 +148,7 @@ def test_a_second_run_into_a_busy_output_directory_is_refused(runs, tiny_bert, t
     with exclusive_lock(out / RUN_LOCK_FILE, out):  # what a running run-glue holds
         for extra in (["--resume"], ["--overwrite"]):
             assert cli_main(cli_arguments("torch", tiny_bert, out, *extra)) == 2
-            lines = capsys.readouterr().err.strip().splitlines()
+            lines = messages(capsys.readouterr().err)
             assert lines == [f"paddleport: error: {out}: another paddleport process is writing it now "
                              f"(lock {RUN_LOCK_FILE} held); wait for it to finish"]
         assert {path: time for path, time in run_files(out).items() if path.name != RUN_LOCK_FILE} == before
@@ -162,7 +163,7 @@ def test_overwrite_never_clears_the_model_the_run_reads(runs, tiny_bert, tmp_pat
         shutil.copy(tiny_bert / name, model / name)
     before = run_files(out)
     assert cli_main(cli_arguments("torch", model, out, "--overwrite")) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = messages(capsys.readouterr().err)
     assert lines == [f"paddleport: error: {model}: is {model}, which this command reads; choose another output "
                      f"directory (nothing was changed)"]
     assert run_files(out) == before

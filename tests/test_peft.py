@@ -224,6 +224,7 @@ def test_compare_adapted_models(hf_adapter, tiny_classifier, tmp_path):
 @pytest.mark.parametrize("command", ["merge-into-base", "merge-into-adapter-parent", "convert-into-adapter"])
 def test_force_never_replaces_the_adapter_or_base_being_read(command, hf_adapter, tiny_classifier, tmp_path, capsys):
     from paddleport.cli import main
+    from tests.test_output_safety import messages
 
     arguments = {
         "merge-into-base": ["merge", hf_adapter, tiny_classifier, tiny_classifier, "--force"],
@@ -232,6 +233,6 @@ def test_force_never_replaces_the_adapter_or_base_being_read(command, hf_adapter
     }[command]
     before = {path: path.read_bytes() for root in (hf_adapter, tiny_classifier) for path in root.iterdir()}
     assert main([str(argument) for argument in arguments]) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = messages(capsys.readouterr().err)
     assert len(lines) == 1 and "which this command reads; choose another output directory" in lines[0], lines
     assert {path: path.read_bytes() for root in (hf_adapter, tiny_classifier) for path in root.iterdir()} == before

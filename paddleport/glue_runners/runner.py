@@ -185,6 +185,8 @@ def output_dir_lock(config: GlueRunConfig, launch: LaunchInfo) -> Iterator[None]
         yield
         return
     out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise PaddleportError("--output-dir", f"{out} exists and is not a directory")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
