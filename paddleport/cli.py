@@ -51,13 +51,21 @@ def runtime_options(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_command(build_parser().parse_args(argv))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``args.func(args)``; bad input and a failing disk become one line on stderr and exit code 2."""
     try:
         with runtime.setup(**runtime_options(args)):  # before any work, and before paddle is imported
             return int(args.func(args) or 0)
     except PaddleportError as error:
         print(f"paddleport: error: {error}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:  # a full disk, a read-only or vanished directory: the machine, not the input
+        where = error.filename or "output"
+        print(f"paddleport: error: {where}: {error.strerror or error}", file=sys.stderr)
+        return PaddleportError.exit_code
     except KeyboardInterrupt:
         print("paddleport: interrupted", file=sys.stderr)
         return 130

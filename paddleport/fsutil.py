@@ -262,6 +262,8 @@ def atomic_directory(out: Path, replace: bool = False,
                 _swap_into_place(partial, out)
             else:
                 _move_into_place(partial, out)
-        except BaseException:
+        except BaseException as error:
             _remove(partial)
+            if isinstance(error, OSError) and error.filename is None:
+                error.filename = str(out)  # a failed write (ENOSPC) names no file: name the output being written
             raise

@@ -298,7 +298,7 @@ CONFIG_EDITS = [
     ({"model_type": "roberta"}, ["'roberta' is not supported", "bert"]),
     ({"intermediate_size": 40},
      ["model.safetensors", "bert.encoder.layer.0.intermediate.dense.bias has shape [37] but config.json implies [40]"]),
-    ({"num_hidden_layers": 1}, ["match no parameter", "bert.encoder.layer.1."]),
+    ({"num_hidden_layers": 1}, ["config.json", "num_hidden_layers is 1 but the weights hold 2 layers"]),
 ]
 
 

@@ -49,8 +49,10 @@ def poison_pdparams(path: Path, canary: Path) -> None:
 
 def one_line_exit_2(capsys, arguments: list, *fragments: str) -> str:
     code = main([str(argument) for argument in arguments])
-    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("paddleport"), (code, lines)
+    err = capsys.readouterr().err
+    # (Paddle's own import-time log lines are another matter: the error is one line, without a traceback)
+    lines = [line for line in err.splitlines() if line.startswith("paddleport")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
@@ -84,7 +86,8 @@ def test_poisoned_pdparams_really_runs_code_under_plain_pickle(poisoned_paddle, 
 
 def test_load_state_refuses_before_running_anything(poisoned_paddle):
     directory, canary = poisoned_paddle
-    with pytest.raises(PaddleportError, match=r"unsafe content refused: pickle references _operator\.getitem$") as error:
+    refusal = r"unsafe content refused: pickle references _operator\.getitem$"
+    with pytest.raises(PaddleportError, match=refusal) as error:
         load_state(directory / "model_state.pdparams")
     assert error.value.where == str(directory / "model_state.pdparams") and not canary.exists()
 
@@ -120,7 +123,8 @@ def test_load_state_reads_what_paddle_save_writes(tmp_path):
         "model.pdparams": layer.state_dict(),
         "optimizer.pdopt": optimizer.state_dict(),
         "bf16.pdparams": {"w": paddle.ones([2], dtype="bfloat16"), "h": paddle.ones([2], dtype="float16")},
-        "nested.pkl": {"list": [1, 2.5, "x", None, True], "tensor": paddle.arange(3), "optimizer": optimizer.state_dict()},
+        "nested.pkl": {"list": [1, 2.5, "x", None, True], "tensor": paddle.arange(3),
+                       "optimizer": optimizer.state_dict()},
         "dense.pd": layer.weight.value().get_tensor(),
     }
     for name, value in objects.items():
@@ -153,7 +157,7 @@ def test_load_state_joins_arrays_paddle_split(tmp_path):
 
     weight = np.arange(12, dtype=np.float32).reshape(3, 4)
     state = {"w@@.0": weight.reshape(-1)[:5], "w@@.1": weight.reshape(-1)[5:], "b": np.ones(2, np.float32),
-             "UnpackBigParamInfor@@": {"w": {"OriginShape": (3, 4), "slices": ["w@@.0", "w@@.1"]}},  # typos: disable-line
+             "UnpackBigParamInfor@@": {"w": {"OriginShape": (3, 4), "slices": ["w@@.0", "w@@.1"]}},
              "StructuredToParameterName@@": {"w": "linear_0.w_0", "b": "linear_0.b_0"}}
     path = tmp_path / "split.pdparams"
     path.write_bytes(pickle.dumps(state, protocol=2))
@@ -206,7 +210,8 @@ def test_compare_refuses_poisoned_pdparams(poisoned_paddle, tiny_hf, tmp_path, c
 def test_bench_refuses_poisoned_pdparams(poisoned_paddle, tmp_path, capsys):
     directory, canary = poisoned_paddle
     one_line_exit_2(capsys, ["bench", directory, "--seq-lens", "8", "--batch-sizes", "1", "--iters", "1",
-                             "--warmup", "0", "--json", tmp_path / "r.json"], "unsafe content refused: pickle references")
+                             "--warmup", "0", "--json", tmp_path / "r.json"],
+                    "unsafe content refused: pickle references")
     assert not canary.exists() and not (tmp_path / "r.json").exists()
 
 
@@ -225,3 +230,348 @@ def test_train_parity_refuses_poisoned_pdparams(poisoned_paddle, tmp_path, capsy
                              "--num-threads", "1", "--json", tmp_path / "r.json"],
                     "unsafe content refused: pickle references")
     assert not canary.exists() and not (tmp_path / "r.json").exists()
+
+
+# --- shards stay inside the checkpoint directory ----------------------------------------------------
+
+def sharded_copy(tiny_hf: Path, directory: Path) -> Path:
+    """``tiny_hf`` as a one-shard checkpoint (model.safetensors.index.json + model-00001-of-00001)."""
+    import json
+    import shutil
+
+    shutil.copytree(tiny_hf, directory)
+    (directory / "model.safetensors").rename(directory / "model-00001-of-00001.safetensors")
+    names = list(load_safetensors_names(directory / "model-00001-of-00001.safetensors"))
+    (directory / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {name: "model-00001-of-00001.safetensors" for name in names}}))
+    return directory
+
+
+def load_safetensors_names(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as stored:
+        return list(stored.keys())
+
+
+def repoint_shard(directory: Path, target: str) -> None:
+    import json
+
+    index_path = directory / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    index["weight_map"] = {name: target for name in index["weight_map"]}
+    index_path.write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_shard_outside_the_checkpoint_is_refused(tiny_hf, tmp_path, capsys, how):
+    directory = sharded_copy(tiny_hf, tmp_path / "ckpt")
+    outside = tmp_path / "elsewhere" / "model.safetensors"  # a valid checkpoint file, just not this one's
+    outside.parent.mkdir()
+    (directory / "model-00001-of-00001.safetensors").rename(outside)
+    if how == "absolute":
+        repoint_shard(directory, str(outside))
+    elif how == "dotdot":
+        repoint_shard(directory, "../elsewhere/model.safetensors")
+    else:
+        (directory / "model-00001-of-00001.safetensors").symlink_to(outside)
+    one_line_exit_2(capsys, ["convert", directory, tmp_path / "out"], "model.safetensors.index.json",
+                    "outside the checkpoint directory")
+    assert not (tmp_path / "out").exists()
+    one_line_exit_2(capsys, ["compare", directory, directory, "--limit", "1"], "outside the checkpoint directory")
+
+
+def test_shard_inside_the_checkpoint_converts(tiny_hf, tmp_path):
+    directory = sharded_copy(tiny_hf, tmp_path / "ckpt")
+    report = convert_checkpoint(directory, tmp_path / "out", progress=False)
+    assert report.tensors and (tmp_path / "out" / "model.safetensors").is_file()
+
+
+# --- .bin files: legacy (non-zip) format loads, a hostile one is one line --------------------------
+
+def test_legacy_non_zip_bin_converts(tmp_path):
+    import torch
+
+    from tests.fixtures import copy_tokenizer, make_tiny_hf_model
+
+    model = make_tiny_hf_model("BertModel")
+    directory = tmp_path / "legacy"
+    model.config.save_pretrained(directory)
+    copy_tokenizer(directory)
+    torch.save(model.state_dict(), directory / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    assert not __import__("zipfile").is_zipfile(directory / "pytorch_model.bin")
+    convert_checkpoint(directory, tmp_path / "out", progress=False)
+    from paddleport.convert.tensor_io import read_safetensors_checked
+
+    arrays, _ = read_safetensors_checked(tmp_path / "out" / "model.safetensors")
+    np.testing.assert_array_equal(arrays["embeddings.word_embeddings.weight"],
+                                  model.state_dict()["embeddings.word_embeddings.weight"].numpy())
+
+
+@pytest.fixture()
+def hostile_bin(tiny_hf, tmp_path):
+    """An HF directory whose pytorch_model.bin pickles os.system next to the real tensors."""
+    import shutil
+
+    import torch
+
+    from safetensors.torch import load_file
+
+    directory = tmp_path / "hostile"
+    shutil.copytree(tiny_hf, directory)
+    state = load_file(directory / "model.safetensors")
+    (directory / "model.safetensors").unlink()
+    canary = tmp_path / "bin-canary"
+    torch.save({**state, "extra": _RunsCommand(f"touch {canary}")}, directory / "pytorch_model.bin")
+    return directory, canary
+
+
+def test_compare_refuses_hostile_bin(hostile_bin, poisoned_paddle, tmp_path, capsys):
+    directory, canary = hostile_bin
+    one_line_exit_2(capsys, ["compare", directory, directory, "--limit", "1"], "pytorch_model.bin",
+                    "is not a readable PyTorch weights file")
+    assert not canary.exists()
+
+
+def test_run_glue_refuses_hostile_bin(hostile_bin, tmp_path, capsys):
+    directory, canary = hostile_bin
+    one_line_exit_2(capsys, ["run-glue", "--framework", "torch", "--model", directory, "--output-dir",
+                             tmp_path / "o", "--data-dir", QQP_KSHOT_DIR, "--num-threads", "1", "--no-progress"],
+                    "pytorch_model.bin", "is not a readable PyTorch weights file")
+    assert not canary.exists() and not (tmp_path / "o").exists()
+
+
+# --- a truncated safetensors as HF_DIR ------------------------------------------------------------
+
+@pytest.fixture()
+def truncated_hf(tiny_hf, tmp_path):
+    import shutil
+
+    directory = tmp_path / "truncated"
+    shutil.copytree(tiny_hf, directory)
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return directory
+
+
+@pytest.mark.parametrize("command", ["compare", "bench", "run-glue", "train-parity"])
+def test_truncated_safetensors_is_one_line(truncated_hf, tiny_hf, tmp_path, capsys, command):
+    out = tmp_path / "o"
+    arguments = {
+        "compare": ["compare", truncated_hf, tiny_hf, "--limit", "1", "--json", out],
+        "bench": ["bench", truncated_hf, "--seq-lens", "8", "--batch-sizes", "1", "--iters", "1", "--json", out],
+        "run-glue": ["run-glue", "--framework", "paddle", "--model", truncated_hf, "--output-dir", out,
+                     "--data-dir", QQP_KSHOT_DIR, "--num-threads", "1", "--no-progress"],
+        "train-parity": ["train-parity", "--model", truncated_hf, "--steps", "1", "--data-dir", QQP_KSHOT_DIR,
+                         "--num-threads", "1", "--json", out],
+    }[command]
+    one_line_exit_2(capsys, arguments, "model.safetensors", "is not a readable safetensors file")
+    assert not out.exists()
+
+
+# --- config.json values: type and range checked before any model is built ---------------------------
+
+def with_config(tiny_hf: Path, directory: Path, **changes) -> Path:
+    import json
+    import shutil
+
+    shutil.copytree(tiny_hf, directory)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, **changes}))
+    return directory
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"num_attention_heads": 0}, "num_attention_heads must be at least 1, not 0"),
+    ({"num_attention_heads": -2}, "num_attention_heads must be at least 1, not -2"),
+    ({"num_attention_heads": "32"}, 'num_attention_heads must be an integer, not "32"'),
+    ({"num_attention_heads": None}, "num_attention_heads must be set (null given)"),
+    ({"num_attention_heads": 5}, "hidden_size 32 is not a multiple of num_attention_heads 5"),
+    ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob must be at most 1.0, not 1.5"),
+    ({"id2label": ["a", "b"]}, "id2label must be an object mapping label ids to names"),
+    ({"id2label": {"zero": "a", "one": "b"}}, "id2label keys must be label ids 0..1"),
+    ({"id2label": {"0": "a", "2": "b"}}, "id2label keys must be the label ids 0..1, not [0, 2]"),
+    ({"num_hidden_layers": 3}, "num_hidden_layers is 3 but the weights hold 2 layers (numbered 0..1)"),
+])
+@pytest.mark.parametrize("command", ["convert", "compare"])
+def test_bad_config_value_is_one_line(tiny_hf, tmp_path, capsys, changes, message, command):
+    directory = with_config(tiny_hf, tmp_path / "bad", **changes)
+    arguments = (["convert", directory, tmp_path / "out"] if command == "convert"
+                 else ["compare", directory, directory, "--limit", "1", "--json", tmp_path / "out"])
+    one_line_exit_2(capsys, arguments, "config.json", message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["compare", "run-glue", "train-parity", "convert"])
+def test_absurd_layer_count_fails_before_building_a_model(tiny_hf, tmp_path, capsys, monkeypatch, command):
+    """100,000 layers against a 2-layer checkpoint: refused from the weights' names, no model is built."""
+    import transformers
+
+    import paddleport.models.modeling_utils as modeling_utils
+
+    def refuse_to_build(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "__init__", refuse_to_build)
+    monkeypatch.setattr(modeling_utils.PretrainedModel, "__init__", refuse_to_build)
+    directory = with_config(tiny_hf, tmp_path / "deep", num_hidden_layers=100_000)
+    out = tmp_path / "out"
+    arguments = {
+        "compare": ["compare", directory, directory, "--limit", "1", "--json", out],
+        "run-glue": ["run-glue", "--framework", "torch", "--model", directory, "--output-dir", out,
+                     "--data-dir", QQP_KSHOT_DIR, "--num-threads", "1", "--no-progress"],
+        "train-parity": ["train-parity", "--model", directory, "--steps", "1", "--data-dir", QQP_KSHOT_DIR,
+                         "--num-threads", "1", "--json", out],
+        "convert": ["convert", directory, out],
+    }[command]
+    one_line_exit_2(capsys, arguments, "num_hidden_layers is 100000 but the weights hold 2 layers")
+    assert not out.exists()
+
+
+# --- sequence lengths against max_position_embeddings ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def short_positions(tmp_path_factory):
+    """A checkpoint with 16 positions, in both layouts: every default length above 16 must be clamped."""
+    root = tmp_path_factory.mktemp("short")
+    hf = make_tiny_hf_checkpoint(root / "hf", "BertForSequenceClassification", max_position_embeddings=16)
+    convert_checkpoint(hf, root / "paddle", to="paddle", progress=False)
+    return hf, root / "paddle"
+
+
+def test_export_checks_at_lengths_the_model_takes(short_positions, tmp_path, capsys):
+    assert main(["export", str(short_positions[1]), str(tmp_path / "exported")]) == 0
+    assert (tmp_path / "exported" / "config.json").is_file()
+
+
+def test_bench_default_lengths_are_clamped(short_positions):
+    from paddleport.parity.bench import BenchOptions, _fit_seq_lens
+
+    configs = [{"max_position_embeddings": 16}]
+    assert _fit_seq_lens(BenchOptions(), configs).seq_lens == (16,)
+    assert _fit_seq_lens(BenchOptions(), [{"max_position_embeddings": 200}]).seq_lens == (32, 128)
+    assert _fit_seq_lens(BenchOptions(seq_lens=(8,)), configs).seq_lens == (8,)
+
+
+def test_bench_explicit_length_above_positions(short_positions, tmp_path, capsys):
+    one_line_exit_2(capsys, ["bench", short_positions[0], "--seq-lens", "8,32", "--json", tmp_path / "r.json"],
+                    "--seq-lens: 32 exceeds max_position_embeddings 16")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_compare_explicit_length_above_positions(short_positions, tmp_path, capsys):
+    one_line_exit_2(capsys, ["compare", *short_positions, "--max-length", "32", "--json", tmp_path / "r.json"],
+                    "--max-length: 32 exceeds the model's max_position_embeddings 16")
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("framework", ["torch", "paddle"])
+def test_run_glue_explicit_length_above_positions(short_positions, tmp_path, capsys, framework):
+    one_line_exit_2(capsys, ["run-glue", "--framework", framework, "--model", short_positions[0], "--output-dir",
+                             tmp_path / "o", "--data-dir", QQP_KSHOT_DIR, "--max-length", "32", "--no-progress"],
+                    "--max-length: 32 exceeds the model's max_position_embeddings 16")
+    assert not (tmp_path / "o").exists()  # no run_config.json blocks a rerun
+
+
+def test_train_parity_default_length_is_clamped(short_positions, tmp_path, capsys):
+    assert main(["train-parity", "--model", str(short_positions[0]), "--steps", "1", "--batch-size", "2",
+                 "--data-dir", str(QQP_KSHOT_DIR), "--num-threads", "1"]) == 0
+    one_line_exit_2(capsys, ["train-parity", "--model", short_positions[0], "--steps", "1", "--max-length", "17",
+                             "--data-dir", QQP_KSHOT_DIR, "--json", tmp_path / "r.json"],
+                    "--max-length: 17 exceeds the model's max_position_embeddings 16")
+    assert not (tmp_path / "r.json").exists()
+
+
+# --- bytes that are not UTF-8 ------------------------------------------------------------------------
+
+def test_non_utf8_inputs_file_for_compare(tiny_hf, tmp_path, capsys):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_bytes(b"a fine sentence\nnot \xff\xfe utf-8\n")
+    one_line_exit_2(capsys, ["compare", tiny_hf, tiny_hf, "--inputs", inputs, "--json", tmp_path / "r.json"],
+                    "inputs.txt: is not UTF-8 text (byte 0xff cannot be decoded)")
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("where", ["header", "row"])
+def test_non_utf8_glue_tsv(tiny_hf, tmp_path, capsys, where):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(QQP_KSHOT_DIR, data)
+    text = (data / "train.tsv").read_bytes()
+    header, rest = text.split(b"\n", 1)
+    bad_row = b"9\t1\t2\t\xc3(\tb\t0\n"
+    (data / "train.tsv").write_bytes(header + b"\xff\n" + rest if where == "header" else text + bad_row)
+    one_line_exit_2(capsys, ["run-glue", "--framework", "torch", "--model", tiny_hf, "--output-dir", tmp_path / "o",
+                             "--data-dir", data, "--no-progress"], "train.tsv")
+    assert not (tmp_path / "o").exists()
+
+
+# --- a damaged feature cache is a miss ---------------------------------------------------------------
+
+def test_truncated_feature_cache_is_rebuilt(tmp_path):
+    from paddleport.glue_runners.data import DataSource, load_glue_data
+    from paddleport.glue_runners.features import load_tokenizer, tokenize_split
+    from paddleport.glue_runners.tasks import get_task
+    from tests.fixtures import MINILM_DIR
+
+    split = load_glue_data(get_task("qqp"), DataSource(data_dir=QQP_KSHOT_DIR)).train
+    tokenizer = load_tokenizer(MINILM_DIR)
+    fresh = tokenize_split(split, tokenizer, 32, tmp_path)
+    (cache_file,) = tmp_path.glob("features-*.npz")
+    cache_file.write_bytes(cache_file.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="damaged feature cache ignored"):
+        rebuilt = tokenize_split(split, tokenizer, 32, tmp_path)
+    assert [ids.tolist() for ids in rebuilt.input_ids] == [ids.tolist() for ids in fresh.input_ids]
+    reread = tokenize_split(split, tokenizer, 32, tmp_path)  # the rebuilt cache is whole again
+    assert [ids.tolist() for ids in reread.input_ids] == [ids.tolist() for ids in fresh.input_ids]
+
+
+# --- option values --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "x"])
+def test_compare_atol_must_be_finite_and_non_negative(tiny_hf, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(tiny_hf), str(tiny_hf), f"--atol={value}"])
+    assert exit_info.value.code == 2
+    assert "argument --atol:" in capsys.readouterr().err
+
+
+def test_float16_cast_that_overflows_is_refused(tiny_hf, tmp_path, capsys):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    directory = tmp_path / "big"
+    shutil.copytree(tiny_hf, directory)
+    weights = load_file(directory / "model.safetensors")
+    weights["bert.pooler.dense.bias"][0] = 1e5  # float16 holds at most 65504
+    save_file(weights, directory / "model.safetensors", metadata={"format": "pt"})
+    one_line_exit_2(capsys, ["convert", directory, tmp_path / "out", "--dtype", "float16"],
+                    "--dtype: tensor bert.pooler.dense.bias of model.safetensors overflows float16")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
+    assert main(["convert", str(directory), str(tmp_path / "out"), "--dtype", "bfloat16"]) == 0
+
+
+# --- an output that cannot be written ----------------------------------------------------------------
+
+def test_output_under_a_file_is_one_line(tiny_hf, tmp_path, capsys):
+    """(Tests run as root, which writes into read-only directories: a path under a file fails for anyone.)"""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    one_line_exit_2(capsys, ["convert", tiny_hf, blocker / "out"], str(blocker))
+    one_line_exit_2(capsys, ["run-glue", "--framework", "torch", "--model", tiny_hf, "--output-dir", blocker / "o",
+                             "--data-dir", QQP_KSHOT_DIR, "--max-train-samples", "4", "--no-progress"], str(blocker))
+
+
+def test_full_disk_is_one_line_naming_the_output(tiny_hf, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import paddleport.convert.converter as converter
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(converter, "write_safetensors_stream", disk_full)
+    one_line_exit_2(capsys, ["convert", tiny_hf, tmp_path / "out"], str(tmp_path / "out"), "No space left on device")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))

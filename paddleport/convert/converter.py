@@ -110,6 +110,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
     class_name = resolve_class(config, arch, config_path)
     table = table_for(config)
     with open_checkpoint(src) as source:
+        config.check_layers_against(source.names(), config_path)  # before the plan expands every layer
         _check_layout(source, to)
         plan = plan_conversion(table, config, class_name, source, to)
         report = ConversionReport(
@@ -212,7 +213,18 @@ def _target_dtype(source_dtype: str, requested: str | None) -> str:
 
 def _convert_tensor(array: np.ndarray, spec: ParamSpec, to: str, dtype: str) -> np.ndarray:
     array = spec.transform.to_paddle(array) if to == "paddle" else spec.transform.to_hf(array)
-    return array.astype(numpy_dtype(dtype), copy=False)
+    with np.errstate(over="ignore"):  # an overflow is reported by _check_cast, with the tensor's name
+        return array.astype(numpy_dtype(dtype), copy=False)
+
+
+def _check_cast(name: str, source_file: Path, original: np.ndarray, cast: np.ndarray) -> None:
+    """A narrower float type must hold every value: a weight that overflows to inf is refused, not written."""
+    narrowed = cast.dtype != original.dtype and cast.dtype.name in FLOAT_DTYPES
+    if narrowed and not np.isfinite(cast.astype(np.float32)).all():
+        if np.isfinite(original).all():
+            largest = float(np.abs(original.astype(np.float64)).max())
+            raise PaddleportError("--dtype", f"tensor {name} of {source_file.name} overflows {cast.dtype.name} "
+                                             f"(|value| up to {largest:.4g}); keep a wider dtype")
 
 
 def _write_weights(directory: Path, source: TensorSource, plan: Plan, to: str, dtype: str | None, fmt: str,
@@ -228,7 +240,10 @@ def _write_weights(directory: Path, source: TensorSource, plan: Plan, to: str, d
     dtype_of = {record.target: record.dtype for record in records}
 
     def produce(target_name: str) -> np.ndarray:
-        return _convert_tensor(source.read(source_of[target_name]), spec_of[target_name], to, dtype_of[target_name])
+        original = source.read(source_of[target_name])
+        converted = _convert_tensor(original, spec_of[target_name], to, dtype_of[target_name])
+        _check_cast(source_of[target_name], source.file_of(source_of[target_name]), original, converted)
+        return converted
 
     def produce_or_copy(target_name: str) -> np.ndarray | RawTensor:
         """Bytes that stay as they are (no transpose, same dtype) go file to file, never through numpy."""

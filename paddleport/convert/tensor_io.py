@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import os
 import struct
+import zipfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import ml_dtypes  # noqa: F401  (registers numpy's bfloat16 dtype, which safetensors' numpy API needs)
 import numpy as np
@@ -163,7 +164,8 @@ class TorchBinSource(TensorSource):
         import torch
 
         try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            # torch can memory-map only the zip format; legacy (pre-1.6) files are read whole
+            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
         except Exception as error:  # torch raises many types for damaged or unsafe files
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise PaddleportError(path, f"is not a readable PyTorch weights file ({message})") from None
@@ -202,15 +204,31 @@ def read_pdparams(path: Path) -> dict[str, np.ndarray]:
 
 
 def shard_files(index_path: Path) -> list[Path]:
+    """The shard files an ``*.index.json`` names, each inside the checkpoint directory."""
     try:
         weight_map = json.loads(index_path.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+        names = list(dict.fromkeys(weight_map.values()))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
         raise PaddleportError(index_path, f"is not a valid checkpoint index ({error})") from None
-    files = [index_path.parent / name for name in dict.fromkeys(weight_map.values())]
-    for path in files:
-        if not path.is_file():
-            raise PaddleportError(path, f"shard named in {index_path.name} is missing")
-    return files
+    return [_shard_inside(index_path, name) for name in names]
+
+
+def _shard_inside(index_path: Path, name: Any) -> Path:
+    """A shard is a file of the checkpoint directory: no absolute path, no ``..``, no symlink leading out
+    (except a Hugging Face cache snapshot's links into its own ``blobs`` folder)."""
+    directory = index_path.parent.resolve()
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise PaddleportError(index_path, f"names shard {name!r} outside the checkpoint directory")
+    path = index_path.parent / name
+    allowed = [directory]
+    if directory.parent.name == "snapshots":  # ~/.cache/huggingface/hub/models--org--name/snapshots/REV
+        allowed.append(directory.parent.parent / "blobs")
+    if not any(path.resolve().is_relative_to(root) for root in allowed):
+        raise PaddleportError(index_path, f"shard {name!r} resolves to {path.resolve()}, outside the checkpoint "
+                                          "directory")
+    if not path.is_file():
+        raise PaddleportError(path, f"shard named in {index_path.name} is missing")
+    return path
 
 
 def open_checkpoint(directory: Path) -> TensorSource:
@@ -226,6 +244,12 @@ def open_checkpoint(directory: Path) -> TensorSource:
     if (directory / PDPARAMS_NAME).is_file():
         return PdparamsSource(directory / PDPARAMS_NAME)
     raise PaddleportError(directory, f"no weights file found (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def stored_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape, read the cheap way (safetensors headers, a memory-mapped ``.bin``)."""
+    with open_checkpoint(directory) as source:
+        return {name: source.shape(name) for name in source.names()}
 
 
 def is_paddle_checkpoint(directory: Path) -> bool:

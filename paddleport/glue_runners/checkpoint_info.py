@@ -7,18 +7,16 @@ backend loads them into its model.
 
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from paddleport.convert.tensor_io import is_paddle_checkpoint, read_pdparams
+from paddleport.checkpoint import check_checkpoint
+from paddleport.convert.tensor_io import is_paddle_checkpoint
 from paddleport.errors import PaddleportError
 from paddleport.peft.lora import is_lora_parameter, lora_initial_value
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model_state.pdparams")
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,19 @@ class ModelDirInfo:
         """Whether a model parameter ``name`` is stored, with or without its base-model prefix (``bert.``)."""
         return name in self.parameter_shapes or name.split(".", 1)[-1] in self.parameter_shapes
 
+    @property
+    def max_positions(self) -> int:
+        return int(self.config.get("max_position_embeddings", 512))
+
+    def fit_max_length(self, requested: int | None, default: int, option: str = "--max-length") -> int:
+        """Tokens per sequence: ``default`` clamped to the model's positions, or what the user asked if it fits."""
+        if requested is None:
+            return min(default, self.max_positions)
+        if requested > self.max_positions:
+            raise PaddleportError(option, f"{requested} exceeds the model's max_position_embeddings "
+                                          f"{self.max_positions} ({self.path / 'config.json'})")
+        return requested
+
     def head_size(self) -> int | None:
         """Label count of a stored classifier head, None for a headless checkpoint."""
         shape = self.parameter_shapes.get("classifier.bias")
@@ -43,39 +54,14 @@ class ModelDirInfo:
 
 
 def inspect_model_dir(model_dir: Path, option: str = "--model") -> ModelDirInfo:
-    """Read config.json and the parameter names/shapes (safetensors header only) of ``model_dir``."""
+    """config.json and the parameter names/shapes of ``model_dir``, after the pre-flight check."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise PaddleportError(option, f"model directory {model_dir} not found")
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
+    if not (model_dir / "config.json").is_file():
         raise PaddleportError(model_dir, "has no config.json")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise PaddleportError(config_path, f"is not valid JSON ({error})") from None
-    return ModelDirInfo(model_dir, config, _stored_shapes(model_dir), is_paddle_checkpoint(model_dir))
-
-
-def _stored_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
-    files = sorted(model_dir.glob("*.safetensors"))
-    if files:
-        from safetensors import safe_open
-
-        shapes: dict[str, tuple[int, ...]] = {}
-        for file in files:
-            with safe_open(str(file), framework="numpy") as stored:
-                shapes.update({name: tuple(stored.get_slice(name).get_shape()) for name in stored.keys()})
-        return shapes
-    if (model_dir / "pytorch_model.bin").is_file():
-        import torch  # only a torch .bin checkpoint brings torch in
-
-        state = torch.load(model_dir / "pytorch_model.bin", map_location="meta", weights_only=True)
-        return {name: tuple(tensor.shape) for name, tensor in state.items()}
-    if (model_dir / "model_state.pdparams").is_file():
-        state = read_pdparams(model_dir / "model_state.pdparams")
-        return {name: tuple(value.shape) for name, value in state.items()}
-    raise PaddleportError(model_dir, f"has no weights ({' or '.join(WEIGHT_FILES)})")
+    checked = check_checkpoint(model_dir, option)
+    return ModelDirInfo(model_dir, checked.config, checked.shapes, is_paddle_checkpoint(model_dir))
 
 
 def check_head(info: ModelDirInfo, num_labels: int, task_name: str) -> None:

@@ -7,9 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from paddleport import runtime
-from paddleport.cli import runtime_options
-from paddleport.errors import PaddleportError
+from paddleport.cli import run_command
 
 SUBCOMMANDS = ("run-glue", "train-parity")
 
@@ -41,7 +39,8 @@ def _add_run_glue(subparsers) -> None:
     data.add_argument("--cache-dir", type=Path, help="tokenized-feature cache (default OUTPUT_DIR/cache)")
     data.add_argument("--max-train-samples", type=int)
     data.add_argument("--max-eval-samples", type=int)
-    data.add_argument("--max-length", type=int, default=128)
+    data.add_argument("--max-length", type=int,
+                      help="tokens per example (default 128, or the model's max_position_embeddings if fewer)")
     data.add_argument("--group-by-length", action="store_true", help="batch examples of similar length together")
     train = parser.add_argument_group("training")
     train.add_argument("--batch-size", type=int, default=32,
@@ -116,7 +115,8 @@ def _add_train_parity(subparsers) -> None:
     parser.add_argument("--data-dir", type=Path, help="GLUE-format TSV directory (default: the embedded QQP sample)")
     parser.add_argument("--tokenizer", type=Path)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--max-length", type=int,
+                        help="tokens per example (default 64, or the model's max_position_embeddings if fewer)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dropout", action="store_true",
@@ -168,10 +168,4 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run-glue")
     parser = argparse.ArgumentParser(prog="python -m paddleport.glue_runners")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        with runtime.setup(**runtime_options(args)):  # before any work, and before paddle is imported
-            return int(args.func(args) or 0)
-    except PaddleportError as error:
-        print(f"paddleport: error: {error}", file=sys.stderr)
-        return error.exit_code
+    return run_command(parser.parse_args(argv))

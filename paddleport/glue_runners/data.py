@@ -74,7 +74,12 @@ def read_glue_tsv(path: Path, task: GlueTask) -> "Any":
     path = Path(path)
     if not path.is_file():
         raise PaddleportError(path, "file not found")
-    first_line = path.open(encoding="utf-8").readline().rstrip("\n")
+    try:
+        with path.open(encoding="utf-8") as stream:
+            first_line = stream.readline().rstrip("\n")
+    except UnicodeDecodeError as error:
+        raise PaddleportError(path, f"is not UTF-8 text (byte {error.object[error.start]:#04x} "
+                                    "cannot be decoded)") from None
     if not first_line.strip():
         raise PaddleportError(path, "is empty (no header and no rows)")
     options: dict[str, Any] = {}

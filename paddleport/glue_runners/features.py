@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +102,9 @@ def tokenize_split(split: GlueSplit, tokenizer: LoadedTokenizer, max_length: int
     cache_file = None
     if cache_dir is not None:
         cache_file = Path(cache_dir) / f"features-{split_fingerprint(split, tokenizer, max_length)}.npz"
-        if cache_file.is_file():
-            return _read_cache(cache_file, split.labels)
+        cached = _read_cache(cache_file, split.labels) if cache_file.is_file() else None
+        if cached is not None:
+            return cached
     encoded = tokenizer.tokenizer(split.texts_a, split.texts_b, truncation=True, max_length=max_length,
                                   return_token_type_ids=True, return_attention_mask=False)
     features = Features(
@@ -123,9 +126,15 @@ def _write_cache(cache_file: Path, features: Features) -> None:
     temporary.replace(cache_file)
 
 
-def _read_cache(cache_file: Path, labels: np.ndarray | None) -> Features:
-    with np.load(cache_file) as stored:
-        offsets, input_ids, token_type_ids = stored["offsets"], stored["input_ids"], stored["token_type_ids"]
+def _read_cache(cache_file: Path, labels: np.ndarray | None) -> Features | None:
+    """The cached features, or None (a miss, with a warning) when the file is damaged, e.g. by a killed run."""
+    try:
+        with np.load(cache_file, allow_pickle=False) as stored:
+            offsets, input_ids, token_type_ids = stored["offsets"], stored["input_ids"], stored["token_type_ids"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        warnings.warn(f"{cache_file}: damaged feature cache ignored ({type(error).__name__}: {error}); "
+                      "tokenizing again", stacklevel=2)
+        return None
     bounds = list(zip(offsets[:-1], offsets[1:]))
     return Features([input_ids[a:b] for a, b in bounds], [token_type_ids[a:b] for a, b in bounds], labels)
 

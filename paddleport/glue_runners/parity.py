@@ -25,6 +25,9 @@ from paddleport.glue_runners.tasks import get_task
 from paddleport.peft.lora import LoraSettings, plan_for_checkpoint, settings_from_options
 
 
+DEFAULT_MAX_LENGTH = 64
+
+
 @dataclass
 class TrainParityConfig:
     model: Path
@@ -33,7 +36,7 @@ class TrainParityConfig:
     data_dir: Path | None = None
     tokenizer: Path | None = None
     batch_size: int = 8
-    max_length: int = 64
+    max_length: int | None = None  # None: DEFAULT_MAX_LENGTH, clamped to the model's max_position_embeddings
     lr: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -99,7 +102,7 @@ def run_train_parity(config: TrainParityConfig) -> dict:
         plan_for_checkpoint(info.config, task.num_labels, config.lora_settings())
     train = load_glue_data(task, DataSource(data_dir=config.data_dir)).train.head(config.steps * config.batch_size)
     tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
-    features = tokenize_split(train, tokenizer, config.max_length)
+    features = tokenize_split(train, tokenizer, info.fit_max_length(config.max_length, DEFAULT_MAX_LENGTH))
     batches = parity_batches(features, config.steps, config.batch_size, config.seed, tokenizer.pad_token_id)
     with tempfile.TemporaryDirectory(prefix="paddleport-parity-") as temporary:
         work_dir = Path(config.work_dir or temporary)

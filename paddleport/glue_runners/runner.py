@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -41,6 +41,9 @@ RESUME_KEYS = ("framework", "task", "model", "max_train_samples", "max_length", 
                "lora_target_modules", "lora_bias")
 
 
+DEFAULT_MAX_LENGTH = 128
+
+
 @dataclass
 class GlueRunConfig:
     """Every option of ``paddleport run-glue`` (see the CLI help for each)."""
@@ -58,7 +61,7 @@ class GlueRunConfig:
     cache_dir: Path | None = None  # tokenized features; default OUTPUT_DIR/cache
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
-    max_length: int = 128
+    max_length: int | None = None  # None: DEFAULT_MAX_LENGTH, clamped to the model's max_position_embeddings
     batch_size: int = 32  # the global micro-batch: split between the processes of a distributed launch
     eval_batch_size: int | None = None
     lr: float = 5e-5
@@ -124,8 +127,9 @@ def validate_options(config: GlueRunConfig, launch: LaunchInfo | None = None) ->
     if config.device not in ("cpu", "gpu"):
         raise PaddleportError("--device", f"unknown device {config.device!r}; choose cpu or gpu")
     positive = {"--batch-size": config.batch_size, "--epochs": config.epochs, "--grad-accum": config.grad_accum,
-                "--max-length": config.max_length, "--lr": config.lr}
-    optional_positive = {"--max-train-samples": config.max_train_samples, "--max-steps": config.max_steps,
+                "--lr": config.lr}
+    optional_positive = {"--max-length": config.max_length, "--max-train-samples": config.max_train_samples,
+                         "--max-steps": config.max_steps,
                          "--max-eval-samples": config.max_eval_samples, "--eval-batch-size": config.eval_batch_size}
     for option, value in {**positive, **{k: v for k, v in optional_positive.items() if v is not None}}.items():
         if value <= 0:
@@ -364,6 +368,7 @@ def _run_glue(config: GlueRunConfig, launch: LaunchInfo) -> dict:
     task = validate_options(config, launch)
     info = inspect_model_dir(config.model)
     check_head(info, task.num_labels, task.name)
+    config = replace(config, max_length=info.fit_max_length(config.max_length, DEFAULT_MAX_LENGTH))
     if config.lora_settings() is not None:  # targets, layer kinds: checked on the config, before training
         plan_for_checkpoint(info.config, task.num_labels, config.lora_settings())
     data = load_run_data(config, task)

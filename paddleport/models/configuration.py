@@ -8,6 +8,8 @@ round-trips to Hugging Face unchanged.
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,11 +24,78 @@ SUPPORTED_ACTIVATIONS = (
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
+@dataclass(frozen=True)
+class Field:
+    """What one config value may be: its JSON type and range, checked before anything is built from it."""
+
+    kind: type  # int (JSON integers; true/false are not numbers here) or float (integers accepted too)
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not acceptable, or None."""
+        if value is None:
+            return None if self.nullable else "must be set (null given)"
+        kinds = (int, float) if self.kind is float else (self.kind,)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            return f"must be {'an integer' if self.kind is int else 'a number'}, not {json.dumps(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be finite, not {value}"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be at least {self.minimum}, not {value}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum}, not {value}"
+        return None
+
+
+COUNT = Field(int, minimum=1)
+PROBABILITY = Field(float, minimum=0.0, maximum=1.0)
+
+
+def id2label_problem(value: Any) -> str | None:
+    """``id2label`` is {"0": name, "1": name, ...}: keys the integers 0..n-1, names strings."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return f"must be an object mapping label ids to names, not {json.dumps(value)[:60]}"
+    try:
+        ids = sorted(int(key) for key in value)
+    except (TypeError, ValueError):
+        return f"keys must be label ids 0..{len(value) - 1}, not {sorted(map(str, value))[:4]}"
+    if ids != list(range(len(value))):
+        return f"keys must be the label ids 0..{len(value) - 1}, not {ids[:4]}"
+    if not all(isinstance(name, str) for name in value.values()):
+        return "label names must be strings"
+    return None
+
+
 class PretrainedConfig:
     """Attribute access over the HF config dict, with the architecture's defaults filled in."""
 
     model_type: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    # Every value a model is built from: checked (type and range) before the config object exists.
+    fields: ClassVar[dict[str, Field]] = dict(
+        vocab_size=COUNT, hidden_size=COUNT, num_hidden_layers=COUNT, num_attention_heads=COUNT,
+        intermediate_size=COUNT, max_position_embeddings=COUNT, type_vocab_size=COUNT,
+        hidden_dropout_prob=PROBABILITY, attention_probs_dropout_prob=PROBABILITY,
+        classifier_dropout=Field(float, minimum=0.0, maximum=1.0, nullable=True),
+        initializer_range=Field(float, minimum=0.0), layer_norm_eps=Field(float, minimum=0.0),
+        pad_token_id=Field(int, minimum=0, nullable=True), num_labels=Field(int, minimum=1, nullable=True),
+    )
+
+    @classmethod
+    def check_values(cls, values: dict[str, Any], source: str | Path) -> None:
+        """Type and range of every declared field present in ``values``, then ``id2label``."""
+        for name, spec in cls.fields.items():
+            if name in values:
+                problem = spec.problem(values[name])
+                if problem:
+                    raise PaddleportError(source, f"{name} {problem}")
+        problem = id2label_problem(values.get("id2label"))
+        if problem:
+            raise PaddleportError(source, f"id2label {problem}")
 
     def __init__(self, **values: Any):
         num_labels = values.pop("num_labels", None)
@@ -37,6 +106,21 @@ class PretrainedConfig:
             self._set_num_labels(2 if num_labels is None else int(num_labels))
         self.id2label = {int(k): v for k, v in self.id2label.items()}
         self.label2id = values.get("label2id") or {v: k for k, v in self.id2label.items()}
+
+    # Name components that hold the numbered layers (``encoder.layer.3.``, ``encoder.layers.3.``).
+    layer_containers: ClassVar[tuple[str, ...]] = ("layer", "layers")
+
+    def check_layers_against(self, tensor_names: list[str], source: str | Path) -> None:
+        """``num_hidden_layers`` equals the number of layers the weights hold: an absurd count fails here,
+        before a model of that size is allocated."""
+        held = set()
+        for name in tensor_names:
+            parts = name.split(".")
+            held.update(int(index) for container, index in zip(parts, parts[1:])
+                        if container in self.layer_containers and index.isdigit())
+        if held and held != set(range(self.num_hidden_layers)):
+            raise PaddleportError(source, f"num_hidden_layers is {self.num_hidden_layers} but the weights hold "
+                                          f"{len(held)} layers (numbered {min(held)}..{max(held)})")
 
     def _set_num_labels(self, num_labels: int) -> None:
         current = getattr(self, "id2label", None) or {}
@@ -57,7 +141,9 @@ class PretrainedConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str | Path = CONFIG_NAME, **overrides: Any):
-        config = cls(**{**values, **overrides})
+        values = {**values, **overrides}
+        cls.check_values(values, source)
+        config = cls(**values)
         config.validate(source)
         return config
 
@@ -125,6 +211,9 @@ class SqueezeBertConfig(PretrainedConfig):
         q_groups=4, k_groups=4, v_groups=4, post_attention_groups=1, intermediate_groups=4,
         output_groups=4, problem_type=None, tie_word_embeddings=True,
     )
+    fields = {**PretrainedConfig.fields, **dict.fromkeys(
+        ("embedding_size", "q_groups", "k_groups", "v_groups", "post_attention_groups", "intermediate_groups",
+         "output_groups"), COUNT)}
 
     def validate(self, source: str | Path) -> None:
         super().validate(source)

@@ -40,6 +40,7 @@ from paddleport.parity.onnx_runtime import onnxruntime_supports
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MAX_ROW_SECONDS = 60.0  # stop timing a row after this long (at least MIN_ITERS calls)
 MIN_ITERS = 3
+DEFAULT_SEQ_LENS = (32, 128, 512)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class BenchOptions:
     device: str = "cpu"
     dtypes: tuple[str, ...] = ("float32",)
     batch_sizes: tuple[int, ...] = (1, 16, 32)
-    seq_lens: tuple[int, ...] = (32, 128, 512)
+    seq_lens: tuple[int, ...] | None = None  # None: DEFAULT_SEQ_LENS up to the models' max_position_embeddings
     iters: int = 10
     warmup: int = 2
     threads: int | None = None
@@ -128,6 +129,7 @@ class BenchResult:
 
 def run_benchmark(model_dirs: Sequence[str | Path], options: BenchOptions = BenchOptions()) -> BenchResult:
     """Benchmark every model on every path, dtype and shape in ``options``."""
+    options = _fit_seq_lens(options, [read_config(model_dir) for model_dir in model_dirs])
     _check_options(options)
     devices.require_device(options.device, _frameworks(options))
     # threads and CPU settings: the entry point's runtime.setup, or one for this call, restored after it
@@ -154,6 +156,19 @@ def _without_emulated_bfloat16(options: BenchOptions, cpu: runtime.CpuInfo) -> t
             "AMX-BF16), so every framework would time a slow emulation")
     kept = tuple(dtype for dtype in options.dtypes if dtype != "bfloat16")
     return replace(options, dtypes=kept), [note]
+
+
+def _fit_seq_lens(options: BenchOptions, configs: list[dict[str, Any]]) -> BenchOptions:
+    """Sequence lengths the models can take: the defaults are clamped to the largest max_position_embeddings
+    (a model with fewer positions skips the longer rows); a length the user asked for must fit every model."""
+    limits = [int(config.get("max_position_embeddings", 512)) for config in configs]
+    if options.seq_lens is None:
+        fitting = tuple(length for length in DEFAULT_SEQ_LENS if length <= max(limits))
+        return replace(options, seq_lens=fitting or (max(limits),))
+    if max(options.seq_lens) > min(limits):
+        raise PaddleportError("--seq-lens", f"{max(options.seq_lens)} exceeds max_position_embeddings "
+                                            f"{min(limits)} of a model given")
+    return options
 
 
 def _check_options(options: BenchOptions) -> None:

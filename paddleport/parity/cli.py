@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from paddleport.errors import PaddleportError
+
+
+def tolerance(text: str) -> float:
+    """argparse type of a tolerance: a finite number >= 0 (NaN would make every comparison pass or fail)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -26,7 +38,7 @@ def _register_compare(subparsers) -> None:
     parser.add_argument("--limit", type=int, default=32, help="examples read from the inputs (default 32)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, help="tokens per sequence (default min(128, max positions))")
-    parser.add_argument("--atol", type=float, help="max |Δ| allowed (default 1e-5; 5e-2 float16; 0.25 bfloat16)")
+    parser.add_argument("--atol", type=tolerance, help="max |Δ| allowed (default 1e-5; 5e-2 float16; 0.25 bfloat16)")
     parser.add_argument("--grad", action="store_true", help="also compare every parameter's gradient")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
@@ -82,7 +94,8 @@ def _register_bench(subparsers) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--dtypes", default="float32", help="comma list of float32, bfloat16, float16")
     parser.add_argument("--batch-sizes", default="1,16,32")
-    parser.add_argument("--seq-lens", default="32,128,512")
+    parser.add_argument("--seq-lens", help="comma list (default 32,128,512, those the models' "
+                                           "max_position_embeddings allow)")
     parser.add_argument("--iters", type=int, default=10, help="timed iterations per row (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, help="CPU threads for every framework (default: the cores this process may use: "
@@ -100,7 +113,8 @@ def run_bench(args: argparse.Namespace) -> int:
     _check_positive(("--iters", args.iters))
     options = BenchOptions(
         device=args.device, dtypes=_split(args.dtypes, str, "--dtypes"),
-        batch_sizes=_split(args.batch_sizes, int, "--batch-sizes"), seq_lens=_split(args.seq_lens, int, "--seq-lens"),
+        batch_sizes=_split(args.batch_sizes, int, "--batch-sizes"),
+        seq_lens=None if args.seq_lens is None else _split(args.seq_lens, int, "--seq-lens"),
         iters=args.iters, warmup=args.warmup, threads=args.threads, end_to_end=args.end_to_end)
     result = run_benchmark(args.model_dirs, options)
     print(result.markdown())

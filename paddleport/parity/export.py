@@ -100,7 +100,7 @@ def _export_onnx(model, program_dir: Path, onnx_path: Path, names: list[str], at
 def max_kept_difference(model, names: list[str], run, vocab_size: int) -> float:
     """Largest |Δ| of ``run(batch)`` (a list of outputs) against eager over the check batches, at kept positions."""
     worst = 0.0
-    for batch in check_batches(vocab_size):
+    for batch in check_batches(vocab_size, model.config.max_position_embeddings):
         kept = batch["attention_mask"].astype(bool)  # padding positions are never read; see parity.compare
         for want, got in zip(eager_outputs(model, batch, names), run(batch)):
             worst = max(worst, float(np.abs(kept_positions(want, kept) - kept_positions(got, kept)).max()))
@@ -138,11 +138,13 @@ def save_static(model, directory: Path) -> list[str]:
     return layer.names
 
 
-def check_batches(vocab_size: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Random token batches of two shapes, the second with right padding, for checking an export."""
+def check_batches(vocab_size: int, max_positions: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Random token batches of two shapes, the second with right padding, for checking an export; no longer
+    than the model's ``max_position_embeddings``."""
     rng = np.random.default_rng(seed)
     batches = []
     for batch_size, length in CHECK_SHAPES:
+        length = min(length, max_positions)
         mask = np.ones((batch_size, length), dtype=np.int64)
         mask[1:, length // 2:] = 0
         batches.append({

@@ -66,8 +66,12 @@ def read_examples(path: str | Path | None = None, limit: int | None = DEFAULT_LI
     path = Path(path) if path is not None else default_inputs_path()
     if not path.is_file():
         raise PaddleportError(path, "inputs file not found")
-    header = path.read_text(encoding="utf-8").split("\n", 1)[0].split("\t")
-    examples = _read_glue_pairs(path, limit) if set(GLUE_PAIR_COLUMNS) <= set(header) else _read_lines(path, limit)
+    try:
+        header = path.read_text(encoding="utf-8").split("\n", 1)[0].split("\t")
+        examples = _read_glue_pairs(path, limit) if set(GLUE_PAIR_COLUMNS) <= set(header) else _read_lines(path, limit)
+    except UnicodeDecodeError as error:
+        raise PaddleportError(path, f"is not UTF-8 text (byte {error.object[error.start]:#04x} "
+                                    "cannot be decoded)") from None
     if len(examples) == 0:
         raise PaddleportError(path, "inputs file holds no sentences")
     return examples

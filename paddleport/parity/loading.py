@@ -40,12 +40,10 @@ class CheckpointPair:
 
 
 def read_config(model_dir: str | Path) -> dict[str, Any]:
-    from paddleport.models.configuration import read_config_dict
+    """``config.json`` of a checkpoint that passed the pre-flight check (``paddleport.checkpoint``)."""
+    from paddleport.checkpoint import check_checkpoint
 
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise PaddleportError(model_dir, "model directory does not exist")
-    return read_config_dict(model_dir / "config.json")
+    return check_checkpoint(model_dir).config
 
 
 def architecture_of(config: dict[str, Any], model_dir: str | Path) -> str:
