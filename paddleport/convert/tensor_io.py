@@ -1,7 +1,8 @@
 """Reading checkpoints tensor by tensor, and writing safetensors as a stream.
 
 Sources are read one tensor at a time (safetensors: validated by ``safe_open``, then each tensor read with
-``os.preadv`` straight into its array; ``.bin`` through ``torch.load(mmap=True, weights_only=True)``), so a
+``os.preadv`` straight into its array; ``.bin`` through ``torch.load(mmap=True, weights_only=True)``, a legacy
+non-zip ``.bin``, which cannot be mapped, read whole; ``.pdparams`` through ``paddleport.safe_pickle``), so a
 conversion holds about one tensor at a time. The safetensors library can only write a whole dict at once, so
 the writer below lays out the (simple, documented) safetensors format itself: an 8-byte little-endian header
 length, the JSON header, then the raw tensor bytes.  A tensor that needs no change (``RawTensor``) is copied
