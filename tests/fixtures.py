@@ -76,38 +76,55 @@ def qqp_batch(tokenizer_dir: Path = MINILM_DIR, pairs: int = 6, max_length: int 
     return {key: encoded[key].astype("int64") for key in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def at_kept_positions(value, attention_mask, token_level: bool):
-    """A token-level output ([batch, seq, ...]) at the positions the attention mask keeps, as ``compare`` measures
-    it: padding rows are not part of the promise (they differ by ~1.5e-5 on AVX2 CPUs). Sequence-level outputs
-    (pooled output, classification logits) are returned whole."""
-    return value[attention_mask.astype(bool)] if token_level else value
+def expected_output_names(architecture: str, config: dict) -> list[str]:
+    """What a model of this class returns and the tests compare: logits for a head class, else the last hidden
+    state (+ the pooled output when the class has a pooler); and every hidden state."""
+    from paddleport.parity.outputs import class_layout
+
+    layout = class_layout(config, architecture)
+    main = ["logits"] if layout.head is not None else ["last_hidden_state"] + (["pooler_output"] if layout.pooler else [])
+    return main + [f"hidden_states[{index}]" for index in range(int(config["num_hidden_layers"]) + 1)]
 
 
-def forward_diffs(hf_model, paddle_model, batch: dict) -> dict[str, float]:
-    """Max |delta| of the main outputs and of every hidden state, transformers vs paddleport, float32, at the
-    positions the attention mask keeps."""
-    import numpy as np
+def forward_diffs(hf_model, paddle_model, batch: dict) -> dict:
+    """``metrics.Difference`` of every expected output (transformers vs paddleport, float32) at the positions its
+    meaning selects: per-token outputs where the attention mask keeps a token, per-sequence outputs on every row.
+    An expected output missing from either side fails; so does a NaN or an infinity (see ``assert_within``)."""
     import paddle
     import torch
 
+    from paddleport.parity.metrics import difference
+    from paddleport.parity.outputs import compared_positions, output_level
+
+    architecture, config = type(paddle_model).__name__, hf_model.config.to_dict()
+    assert type(hf_model).__name__ == architecture
     with torch.no_grad():
         expected = hf_model.eval()(**{k: torch.from_numpy(v) for k, v in batch.items()}, output_hidden_states=True)
     actual = paddle_model(**{k: paddle.to_tensor(v) for k, v in batch.items()}, output_hidden_states=True)
-    mask = batch["attention_mask"]
-    token_level_logits = "MaskedLM" in type(hf_model).__name__
-
-    def diff(want, got, token_level: bool) -> float:
-        return float(np.abs(at_kept_positions(want.numpy(), mask, token_level)
-                            - at_kept_positions(got.numpy(), mask, token_level)).max())
-
+    names = expected_output_names(architecture, config)
     diffs = {}
-    for name, token_level in (("logits", token_level_logits), ("last_hidden_state", True), ("pooler_output", False)):
-        if getattr(expected, name, None) is not None and getattr(actual, name, None) is not None:
-            diffs[name] = diff(getattr(expected, name), getattr(actual, name), token_level)
-    assert len(expected.hidden_states) == len(actual.hidden_states)
-    for index, (e, a) in enumerate(zip(expected.hidden_states, actual.hidden_states)):
-        diffs[f"hidden_states[{index}]"] = diff(e, a, True)
+    for name in names:
+        want, got = _named_output(expected, name), _named_output(actual, name)
+        assert want is not None and got is not None, f"{architecture}: {name} missing (transformers {want is not None}, " \
+                                                    f"Paddle {got is not None})"
+        keep = compared_positions(output_level(name, config, architecture), batch["attention_mask"])
+        diffs[name] = difference(got.numpy(), want.numpy(), keep)
+    assert len(expected.hidden_states) == len(actual.hidden_states) == int(config["num_hidden_layers"]) + 1
     return diffs
+
+
+def _named_output(output, name: str):
+    if name.startswith("hidden_states["):
+        return output.hidden_states[int(name[len("hidden_states["):-1])]
+    return getattr(output, name, None)
+
+
+def assert_within(diffs: dict, atol: float) -> None:
+    """Every difference finite on both sides and within atol; the message names the worst output."""
+    from paddleport.parity.metrics import largest
+
+    worst, diff = largest(diffs)
+    assert diff.within(atol), f"{worst}: {diff.describe_non_finite() or f'max |delta| {diff.max_abs:.3g} > {atol}'}"
 
 
 def openmp_threads() -> int:

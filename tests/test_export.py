@@ -10,7 +10,9 @@ import pytest
 
 from paddleport.cli import main
 from paddleport.errors import PaddleportError
-from tests.fixtures import at_kept_positions, make_tiny_hf_checkpoint
+from paddleport.parity.metrics import difference
+from paddleport.parity.outputs import compared_positions, output_level
+from tests.fixtures import make_tiny_hf_checkpoint
 
 
 def paddle_checkpoint(root: Path, architecture: str) -> Path:
@@ -47,31 +49,29 @@ def test_export_round_trip(workdir, architecture):
              "token_type_ids": np.zeros((5, 33), dtype=np.int64)}
     model = getattr(models, architecture).from_pretrained(paddle_dir)
     expected = eager_outputs(model, batch, report.outputs)
-    token_level = [name in TOKEN_LEVEL_OUTPUTS for name in report.outputs]
-    for want, got, per_token in zip(expected, Predictor(out)(batch), token_level):
-        assert kept_difference(want, got, mask, per_token) <= 1e-5
+    config = json.loads((paddle_dir / "config.json").read_text())
+    # per-token outputs where the mask keeps a token (padding rows are not part of the promise), per-sequence whole
+    keeps = [compared_positions(output_level(name, config, architecture), mask) for name in report.outputs]
+    for want, got, keep in zip(expected, Predictor(out)(batch), keeps, strict=True):
+        assert difference(got, want, keep).within(1e-5)
     loaded = paddle.jit.load(str(out / "model"))
     got = loaded(*(paddle.to_tensor(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
     got = got[0] if isinstance(got, (list, tuple)) else got
-    assert kept_difference(expected[0], got.numpy(), mask, token_level[0]) <= 1e-5
+    assert difference(got.numpy(), expected[0], keeps[0]).within(1e-5)
 
 
-TOKEN_LEVEL_OUTPUTS = ("last_hidden_state",)
-
-
-def kept_difference(want: np.ndarray, got: np.ndarray, mask: np.ndarray, token_level: bool) -> float:
-    """max |Δ| at the positions the attention mask keeps (padding rows are not part of the promise)."""
-    return float(np.abs(at_kept_positions(want, mask, token_level) - at_kept_positions(got, mask, token_level)).max())
-
-
-def test_failed_verification_writes_nothing(workdir, monkeypatch):
+@pytest.mark.parametrize("change, message", [(lambda value: value + 1.0, "differs from eager by 1 > 1e-05"),
+                                             (lambda value: np.where(value > 0, np.nan, value), "non-finite")],
+                         ids=["shifted", "nan"])
+def test_failed_verification_writes_nothing(tmp_path, monkeypatch, change, message):
     from paddleport.parity import export
 
-    paddle_dir = paddle_checkpoint(workdir / "fail", "BertModel")
+    paddle_dir = paddle_checkpoint(tmp_path, "BertModel")
+    real = export.eager_outputs
     monkeypatch.setattr(export, "eager_outputs",
-                        lambda model, batch, names: [np.full((1,), 1.0, np.float32) for _ in names])
-    out = workdir / "never"
-    with pytest.raises(PaddleportError, match="differs from eager"):
+                        lambda model, batch, names: [change(value) for value in real(model, batch, names)])
+    out = tmp_path / "never"
+    with pytest.raises(PaddleportError, match=message):
         export.export_model(paddle_dir, out)
     assert not out.exists() and not list(out.parent.glob(".never.*"))
 

@@ -9,7 +9,7 @@ from paddleport import models
 from paddleport.convert import convert_checkpoint
 from paddleport.models.presets import BERT_BASE_UNCASED, SQUEEZEBERT_UNCASED
 from tests.checkpoint_variants import write_variant
-from tests.fixtures import MINILM_DIR, forward_diffs, make_tiny_hf_model, qqp_batch
+from tests.fixtures import MINILM_DIR, assert_within, expected_output_names, forward_diffs, make_tiny_hf_model, qqp_batch
 
 ATOL = 1e-5
 
@@ -38,9 +38,8 @@ def batch():
     return qqp_batch()
 
 
-def assert_close(diffs: dict[str, float]) -> None:
-    worst = max(diffs, key=diffs.get)
-    assert diffs[worst] <= ATOL, f"{worst}: max |delta| {diffs[worst]:.3g} > {ATOL}"
+def assert_close(diffs: dict) -> None:
+    assert_within(diffs, ATOL)
 
 
 @pytest.mark.parametrize("architecture,variant,overrides", CASES,
@@ -52,7 +51,8 @@ def test_converted_tiny_model_matches_transformers(tmp_path, batch, architecture
     assert not report.newly_initialised and not report.dropped
     paddle_model = getattr(models, architecture).from_pretrained(tmp_path / "paddle")
     diffs = forward_diffs(hf_model, paddle_model, batch)
-    assert {"hidden_states[0]", "hidden_states[2]"} <= set(diffs)
+    assert list(diffs) == expected_output_names(architecture, hf_model.config.to_dict())
+    assert ("pooler_output" in diffs) == (architecture.endswith("Model"))  # the base classes' pooled output
     assert_close(diffs)
 
 
@@ -64,7 +64,7 @@ def test_real_minilm_checkpoint_matches_transformers(tmp_path, batch):
     paddle_model = models.AutoModel.from_pretrained(tmp_path / "minilm")
     assert type(paddle_model).__name__ == "BertModel"
     diffs = forward_diffs(hf_model, paddle_model, batch)
-    assert len([k for k in diffs if k.startswith("hidden_states")]) == 7
+    assert list(diffs) == ["last_hidden_state", "pooler_output"] + [f"hidden_states[{i}]" for i in range(7)]
     assert_close(diffs)
 
 

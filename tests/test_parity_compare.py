@@ -13,10 +13,15 @@ from paddleport.cli import main
 from paddleport.errors import PaddleportError
 from tests.fixtures import make_tiny_hf_checkpoint
 
-ARCHITECTURES = (
-    "BertModel", "BertForSequenceClassification", "BertForMaskedLM",
-    "SqueezeBertModel", "SqueezeBertForSequenceClassification", "SqueezeBertForMaskedLM",
-)
+# What each class outputs beyond embeddings and the layers' hidden states (BertForMaskedLM has no pooler;
+# SqueezeBertForMaskedLM computes one, as in transformers).
+OUTPUTS_AFTER_LAYERS = {
+    "BertModel": ["pooler_output"], "BertForSequenceClassification": ["pooler_output", "logits"],
+    "BertForMaskedLM": ["logits"], "SqueezeBertModel": ["pooler_output"],
+    "SqueezeBertForSequenceClassification": ["pooler_output", "logits"],
+    "SqueezeBertForMaskedLM": ["pooler_output", "logits"],
+}
+ARCHITECTURES = tuple(OUTPUTS_AFTER_LAYERS)
 
 
 def converted_pair(root: Path, architecture: str, **overrides) -> tuple[Path, Path]:
@@ -48,8 +53,7 @@ def bert_pair(workdir) -> tuple[Path, Path]:
 
 def test_forward_parity_every_head(graded_report):
     names = [diff.name for diff in graded_report.tensors]
-    assert names[:3] == ["embeddings", "layer.0", "layer.1"]
-    assert ("logits" in names) != graded_report.architecture.endswith("Model")
+    assert names == ["embeddings", "layer.0", "layer.1", *OUTPUTS_AFTER_LAYERS[graded_report.architecture]]
     assert graded_report.first_failure is None
     assert all(diff.max_abs <= 1e-5 and diff.numel > 0 for diff in graded_report.tensors)
     assert graded_report.inputs["shortest"] == 1 and graded_report.inputs["longest"] == 128
@@ -57,7 +61,11 @@ def test_forward_parity_every_head(graded_report):
 
 def test_gradient_parity_every_head(graded_report):
     grad = graded_report.grad
-    assert grad is not None and len(grad.tensors) > 20
+    from safetensors import safe_open
+
+    with safe_open(Path(graded_report.paddle_dir) / "model.safetensors", "np") as stored:
+        parameters = len(list(stored.keys()))  # every parameter of the Paddle checkpoint has its gradient compared
+    assert grad is not None and len(grad.tensors) == parameters
     assert grad.loss.max_abs <= 1e-5 * max(1.0, grad.loss.ref_max_abs), grad.loss
     for diff in grad.tensors:
         assert diff.max_abs <= 1e-5 or diff.max_abs <= 1e-5 * diff.ref_max_abs, diff
@@ -85,6 +93,42 @@ def test_perturbed_layer_is_named_first_failure(bert_pair, workdir, capsys):
     by_name = {t["name"]: t for t in report["tensors"]}
     assert by_name["layer.0"]["max_abs"] <= 1e-5 < by_name["layer.1"]["max_abs"]
     assert "FAIL: first tensor over atol 1e-05 is layer.1" in capsys.readouterr().out
+
+
+def with_nan_weight(model_dir: Path, out: Path, tensor: str) -> Path:
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(model_dir, out)
+    weights = load_file(out / "model.safetensors")
+    weights[tensor][0, 0] = np.nan
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt" if "hf" in out.name else "paddle"})
+    return out
+
+
+@pytest.mark.parametrize("side", ["hf", "paddle"])
+def test_nan_weight_on_either_side_fails_forward_and_gradients(bert_pair, workdir, side, capsys):
+    """One NaN weight is a failure (never max |Δ| 0.0): counted, its first position named, JSON strict."""
+    hf_dir, paddle_dir = bert_pair
+    tensor = "bert.encoder.layer.1.output.dense.weight"
+    if side == "hf":
+        hf_dir = with_nan_weight(hf_dir, workdir / "nan-hf", tensor)
+    else:
+        paddle_dir = with_nan_weight(paddle_dir, workdir / "nan-paddle", tensor)
+    report_path = workdir / f"nan-{side}.json"
+    assert main(["compare", str(hf_dir), str(paddle_dir), "--grad", "--limit", "4", "--json", str(report_path)]) == 1
+    text = report_path.read_text()
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON: non-finite numbers are null
+    report = json.loads(text)
+    assert report["passed"] is False and report["first_failure"] == "layer.1"
+    by_name = {t["name"]: t for t in report["tensors"]}
+    assert by_name["layer.0"]["non_finite"] == 0 and by_name["layer.0"]["passed"] is True
+    layer = by_name["layer.1"]
+    assert layer["max_abs"] is None and layer["non_finite"] > 0 and layer["passed"] is False
+    assert layer["first_non_finite"] == {"batch": 0, "index": [0, 0, 0]}
+    assert by_name["logits"]["passed"] is False and report["grad"]["passed"] is False
+    out = capsys.readouterr().out
+    assert "forward FAIL: first tensor over atol 1e-05 is layer.1" in out and "non-finite, first at batch 0" in out
+    assert "grad    FAIL at loss" in out or "grad    FAIL at" in out
 
 
 def test_cli_pass_writes_json(bert_pair, workdir, capsys):
@@ -213,11 +257,25 @@ def test_real_minilm_checkpoint_passes_at_1e5(workdir):
     assert max(diff.max_abs for diff in report.tensors) <= 1e-5
 
 
-def test_padding_positions_are_left_out():
-    from paddleport.parity.inputs import kept_positions
+def test_positions_follow_each_outputs_meaning_not_its_shape():
+    """Per-token outputs are compared where the mask keeps a token; per-sequence outputs on every row, even when
+    their width equals the padded length (a 3-label classifier on 3-token batches)."""
+    from paddleport.parity.metrics import difference
+    from paddleport.parity.outputs import SEQUENCE, TOKEN, compared_outputs, compared_positions
 
-    kept = np.array([[True, True, False], [True, False, False]])
-    hidden = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
-    np.testing.assert_array_equal(kept_positions(hidden, kept), hidden[[0, 0, 1], [0, 1, 0]])
-    logits = np.ones((2, 5), dtype=np.float32)
-    assert kept_positions(logits, kept) is logits
+    kept = np.array([[1, 1, 0], [1, 0, 0]])
+    hidden = np.zeros((2, 3, 4))
+    shifted = hidden.copy()
+    shifted[0, 2] = 1.0  # a padding position differs: not compared
+    assert difference(shifted, hidden, compared_positions(TOKEN, kept)).max_abs == 0.0
+    logits = np.zeros((2, 3))
+    wrong = logits.copy()
+    wrong[1, 2] = 1.0  # a label column that "looks like" padding by shape: compared
+    assert difference(wrong, logits, compared_positions(SEQUENCE, kept)).max_abs == 1.0
+    config = {"model_type": "bert", "num_hidden_layers": 2}
+    assert compared_outputs(config, "BertForSequenceClassification") == {
+        "embeddings": TOKEN, "layer.0": TOKEN, "layer.1": TOKEN, "pooler_output": SEQUENCE, "logits": SEQUENCE}
+    assert compared_outputs(config, "BertForMaskedLM") == {
+        "embeddings": TOKEN, "layer.0": TOKEN, "layer.1": TOKEN, "logits": TOKEN}
+    assert list(compared_outputs({**config, "model_type": "squeezebert"}, "SqueezeBertForMaskedLM"))[-2:] == [
+        "pooler_output", "logits"]

@@ -34,6 +34,38 @@ def test_gradient_criterion_is_atol_or_scaled_by_magnitude():
     assert not small.check_atol_or_scaled(1e-5, 1e-5)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("side", ["ours", "reference"])
+def test_non_finite_values_are_failures_with_count_and_first_position(bad, side):
+    from paddleport.parity.metrics import difference, largest
+
+    clean = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    broken = clean.copy()
+    broken[1, 0, 2] = broken[1, 2, 3] = bad
+    ours, reference = (broken, clean) if side == "ours" else (clean, broken)
+    diff = difference(ours, reference)
+    assert diff.non_finite == 2 and diff.first_non_finite == (1, 0, 2)
+    assert diff.max_abs == np.inf and not diff.within(1e30) and max(0.0, diff.max_abs) == np.inf
+    assert diff.as_json()["max_abs"] is None and diff.as_json()["first_non_finite"] == [1, 0, 2]
+    kept = np.array([[True, True, True], [False, True, True]])  # the first bad position is not compared
+    assert difference(ours, reference, kept).first_non_finite == (1, 2, 3)
+    assert difference(ours, reference, kept & np.array([True, True, False])).within(0.0)
+    name, worst = largest({"fine": difference(clean + 1, clean), "bad": diff})
+    assert name == "bad" and worst is diff
+    tensor = TensorDiff("t")
+    tensor.update(clean, clean, batch=0)
+    tensor.update(ours, reference, batch=1)
+    assert not tensor.check_atol(1.0) and not tensor.check_atol_or_scaled(1.0, 1.0)
+    assert tensor.first_non_finite == {"batch": 1, "index": [1, 0, 2]} and tensor.non_finite == 2
+    assert tensor.mean_abs == 0.0 and tensor.numel == 48  # the finite positions' mean; all positions counted
+
+
+def test_both_sides_nan_is_still_a_failure():
+    from paddleport.parity.metrics import difference
+
+    assert not difference(np.array([np.nan]), np.array([np.nan])).within(1.0)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     from transformers import AutoTokenizer

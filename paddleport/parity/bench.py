@@ -36,6 +36,7 @@ from paddleport.errors import PaddleportError
 from paddleport.parity import devices
 from paddleport.parity.loading import CheckpointPair, architecture_of, read_config
 from paddleport.parity.onnx_runtime import onnxruntime_supports
+from paddleport.parity.metrics import difference, json_number
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MAX_ROW_SECONDS = 60.0  # stop timing a row after this long (at least MIN_ITERS calls)
@@ -75,7 +76,9 @@ class BenchRow:
     p90_ms: float | None = None
     samples_per_s: float | None = None
     peak_mem_mb: float | None = None
-    max_abs_diff: float | None = None
+    max_abs_diff: float | None = None  # null in JSON when an output value is non-finite (see non_finite)
+    non_finite: int = 0  # output positions where either side is NaN/inf, and the first one's index
+    first_non_finite: list[int] | None = None
     iters: int = 0
     skipped: str | None = None
     runtime: dict | None = None  # the CPU (model, vendor, ISA flags) and the settings applied (paddleport.runtime)
@@ -427,7 +430,10 @@ def _fill(row: BenchRow, timing: Timing, samples: int, reference: np.ndarray | N
     row.peak_mem_mb = timing.peak_mem_mb
     row.iters = len(timing.latencies_s)
     if reference is not None and timing.output is not None and timing.output.shape == reference.shape:
-        row.max_abs_diff = float(np.abs(timing.output - reference).max())
+        diff = difference(timing.output, reference)
+        row.max_abs_diff = json_number(diff.max_abs)
+        row.non_finite = diff.non_finite
+        row.first_non_finite = list(diff.first_non_finite) if diff.first_non_finite is not None else None
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -501,7 +507,8 @@ def format_markdown(rows: list[BenchRow]) -> str:
         if row.skipped:
             numbers = f"skipped: {row.skipped} | | | | |"
         else:
-            diff = f"{row.max_abs_diff:.2e}" if row.max_abs_diff is not None else "-"
+            diff = (f"{row.non_finite} non-finite, first at {tuple(row.first_non_finite)}" if row.non_finite
+                    else f"{row.max_abs_diff:.2e}" if row.max_abs_diff is not None else "-")
             peak = f"{row.peak_mem_mb:.0f}" if row.peak_mem_mb is not None else "-"
             numbers = f"{row.median_ms:.1f} | {row.p90_ms:.1f} | {row.samples_per_s:.1f} | {peak} | {diff}"
         lines.append(f"| {row.model} | {row.framework} | {row.mode} | {row.dtype} | {row.scenario} | "

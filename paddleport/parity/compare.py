@@ -27,8 +27,9 @@ import numpy as np
 
 from paddleport.errors import PaddleportError
 from paddleport.parity import devices
-from paddleport.parity.inputs import DEFAULT_LIMIT, EncodedBatches, kept_positions, load_parity_batches
+from paddleport.parity.inputs import DEFAULT_LIMIT, EncodedBatches, load_parity_batches
 from paddleport.parity.loading import CheckpointPair, check_pair, load_paddle_model, load_torch_model
+from paddleport.parity.outputs import compared_outputs, compared_positions
 from paddleport.parity.report import GradReport, ParityReport, TensorDiff
 
 # Default max |Δ| per dtype.  Half precision carries ~3 (bf16) or ~4 (fp16) significant digits, and the
@@ -95,12 +96,13 @@ def _load_adapted_pair(pair: CheckpointPair, hf_adapter, paddle_adapter, grad: b
 def _compare_loaded(pair: CheckpointPair, torch_model, paddle_model, encoded: EncodedBatches, *, atol: float,
                     grad: bool, dtype: str, device: str, seed: int) -> ParityReport:
     with exact_float32_matmuls(device):
-        tensors = forward_diffs(torch_model, paddle_model, encoded, dtype=dtype, device=device)
+        tensors = forward_diffs(torch_model, paddle_model, encoded, expected, dtype=dtype, device=device)
         grad_report = None
         if grad:
             grad_report = gradient_diffs(torch_model, paddle_model, pair, encoded.batches[0], atol=atol,
                                          dtype=dtype, device=device, seed=seed)
-    first_failure = next((diff.name for diff in tensors if not diff.check_atol(atol)), None)
+    verdicts = [diff.check_atol(atol) for diff in tensors]  # every tensor gets its verdict, not only up to the first
+    first_failure = next((diff.name for diff, passed in zip(tensors, verdicts) if not passed), None)
     passed = first_failure is None and (grad_report is None or grad_report.passed)
     return ParityReport(
         passed=passed, atol=atol, dtype=dtype, device=device, architecture=pair.architecture,
@@ -147,20 +149,25 @@ def _checked_max_length(pair: CheckpointPair, max_length: int | None) -> int:
 
 # --- forward ---------------------------------------------------------------------------------
 
-def forward_diffs(torch_model, paddle_model, encoded: EncodedBatches, *, dtype: str = "float32",
-                  device: str = "cpu") -> list[TensorDiff]:
-    """Per-tensor differences over every batch, in forward order."""
+def forward_diffs(torch_model, paddle_model, encoded: EncodedBatches, expected: dict[str, str], *,
+                  dtype: str = "float32", device: str = "cpu") -> list[TensorDiff]:
+    """Per-tensor differences over every batch, in forward order.
+
+    ``expected`` (``outputs.compared_outputs``) names every tensor to compare and whether it is per token or per
+    sequence; an output missing from either framework, or one not expected, is an error, never a silent skip.
+    """
     torch_run = TorchRunner(torch_model, dtype, device)
     paddle_run = PaddleRunner(paddle_model, dtype, device)
-    diffs: dict[str, TensorDiff] = {}
-    for batch in encoded.batches:
+    diffs = {name: TensorDiff(name) for name in expected}
+    for index, batch in enumerate(encoded.batches):
         reference, ours = torch_run.outputs(batch), paddle_run.outputs(batch)
-        kept = batch["attention_mask"].astype(bool)
-        for name, value in reference.items():
-            if name not in ours:
-                raise PaddleportError(None, f"the Paddle model produced no {name} (it returned {', '.join(ours)})")
-            diffs.setdefault(name, TensorDiff(name)).update(kept_positions(ours[name], kept),
-                                                            kept_positions(value, kept))
+        for framework, named in (("transformers", reference), ("Paddle", ours)):
+            if list(named) != list(expected):
+                raise PaddleportError(None, f"the {framework} model produced {', '.join(named)}; expected "
+                                            f"{', '.join(expected)}")
+        for name, level in expected.items():
+            diffs[name].update(ours[name], reference[name], compared_positions(level, batch["attention_mask"]),
+                               batch=index)
     return list(diffs.values())
 
 
@@ -282,10 +289,14 @@ def gradient_diffs(torch_model, paddle_model, pair: CheckpointPair, batch: dict[
     torch_loss, torch_grads = _torch_gradients(torch_model, batch, labels, base_weights, dtype, device)
     paddle_loss, paddle_grads = _paddle_gradients(paddle_model, batch, labels, base_weights, dtype, device)
     loss = TensorDiff("loss")
-    loss.update(np.asarray(paddle_loss), np.asarray(torch_loss))
+    loss.update(np.asarray(paddle_loss), np.asarray(torch_loss))  # a NaN loss fails (metrics.difference)
     loss.check_atol_or_scaled(atol, GRAD_RTOL_OF_MAX)
+    specs = parameter_specs(pair.config, pair.architecture)
+    uncompared = sorted(set(paddle_grads) - {spec.paddle_name for spec in specs})
+    if uncompared:  # every parameter of the Paddle model has its gradient compared
+        raise PaddleportError(None, f"Paddle parameters outside the conversion table: {', '.join(uncompared[:5])}")
     diffs = []
-    for spec in parameter_specs(pair.config, pair.architecture):
+    for spec in specs:
         if spec.hf_name not in torch_grads or spec.paddle_name not in paddle_grads:
             missing = spec.hf_name if spec.hf_name not in torch_grads else spec.paddle_name
             raise PaddleportError(None, f"no gradient for parameter {missing}")

@@ -24,8 +24,9 @@ from paddleport.convert.converter import copy_tokenizer_files
 from paddleport.errors import PaddleportError
 from paddleport.fsutil import atomic_directory, check_output_target
 from paddleport.parity.inference import PROGRAM_STEM, Predictor, PredictorOptions, program_files
-from paddleport.parity.inputs import kept_positions
 from paddleport.parity.loading import architecture_of, read_config
+from paddleport.parity.metrics import Difference, difference
+from paddleport.parity.outputs import compared_positions, output_level
 
 EXPORT_ATOL = 1e-5
 EXPORT_INFO = "export_info.json"
@@ -47,7 +48,7 @@ class ExportReport:
     format: str = "paddle"
 
     def as_json(self) -> dict:
-        return asdict(self)
+        return asdict(self)  # written only after verification passed: every difference is finite
 
     def summary(self) -> str:
         worst = max(self.max_abs_diff.values()) if self.max_abs_diff else 0.0
@@ -62,7 +63,8 @@ def export_model(paddle_dir: str | Path, out_dir: str | Path, *, force: bool = F
     paddle_dir, out_dir = Path(paddle_dir), Path(out_dir)
     if fmt not in FORMATS:
         raise PaddleportError("--format", f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    architecture = architecture_of(read_config(paddle_dir), paddle_dir)
+    config = read_config(paddle_dir)
+    architecture = architecture_of(config, paddle_dir)
     check_output_target(out_dir, reads_from=[paddle_dir])
     if os.path.lexists(out_dir) and not force:
         raise PaddleportError(out_dir, "already exists (pass --force to replace it)")
@@ -71,9 +73,10 @@ def export_model(paddle_dir: str | Path, out_dir: str | Path, *, force: bool = F
         program_dir = staging / ".program" if fmt == "onnx" else staging
         program_dir.mkdir(exist_ok=True)
         names = save_static(model, program_dir)
-        diffs = verify_export(model, program_dir, names, vocab_size=model.config.vocab_size, atol=atol)
+        levels = [output_level(name, config, architecture) for name in names]  # per token or per sequence
+        diffs = verify_export(model, program_dir, names, levels, vocab_size=model.config.vocab_size, atol=atol)
         if fmt == "onnx":
-            diffs.update(_export_onnx(model, program_dir, staging / ONNX_FILE, names, atol))
+            diffs.update(_export_onnx(model, program_dir, staging / ONNX_FILE, names, levels, atol))
             shutil.rmtree(program_dir)
             files = (str(out_dir / ONNX_FILE), None)
         else:
@@ -86,31 +89,32 @@ def export_model(paddle_dir: str | Path, out_dir: str | Path, *, force: bool = F
     return report
 
 
-def _export_onnx(model, program_dir: Path, onnx_path: Path, names: list[str], atol: float) -> dict[str, float]:
+def _export_onnx(model, program_dir: Path, onnx_path: Path, names: list[str], levels: list[str], atol: float
+                 ) -> dict[str, float]:
     """paddle2onnx on the verified program, then ONNX Runtime against eager like the program itself."""
     from paddleport.parity.onnx_runtime import OnnxSession, export_paddle_onnx
 
     export_paddle_onnx(program_dir, onnx_path)
     session = OnnxSession(onnx_path, device="cpu", threads=1)
-    worst = max_kept_difference(model, names, session, model.config.vocab_size)
+    worst = max_kept_difference(model, names, levels, session, model.config.vocab_size)
     _check_within("onnxruntime", worst, atol)
-    return {"onnxruntime": worst}
+    return {"onnxruntime": worst.max_abs}
 
 
-def max_kept_difference(model, names: list[str], run, vocab_size: int) -> float:
-    """Largest |Δ| of ``run(batch)`` (a list of outputs) against eager over the check batches, at kept positions."""
-    worst = 0.0
+def max_kept_difference(model, names: list[str], levels: list[str], run, vocab_size: int) -> Difference:
+    """|Δ| of ``run(batch)`` (a list of outputs) against eager over the check batches: per-token outputs at the
+    positions the attention mask keeps (padding is never read; see parity.compare), per-sequence outputs whole."""
+    worst = Difference()
     for batch in check_batches(vocab_size, model.config.max_position_embeddings):
-        kept = batch["attention_mask"].astype(bool)  # padding positions are never read; see parity.compare
-        for want, got in zip(eager_outputs(model, batch, names), run(batch)):
-            worst = max(worst, float(np.abs(kept_positions(want, kept) - kept_positions(got, kept)).max()))
+        for want, got, level in zip(eager_outputs(model, batch, names), run(batch), levels, strict=True):
+            worst = worst.merged(difference(got, want, compared_positions(level, batch["attention_mask"])))
     return worst
 
 
-def _check_within(path: str, diff: float, atol: float) -> None:
-    if not diff <= atol:
-        raise PaddleportError(None, f"exported program ({path}) differs from eager by {diff:.3g} > {atol:g}; "
-                                    "nothing was written")
+def _check_within(path: str, diff: Difference, atol: float) -> None:
+    if not diff.within(atol):
+        problem = diff.describe_non_finite() or f"differs from eager by {diff.max_abs:.3g} > {atol:g}"
+        raise PaddleportError(None, f"exported program ({path}) {problem}; nothing was written")
 
 
 def _load_eager(paddle_dir: Path, architecture: str):
@@ -163,9 +167,10 @@ def eager_outputs(model, batch: dict[str, np.ndarray], names: list[str]) -> list
     return [getattr(output, name).astype("float32").numpy() for name in names]
 
 
-def verify_export(model, directory: Path, names: list[str], *, vocab_size: int, atol: float) -> dict[str, float]:
-    """max |Δ| of jit.load and paddle.inference outputs against eager at the positions the attention mask keeps;
-    raise when over ``atol``."""
+def verify_export(model, directory: Path, names: list[str], levels: list[str], *, vocab_size: int,
+                  atol: float) -> dict[str, float]:
+    """max |Δ| of jit.load and paddle.inference outputs against eager (per-token outputs at the positions the
+    attention mask keeps, per-sequence outputs on every row); raise when over ``atol`` or not finite."""
     import paddle
 
     loaded = paddle.jit.load(str(directory / PROGRAM_STEM))
@@ -178,8 +183,8 @@ def verify_export(model, directory: Path, names: list[str], *, vocab_size: int, 
         return [t.numpy() for t in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
 
     predictor = Predictor(directory, PredictorOptions(device="cpu", dtype="float32", threads=1, onednn=False))
-    worst = {path: max_kept_difference(model, names, run, vocab_size)
+    worst = {path: max_kept_difference(model, names, levels, run, vocab_size)
              for path, run in (("jit.load", run_loaded), ("paddle.inference", predictor))}
     for path, diff in worst.items():
         _check_within(path, diff, atol)
-    return worst
+    return {path: diff.max_abs for path, diff in worst.items()}

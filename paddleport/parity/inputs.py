@@ -183,8 +183,3 @@ def load_tokenizer(model_dir: str | Path):
         return AutoTokenizer.from_pretrained(str(model_dir))
     except (OSError, ValueError) as error:
         raise PaddleportError(model_dir, f"no usable tokenizer ({str(error).splitlines()[0]})") from None
-
-
-def kept_positions(value: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """Per-token outputs ([batch, seq, ...]) at the positions the attention mask keeps; others unchanged."""
-    return value[kept] if value.shape[:2] == kept.shape else value
