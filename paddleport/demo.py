@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from paddleport.errors import PaddleportError
@@ -46,49 +47,71 @@ def write_hf_classifier(source: Path | None, out: Path, seed: int) -> Path:
     return out
 
 
-def parity_lines(hf_dir: Path, paddle_dir: Path) -> list[str]:
-    from paddleport.parity.demo import demo_step
+@dataclass
+class Verdict:
+    label: str
+    passed: bool
+    lines: list[str]  # e.g. the forward and the gradient verdict of one pair
 
-    return [demo_step(hf_dir, paddle_dir)]
+
+@dataclass
+class DemoResult:
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(verdict.passed for verdict in self.verdicts)
+
+    def summary(self) -> str:
+        return "\n".join(f"{verdict.label}: {line}" for verdict in self.verdicts for line in verdict.lines)
 
 
-def run_demo(out_dir: Path, *, train: bool = True) -> str:
-    """Run every demo step into ``out_dir`` (replaced), printing as it goes; returns the closing summary."""
+def demo_pairs(minilm: Path, out_dir: Path) -> dict[str, Path]:
+    """The demo's Hugging Face classifiers: the real MiniLM with a seeded QQP head, seeded squeezebert-uncased."""
+    return {
+        "all-MiniLM-L6-v2 + seeded QQP head": write_hf_classifier(minilm, out_dir / "minilm-qqp-hf", seed=0),
+        "squeezebert-uncased (seeded random)": write_hf_classifier(None, out_dir / "squeezebert-uncased-hf", seed=0),
+    }
+
+
+def run_demo(out_dir: Path, *, train: bool = True, pairs: dict[str, Path] | None = None) -> DemoResult:
+    """Run every demo step into ``out_dir`` (replaced), printing as it goes; returns every verdict.
+
+    ``pairs`` (label -> Hugging Face directory) replaces the two default models (tests use tiny ones).
+    """
     from paddleport.convert import convert_checkpoint
+    from paddleport.parity.demo import demo_step
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     minilm = minilm_dir()
-    summary = []
+    result = DemoResult()
 
     print("== 1. convert ==", flush=True)
-    report = convert_checkpoint(minilm, out_dir / "minilm-paddle", progress=False)
-    print(report.summary())
-    pairs = {
-        "all-MiniLM-L6-v2 + seeded QQP head": write_hf_classifier(minilm, out_dir / "minilm-qqp-hf", seed=0),
-        "squeezebert-uncased (seeded random)": write_hf_classifier(None, out_dir / "squeezebert-uncased-hf", seed=0),
-    }
+    if train or pairs is None:
+        print(convert_checkpoint(minilm, out_dir / "minilm-paddle", progress=False).summary())
     converted = {}
-    for label, hf_dir in pairs.items():
-        paddle_dir = hf_dir.with_name(hf_dir.name.removesuffix("-hf") + "-paddle")
+    for label, hf_dir in (pairs if pairs is not None else demo_pairs(minilm, out_dir)).items():
+        paddle_dir = out_dir / (Path(hf_dir).name.removesuffix("-hf") + "-paddle")
         print(convert_checkpoint(hf_dir, paddle_dir, progress=False).summary())
         converted[label] = (hf_dir, paddle_dir)
 
     print("\n== 2. parity with transformers on real QQP pairs, and speed ==", flush=True)
     for label, (hf_dir, paddle_dir) in converted.items():
         print(f"-- {label}")
-        lines = parity_lines(hf_dir, paddle_dir)
-        print("\n".join(lines), flush=True)
-        summary.append(f"{label}: {lines[0].splitlines()[1]}")
+        step = demo_step(hf_dir, paddle_dir)
+        print(step.text, flush=True)
+        result.verdicts.append(Verdict(label, step.report.passed, step.report.verdict_lines()))
 
     if train:
         from paddleport.glue_runners.demo import demo_step as glue_demo_step
 
         print("\n== 3. fine-tune MiniLM on the QQP sample in both frameworks (short, bounded run) ==", flush=True)
-        table = glue_demo_step(out_dir / "minilm-paddle", minilm, out_dir / "glue")
-        print(table)
-    return "\n".join(summary)
+        fine_tune = glue_demo_step(out_dir / "minilm-paddle", minilm, out_dir / "glue")
+        print(fine_tune.text)
+        result.verdicts.append(Verdict("all-MiniLM-L6-v2 on the QQP sample", fine_tune.passed, [fine_tune.verdict()]))
+    return result
 
 
 def register(subparsers) -> None:
@@ -99,6 +122,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = run_demo(args.out_dir, train=not args.no_train)
-    print("\n== verdicts ==\n" + summary)
-    return 0
+    """Exit 0 when every verdict passed, 1 when any failed."""
+    result = run_demo(args.out_dir, train=not args.no_train)
+    print("\n== verdicts ==\n" + result.summary())
+    print("ALL PASS" if result.passed else "FAIL: at least one verdict failed")
+    return 0 if result.passed else 1

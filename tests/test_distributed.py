@@ -18,6 +18,7 @@ import pytest
 from paddleport.data import QQP_KSHOT_DIR
 from paddleport.glue_runners import GlueRunConfig, run_glue
 from paddleport.glue_runners.checkpoints import list_checkpoints
+from paddleport.parity.metrics import difference, largest, named_differences
 from paddleport.glue_runners.distributed import (LAUNCH_VARIABLE_PREFIXES, environment_without_launch,
                                                  launch_command, run_launch)
 from tests.fixtures import make_tiny_hf_checkpoint
@@ -92,7 +93,7 @@ def assert_same_run(expected_out: Path, got_out: Path, tolerance: float = LOSS_T
     """Same loss at every step, same dev metrics, same final weights."""
     expected_losses, got_losses = step_losses(expected_out), step_losses(got_out)
     assert len(got_losses) == len(expected_losses) == STEPS
-    assert np.abs(np.subtract(got_losses, expected_losses)).max() < tolerance, (expected_losses, got_losses)
+    assert difference(got_losses, expected_losses).within(tolerance), (expected_losses, got_losses)
     expected, got = (json.loads((out / "metrics.json").read_text()) for out in (expected_out, got_out))
     assert got["eval_samples"] == expected["eval_samples"] == 31
     for expected_eval, got_eval in zip(expected["evaluations"], got["evaluations"], strict=True):
@@ -104,7 +105,8 @@ def assert_same_run(expected_out: Path, got_out: Path, tolerance: float = LOSS_T
     reference = final_weights(expected_out)
     weights = final_weights(got_out)
     assert weights.keys() == reference.keys()
-    assert max(np.abs(weights[name] - value).max() for name, value in reference.items()) < tolerance
+    name, diff = largest(named_differences(weights, reference))
+    assert diff.within(tolerance), (name, diff)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +184,7 @@ def test_torch_zero1_with_bf16_and_accumulation_killed_and_resumed_equals_one_pr
     assert "sharding zero1" in output and "stopped after 7 steps" in output
     launch_ok("torch", 2, cli_arguments("torch", tiny_bert, out, amp="bf16", sharding="zero1", resume=True),
               tmp_path / "logs")  # the consolidated ZeRO optimizer state goes back into the shards
-    assert_same_run(reference, out, tolerance=1e-3)  # bf16 autocast: measured 2e-5
+    assert_same_run(reference, out, tolerance=1e-4)  # bf16 autocast: measured 2e-5
 
 
 def test_torch_fsdp_run_killed_and_resumed_as_zero2_equals_one_process(tiny_bert, references, tmp_path):

@@ -12,7 +12,7 @@ from paddleport.convert import convert_checkpoint
 from paddleport.dropout_masks import DropoutMaskStream, counter_hash32, keep_threshold, site_id
 from paddleport.glue_runners import run_glue
 from paddleport.glue_runners.backends import torch_dropout
-from paddleport.glue_runners.parity import largest_difference
+from paddleport.parity.metrics import largest, named_differences
 from paddleport.models import AutoModelForSequenceClassification, layers
 from tests.fixtures import make_tiny_hf_checkpoint, qqp_batch
 from tests.test_glue_runner import small_config
@@ -126,6 +126,6 @@ def test_fine_tunes_end_alike_in_both_frameworks_also_with_checkpointing(tmp_pat
         weights[name] = load_file(str(final_model / "model.safetensors"))
 
     for name in ("paddle", "torch-recompute", "paddle-recompute"):
-        assert largest_difference(weights["torch"], weights[name])[1] < 1e-4, name
+        assert largest(named_differences(weights[name], weights["torch"]))[1].within(1e-4), name
         np.testing.assert_allclose(losses[name], losses["torch"], rtol=0, atol=1e-5)
-    assert largest_difference(weights["torch"], weights["paddle-native"])[1] > 1e-3
+    assert largest(named_differences(weights["paddle-native"], weights["torch"]))[1].max_abs > 1e-3

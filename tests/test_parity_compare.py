@@ -238,8 +238,10 @@ def test_demo_step_prints_verdict_and_table(bert_pair):
     from paddleport.parity.bench import BenchOptions
     from paddleport.parity.demo import demo_step
 
-    text = demo_step(*bert_pair, bench=BenchOptions(batch_sizes=(2,), seq_lens=(8,), iters=2, warmup=1,
+    step = demo_step(*bert_pair, bench=BenchOptions(batch_sizes=(2,), seq_lens=(8,), iters=2, warmup=1,
                                                      paths=("torch eager", "paddle eager")))
+    text = step.text
+    assert step.report.passed and step.report.grad.passed
     assert "forward PASS" in text and "grad    PASS" in text
     assert "| torch | eager | float32 |" in text and "| paddle | eager | float32 |" in text
 

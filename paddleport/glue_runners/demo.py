@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from paddleport.glue_runners.reporting import framework_comparison
@@ -12,9 +14,29 @@ DEMO_SETTINGS = dict(task="qqp", max_train_samples=1024, max_eval_samples=200, e
                      dropout_masks="shared")  # the parity device, asked for: both runs draw the same masks
 
 
-def demo_step(minilm_paddle_dir: str | Path, minilm_hf_dir: str | Path, out_dir: str | Path) -> str:
+# README's fine-tuning target: the two frameworks' dev accuracies within 1 point.
+MAX_ACCURACY_GAP = 0.01
+
+
+@dataclass
+class DemoFineTune:
+    results: dict[str, dict]  # each framework's metrics.json
+    accuracy_gap: float  # |dev accuracy paddle - torch|, last epoch (nan when a run has none)
+    text: str
+
+    @property
+    def passed(self) -> bool:
+        return self.accuracy_gap <= MAX_ACCURACY_GAP  # False for nan
+
+    def verdict(self) -> str:
+        state = "PASS" if self.passed else "FAIL"
+        return (f"fine-tune {state}: |dev accuracy paddle - torch| {100 * self.accuracy_gap:.1f} points "
+                f"(target <= {100 * MAX_ACCURACY_GAP:.0f})")
+
+
+def demo_step(minilm_paddle_dir: str | Path, minilm_hf_dir: str | Path, out_dir: str | Path) -> DemoFineTune:
     """Fine-tune all-MiniLM-L6-v2 (1,024 train pairs, 200 dev pairs, 1 epoch, max length 64) with torch from the
-    Hugging Face directory and with Paddle from the converted one; returns the two runs side by side."""
+    Hugging Face directory and with Paddle from the converted one; the two runs side by side and their verdict."""
     out_dir = Path(out_dir)
     models = {"torch": Path(minilm_hf_dir), "paddle": Path(minilm_paddle_dir)}
     results = {}
@@ -23,5 +45,8 @@ def demo_step(minilm_paddle_dir: str | Path, minilm_hf_dir: str | Path, out_dir:
                                                     cache_dir=out_dir / "cache", **DEMO_SETTINGS))
     settings = ", ".join(f"{key}={DEMO_SETTINGS[key]}" for key in ("max_train_samples", "max_eval_samples", "epochs",
                                                                    "max_length", "batch_size", "lr"))
-    return f"QQP sample fine-tuning ({settings}); reports in {out_dir}/<framework>/metrics.json\n" + \
-        framework_comparison(results)
+    accuracies = [results[framework]["epochs"][-1].get("eval_accuracy") for framework in models]
+    gap = abs(accuracies[1] - accuracies[0]) if None not in accuracies else math.nan
+    text = (f"QQP sample fine-tuning ({settings}); reports in {out_dir}/<framework>/metrics.json\n"
+            + framework_comparison(results))
+    return DemoFineTune(results, gap, text)

@@ -128,7 +128,8 @@ class ParityReport:
     paddle_dir: str
     tensors: list[TensorDiff]
     first_failure: str | None = None
-    positions: str = "positions kept by the attention mask (padding positions are not compared)"
+    positions: str = ("per-token outputs at the positions kept by the attention mask (padding is not compared); "
+                      "per-sequence outputs (pooled output, classification logits) on every row")
     inputs: dict = field(default_factory=dict)
     grad: GradReport | None = None
 
@@ -145,6 +146,10 @@ class ParityReport:
         return path
 
     def verdict(self) -> str:
+        return "\n".join(self.verdict_lines())
+
+    def verdict_lines(self) -> list[str]:
+        """The forward verdict, and the gradient verdict when gradients were compared."""
         forward = (
             f"PASS: {len(self.tensors)} tensors within atol {self.atol:g} ({self.architecture}, {self.dtype}, "
             f"{self.device}); largest max |Δ| {max(diff.max_abs for diff in self.tensors):.3g}"
@@ -159,7 +164,7 @@ class ParityReport:
             verdict = "PASS" if self.grad.passed else (
                 f"FAIL at {self.grad.first_failure} ({_failure_text(self.grad.diff(self.grad.first_failure))})")
             lines.append(f"grad    {verdict}: {len(self.grad.tensors)} parameter gradients, {worst_text}")
-        return "\n".join(lines)
+        return lines
 
     def _diff(self, name: str) -> TensorDiff:
         return next(diff for diff in self.tensors if diff.name == name)
