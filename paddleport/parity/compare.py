@@ -95,6 +95,7 @@ def _load_adapted_pair(pair: CheckpointPair, hf_adapter, paddle_adapter, grad: b
 
 def _compare_loaded(pair: CheckpointPair, torch_model, paddle_model, encoded: EncodedBatches, *, atol: float,
                     grad: bool, dtype: str, device: str, seed: int) -> ParityReport:
+    expected = compared_outputs(pair.config, pair.architecture)
     with exact_float32_matmuls(device):
         tensors = forward_diffs(torch_model, paddle_model, encoded, expected, dtype=dtype, device=device)
         grad_report = None
