@@ -1,6 +1,8 @@
 """paddleport diff: weights through rules, module matching, the porting-bug catalogue, dropout, training,
 optimizer state conversion (tiny models; the examples under examples/ are the models)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +106,9 @@ def test_non_finite_outputs_fail():
 
     report = diff(torch.nn.Linear(3, 4), Broken(3, 4), (np.ones((2, 3), np.float32),), grad=False)
     assert report.first_divergence == "" and report.modules[0].outputs[0].non_finite == 8
+    output = report.to_dict()["modules"][0]["outputs"][0]
+    assert output["max_abs"] is None and output["first_non_finite"] == [0, 0] and output["over_tolerance"] == 8
+    json.dumps(report.to_dict(), allow_nan=False)  # strict JSON
 
 
 def _mse_losses(target):

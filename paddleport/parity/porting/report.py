@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddleport.parity.report import REL_FLOOR
+from paddleport.parity.metrics import difference, json_number
 
 # (rtol, atol) per dtype, as torch.testing.assert_close sets them.
 DEFAULT_TOLERANCES = {
@@ -52,7 +52,8 @@ class TensorStats:
     mean_abs: float = 0.0
     max_rel: float = 0.0
     over_tolerance: int = 0  # elements with |Δ| > atol + rtol * |reference|, or not finite on either side
-    non_finite: int = 0
+    non_finite: int = 0  # elements NaN or infinite on either side (each a failure)
+    first_non_finite: list[int] | None = None
     problem: str | None = None  # a shape mismatch, say
 
     @property
@@ -60,30 +61,33 @@ class TensorStats:
         return self.problem is None and self.over_tolerance == 0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
+        """Strict JSON: an infinite statistic is null (``non_finite`` and ``first_non_finite`` say why)."""
+        data = asdict(self)
+        for key in ("max_abs", "mean_abs", "max_rel"):
+            data[key] = json_number(data[key])
+        return {**data, "passed": self.passed}
 
 
 def compare_arrays(name: str, ours: np.ndarray, reference: np.ndarray, dtype: str,
                    tolerance: tuple[float, float], relative_to: str = "element") -> TensorStats:
+    """Paddle's array against torch's: the statistics of ``parity.metrics.difference`` (a NaN or infinity on
+    either side is counted, never hidden), and how many elements exceed atol + rtol * |torch value| (or * the
+    largest |torch value| with ``relative_to="max"``), every non-finite one included."""
     rtol, atol = tolerance
     stats = TensorStats(name, dtype, list(reference.shape), rtol, atol, relative_to)
     if ours.shape != reference.shape:
         stats.problem = f"shape {list(ours.shape)} in Paddle vs {list(reference.shape)} in torch"
         return stats
-    if reference.size == 0:
-        return stats
+    measured = difference(ours, reference)
+    stats.max_abs, stats.mean_abs, stats.max_rel = measured.max_abs, measured.mean_abs, measured.max_rel
+    stats.non_finite = measured.non_finite
+    stats.first_non_finite = list(measured.first_non_finite) if measured.first_non_finite is not None else None
     ours, reference = ours.astype(np.float64), reference.astype(np.float64)
     finite = np.isfinite(ours) & np.isfinite(reference)
-    # A non-finite value on either side is a failure, even NaN against NaN: a port should not produce one.
-    stats.non_finite = int((~finite).sum())
     magnitude = np.abs(np.where(finite, reference, 0.0))
-    delta = np.abs(np.where(finite, ours, 0.0) - np.where(finite, reference, 0.0))
-    scale = magnitude.max() if relative_to == "max" else magnitude
-    stats.over_tolerance = int((delta > atol + rtol * scale).sum() + stats.non_finite)
-    stats.max_abs = float(delta.max()) if stats.non_finite == 0 else float("inf")
-    stats.mean_abs = float(delta.mean()) if stats.non_finite == 0 else float("inf")
-    relative = delta / np.maximum(magnitude, REL_FLOOR)
-    stats.max_rel = float(relative.max()) if stats.non_finite == 0 else float("inf")
+    delta = np.abs(np.where(finite, ours - reference, 0.0))
+    scale = magnitude.max(initial=0.0) if relative_to == "max" else magnitude
+    stats.over_tolerance = int((delta > atol + rtol * scale).sum()) + measured.non_finite
     return stats
 
 
@@ -139,8 +143,11 @@ class TrainingReport:
         return self.max_loss_diff <= self.loss_tolerance
 
     def as_dict(self) -> dict:
-        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "losses": self.losses,
-                "loss_tolerance": self.loss_tolerance, "max_loss_diff": self.max_loss_diff, "passed": self.passed,
+        losses = [{key: json_number(value) if isinstance(value, float) else value for key, value in row.items()}
+                  for row in self.losses]
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "losses": losses,
+                "loss_tolerance": self.loss_tolerance, "max_loss_diff": json_number(self.max_loss_diff),
+                "passed": self.passed,
                 "known_differences": self.known_differences,
                 "parameters": [stats.as_dict() for stats in self.parameters]}
 
