@@ -3,8 +3,9 @@
 One place for what a directory must satisfy (numpy + safetensors only; torch for a ``.bin``): ``config.json``
 parses and its values have the declared types and ranges (``models.configuration``), the weights are readable
 (headers only where the format allows; ``.bin`` with ``weights_only``, ``.pdparams`` through the restricted
-unpickler), shards stay inside the directory, and the config's layer count matches the weights. A failure is a
-one-line ``PaddleportError`` before anything large is allocated or any other library opens the files.
+unpickler), shards stay inside the directory, and the config's layer count and embedding sizes match the
+weights. A failure is a one-line ``PaddleportError`` before anything large is allocated or any other library
+opens the files.
 """
 
 from __future__ import annotations
@@ -37,5 +38,5 @@ def check_checkpoint(directory: str | Path, option: str | None = None) -> Checke
     config_class = CONFIG_CLASSES.get(values.get("model_type"))
     if config_class is not None:  # an unsupported model_type is refused by each command with its own message
         config = config_class.from_dict(values, source=config_path)
-        config.check_layers_against(list(shapes), config_path)
+        config.check_against_weights(shapes, config_path)
     return CheckedCheckpoint(directory, values, shapes)

@@ -392,6 +392,9 @@ def with_config(tiny_hf: Path, directory: Path, **changes) -> Path:
     ({"id2label": {"zero": "a", "one": "b"}}, "id2label keys must be label ids 0..1"),
     ({"id2label": {"0": "a", "2": "b"}}, "id2label keys must be the label ids 0..1, not [0, 2]"),
     ({"num_hidden_layers": 3}, "num_hidden_layers is 3 but the weights hold 2 layers (numbered 0..1)"),
+    ({"vocab_size": 10**9}, "vocab_size 1000000000, hidden_size 32 disagree with "
+                            "bert.embeddings.word_embeddings.weight of shape [30522, 32]"),
+    ({"hidden_size": 3_200_000}, "hidden_size 3200000 disagree with bert.embeddings"),
 ])
 @pytest.mark.parametrize("command", ["convert", "compare"])
 def test_bad_config_value_is_one_line(tiny_hf, tmp_path, capsys, changes, message, command):

@@ -110,7 +110,8 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
     class_name = resolve_class(config, arch, config_path)
     table = table_for(config)
     with open_checkpoint(src) as source:
-        config.check_layers_against(source.names(), config_path)  # before the plan expands every layer
+        # before the plan expands every layer
+        config.check_against_weights({name: source.shape(name) for name in source.names()}, config_path)
         _check_layout(source, to)
         plan = plan_conversion(table, config, class_name, source, to)
         report = ConversionReport(

@@ -109,18 +109,30 @@ class PretrainedConfig:
 
     # Name components that hold the numbered layers (``encoder.layer.3.``, ``encoder.layers.3.``).
     layer_containers: ClassVar[tuple[str, ...]] = ("layer", "layers")
+    # Stored tensors (name suffix) whose dimensions are config values: checked before a model is sized by them.
+    tensor_dims: ClassVar[dict[str, tuple[str, ...]]] = {
+        "embeddings.word_embeddings.weight": ("vocab_size", "hidden_size"),
+        "embeddings.position_embeddings.weight": ("max_position_embeddings", "hidden_size"),
+        "embeddings.token_type_embeddings.weight": ("type_vocab_size", "hidden_size"),
+    }
 
-    def check_layers_against(self, tensor_names: list[str], source: str | Path) -> None:
-        """``num_hidden_layers`` equals the number of layers the weights hold: an absurd count fails here,
-        before a model of that size is allocated."""
+    def check_against_weights(self, shapes: dict[str, tuple[int, ...]], source: str | Path) -> None:
+        """The sizes a model would be built with match the stored tensors: an absurd ``num_hidden_layers``,
+        ``vocab_size`` or ``hidden_size`` fails here, before a model of that size is allocated."""
         held = set()
-        for name in tensor_names:
+        for name in shapes:
             parts = name.split(".")
             held.update(int(index) for container, index in zip(parts, parts[1:])
                         if container in self.layer_containers and index.isdigit())
         if held and held != set(range(self.num_hidden_layers)):
             raise PaddleportError(source, f"num_hidden_layers is {self.num_hidden_layers} but the weights hold "
                                           f"{len(held)} layers (numbered {min(held)}..{max(held)})")
+        for name, shape in shapes.items():
+            fields = next((dims for suffix, dims in self.tensor_dims.items() if name.endswith(suffix)), None)
+            expected = tuple(getattr(self, field) for field in fields or ())
+            if fields and len(shape) == len(fields) and tuple(shape) != expected:
+                stated = ", ".join(f"{field} {value}" for field, value in zip(fields, expected))
+                raise PaddleportError(source, f"{stated} disagree with {name} of shape {list(shape)} in the weights")
 
     def _set_num_labels(self, num_labels: int) -> None:
         current = getattr(self, "id2label", None) or {}
