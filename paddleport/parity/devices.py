@@ -24,9 +24,12 @@ def paddle_gpu_available() -> bool:
     return bool(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0)
 
 
-def gpu_frameworks() -> list[str]:
-    """The frameworks that can run on a GPU here."""
-    return [name for name, probe in (("torch", torch_gpu_available), ("paddle", paddle_gpu_available)) if probe()]
+GPU_PROBES = {"torch": torch_gpu_available, "paddle": paddle_gpu_available}
+
+
+def gpu_frameworks(frameworks: tuple[str, ...] = tuple(GPU_PROBES)) -> list[str]:
+    """Those of ``frameworks`` that can run on a GPU here (a framework not named is not imported)."""
+    return [name for name in frameworks if name in GPU_PROBES and GPU_PROBES[name]()]
 
 
 def require_device(device: str, frameworks: tuple[str, ...] = ("torch", "paddle")) -> None:
@@ -34,7 +37,7 @@ def require_device(device: str, frameworks: tuple[str, ...] = ("torch", "paddle"
     if device not in DEVICES:
         raise PaddleportError("--device", f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
     if device == "gpu":
-        missing = [name for name in frameworks if name not in gpu_frameworks()]
+        missing = [name for name in frameworks if name not in gpu_frameworks(frameworks)]
         if missing:
             raise PaddleportError("--device", f"no GPU available to {' and '.join(missing)} on this machine")
 
