@@ -48,8 +48,10 @@ def run_mutation(name: str, work: Path) -> tuple[list[str], float]:
     failed = []
     if report.exists():
         for case in ElementTree.parse(report).getroot().iter("testcase"):
-            if case.find("failure") is not None:  # an assertion, not a set-up error of the harness
-                failed.append(f"{case.get('classname')}::{case.get('name')}")
+            failure = case.find("failure")
+            if failure is not None:  # an assertion, not a set-up error of the harness
+                message = (failure.get("message") or "").splitlines()[0][:90]
+                failed.append(f"{case.get('classname')}::{case.get('name')} ({message})")
     return failed, time.perf_counter() - start
 
 
