@@ -306,7 +306,9 @@ def path_specs(model: BenchModel, torch_model, options: BenchOptions, dtype: str
     """Every path of ``options.paths`` for ``dtype``, each with a builder or a skip reason."""
     device = options.device
     torch_reason = devices.torch_supports(dtype, device)
-    paddle_reason = devices.paddle_eager_supports(dtype, device)
+    # Paddle is asked (and imported) only when a Paddle path is selected: torch-only GPU runs need no Paddle build
+    runs_paddle = any(path.startswith("paddle") for path in options.paths)
+    paddle_reason = devices.paddle_eager_supports(dtype, device) if runs_paddle else "no Paddle path selected"
     inference_reason = None if (device == "gpu" or dtype != "float16") else \
         "paddle.inference on CPU has no float16 kernels (oneDNN runs float32 and bfloat16)"
     mode = "eager" if dtype == "float32" else f"eager ({dtype} weights)"
