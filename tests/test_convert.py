@@ -164,7 +164,11 @@ def test_dtype_cast(tmp_path, bert_cls_dir, dtype):
 
 
 def test_pdparams_format_loads_with_paddle(tmp_path, squeezebert_mlm_dir):
+    """Every tensor paddle.load reads back equals the transformers model's own, transposed where torch's module is
+    an nn.Linear (decided from the torch modules, not from paddleport's conversion table)."""
     import paddle
+    import torch
+    import transformers
 
     from paddleport import models
 
@@ -173,8 +177,12 @@ def test_pdparams_format_loads_with_paddle(tmp_path, squeezebert_mlm_dir):
     state = paddle.load(str(tmp_path / "pd" / "model_state.pdparams"))
     model = models.AutoModelForMaskedLM.from_pretrained(tmp_path / "pd")
     assert set(state) == set(model.state_dict())
-    np.testing.assert_array_equal(state["cls.predictions.bias"].numpy(),
-                                  model.state_dict()["cls.predictions.bias"].numpy())
+    hf_model = transformers.SqueezeBertForMaskedLM.from_pretrained(str(squeezebert_mlm_dir))
+    linear = {f"{name}.weight" for name, module in hf_model.named_modules() if isinstance(module, torch.nn.Linear)}
+    reference = {name: value.detach().numpy() for name, value in hf_model.state_dict().items() if name in state}
+    assert set(reference) == set(state)
+    for name, value in reference.items():
+        np.testing.assert_array_equal(state[name].numpy(), value.T if name in linear else value, err_msg=name)
 
 
 def test_untied_decoder_is_converted(tmp_path):
