@@ -30,6 +30,10 @@ CASES = [
     ("SqueezeBertForSequenceClassification", "sharded_bin", {"num_labels": 2}),
     ("SqueezeBertForMaskedLM", "bin", {}),
     ("SqueezeBertForMaskedLM", "safetensors", {"hidden_act": "quick_gelu"}),
+    # README's other activations: each through transformers' own implementation
+    ("BertModel", "safetensors", {"hidden_act": "gelu_fast"}),
+    ("BertForSequenceClassification", "safetensors", {"num_labels": 2, "hidden_act": "gelu_pytorch_tanh"}),
+    ("SqueezeBertModel", "safetensors", {"hidden_act": "tanh"}),
 ]
 
 
@@ -124,3 +128,6 @@ def test_unsupported_config_options_are_errors(tmp_path):
         models.BertConfig.from_dict({"hidden_act": "xielu"})
     with pytest.raises(PaddleportError, match="q_groups=5"):
         models.SqueezeBertConfig.from_dict({"q_groups": 5})
+    for flag in ("is_decoder", "add_cross_attention"):
+        with pytest.raises(PaddleportError, match=f"{flag}=true is not supported"):
+            models.BertConfig.from_dict({flag: True})
