@@ -144,7 +144,8 @@ def test_torch_bf16_autocast_runs(tiny_bert, tmp_path):
     assert np.isfinite(metrics["epochs"][0]["train_loss"])
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_bert, tmp_path, monkeypatch):
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_bert, tmp_path, monkeypatch, bad):
     from paddleport.glue_runners.backends.torch_backend import TorchBackend
 
     original = TorchBackend.forward_backward
@@ -153,11 +154,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_bert, tmp_path, monk
     def diverging(self, batch, loss_divisor):
         calls.append(1)
         loss = original(self, batch, loss_divisor)
-        return float("nan") if len(calls) >= 6 else loss
+        return float(bad) if len(calls) >= 6 else loss
 
     monkeypatch.setattr(TorchBackend, "forward_backward", diverging)
     out = tmp_path / "out"
-    with pytest.raises(NonFiniteLossError, match=r"step 6: training loss is nan .*last good checkpoint") as error:
+    with pytest.raises(NonFiniteLossError, match=rf"step 6: training loss is {bad} .*last good checkpoint") as error:
         run_glue(small_config("torch", tiny_bert, out, save_steps=2))
     assert error.value.exit_code == 1
     assert [path.name for path in list_checkpoints(out / "checkpoints")] == ["step-00000002", "step-00000004"]
