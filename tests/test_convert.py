@@ -279,6 +279,14 @@ def test_bad_corrupt_bin(tmp_path, capsys, bert_cls_dir):
                     "not a readable PyTorch weights file")
 
 
+def test_bad_truncated_bin(tmp_path, capsys):
+    src = write_variant(make_tiny_hf_model("BertForSequenceClassification"), tmp_path / "src", "bin")
+    data = (src / "pytorch_model.bin").read_bytes()
+    (src / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
+    assert_rejected(capsys, [src, tmp_path / "out"], tmp_path / "out", "pytorch_model.bin",
+                    "not a readable PyTorch weights file")
+
+
 def test_bad_pickle_with_objects_is_refused(tmp_path, capsys, bert_cls_dir):
     import torch
 
