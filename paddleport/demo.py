@@ -16,6 +16,7 @@ from pathlib import Path
 
 from paddleport.errors import PaddleportError
 from paddleport.models.presets import SQUEEZEBERT_UNCASED
+from paddleport.registry import help_epilog
 
 
 
@@ -115,7 +116,8 @@ def run_demo(out_dir: Path, *, train: bool = True, pairs: dict[str, Path] | None
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="convert, compare, bench and fine-tune on the embedded default data")
+    parser = subparsers.add_parser("demo", epilog=help_epilog(),
+                                   help="convert, compare, bench and fine-tune on the embedded default data")
     parser.add_argument("--out-dir", type=Path, default=Path("demo_out"), help="work directory (replaced)")
     parser.add_argument("--no-train", action="store_true", help="skip the fine-tuning step")
     parser.set_defaults(func=run)

@@ -21,12 +21,30 @@ TINY_SQUEEZEBERT = dict(
 )
 
 
+# RoBERTa-style models use the BERT WordPiece test tokenizer here: its pad id (0) and two segment ids; positions
+# start after the padding index, so 129 of them cover 128 tokens.
+TINY_ROBERTA = dict(TINY_BERT, pad_token_id=0, max_position_embeddings=129)
+TINY_DISTILBERT = dict(vocab_size=30522, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=128)
+TINY_ELECTRA = dict(TINY_BERT, embedding_size=24)
+TINY_ALBERT = dict(TINY_BERT, embedding_size=24, num_hidden_groups=1, inner_group_num=1, hidden_act="gelu_new")
+TINY = {"bert": TINY_BERT, "squeezebert": TINY_SQUEEZEBERT, "roberta": TINY_ROBERTA, "xlm-roberta": TINY_ROBERTA,
+        "distilbert": TINY_DISTILBERT, "electra": TINY_ELECTRA, "albert": TINY_ALBERT}
+
+
 def tiny_config(architecture: str, **overrides):
+    """The transformers config of a tiny ``architecture`` (2 layers, hidden 32), any transformers class."""
     import transformers
 
-    if architecture.startswith("SqueezeBert"):
-        return transformers.SqueezeBertConfig(architectures=[architecture], **{**TINY_SQUEEZEBERT, **overrides})
-    return transformers.BertConfig(architectures=[architecture], **{**TINY_BERT, **overrides})
+    model_type = getattr(transformers, architecture).config_class.model_type
+    return transformers.AutoConfig.for_model(model_type, architectures=[architecture],
+                                             **{**TINY[model_type], **overrides})
+
+
+def model_batch(architecture: str, batch: dict) -> dict:
+    """The inputs of ``batch`` this architecture's models take (DistilBERT: no token_type_ids)."""
+    from paddleport.registry import architecture_of_class
+
+    return {name: batch[name] for name in architecture_of_class(architecture).input_names}
 
 
 def make_tiny_hf_model(architecture: str, seed: int = 0, **overrides):
@@ -38,7 +56,7 @@ def make_tiny_hf_model(architecture: str, seed: int = 0, **overrides):
     model = getattr(transformers, architecture)(tiny_config(architecture, **overrides)).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.endswith("bias") or "LayerNorm" in name or "layernorm" in name:
+            if name.endswith("bias") or "layernorm" in name.lower() or "layer_norm" in name:
                 param.add_(torch.randn_like(param) * 0.1)
         # Real checkpoints have a trained (non-zero) padding row; transformers initialises it to zero.
         model.get_input_embeddings().weight[model.config.pad_token_id].normal_()

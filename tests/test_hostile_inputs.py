@@ -301,7 +301,7 @@ def test_legacy_non_zip_bin_converts(tmp_path):
     torch.save(model.state_dict(), directory / "pytorch_model.bin", _use_new_zipfile_serialization=False)
     assert not __import__("zipfile").is_zipfile(directory / "pytorch_model.bin")
     convert_checkpoint(directory, tmp_path / "out", progress=False)
-    from paddleport.convert.tensor_io import read_safetensors_checked
+    from paddleport.core.tensor_io import read_safetensors_checked
 
     arrays, _ = read_safetensors_checked(tmp_path / "out" / "model.safetensors")
     np.testing.assert_array_equal(arrays["embeddings.word_embeddings.weight"],

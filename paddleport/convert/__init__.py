@@ -1,10 +1,25 @@
 """Checkpoint conversion between Hugging Face (torch layout) and Paddle, table-driven.
 
-Converting a safetensors checkpoint imports neither torch nor paddle.
+Converting a safetensors checkpoint imports neither torch nor paddle. The names below load on first use, so that
+``paddleport.registry`` can import the architectures' tables (``paddleport.convert.<arch>``) without a cycle.
 """
 
-from paddleport.convert.converter import ConversionReport, convert_checkpoint
-from paddleport.convert.registry import SUPPORTED_CLASSES, TABLES, parameter_specs
-from paddleport.convert.table import ParamSpec
+from __future__ import annotations
 
-__all__ = ["ConversionReport", "ParamSpec", "SUPPORTED_CLASSES", "TABLES", "convert_checkpoint", "parameter_specs"]
+import importlib
+
+_LAZY = {
+    "ConversionReport": "paddleport.convert.converter",
+    "convert_checkpoint": "paddleport.convert.converter",
+    "ParamSpec": "paddleport.convert.table",
+    "parameter_specs": "paddleport.registry",
+    "SUPPORTED_CLASSES": "paddleport.registry",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'paddleport.convert' has no attribute {name!r}")

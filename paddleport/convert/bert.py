@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from paddleport.convert.rules import embeddings_rules, layernorm, linear, parameter
+from paddleport.convert.rules import embeddings_rules, layernorm, linear, parameter, single_output
 from paddleport.convert.table import ArchitectureTable, ClassLayout
-from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING, PARAMETER
+from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING, PARAMETER, PARAMETER_BIAS
 
 LAYER = "encoder.layer.{layer}"
 
-BASE = (
-    *embeddings_rules("hidden_size"),
+# BERT's encoder layers, which RoBERTa and ELECTRA share under the same names.
+ENCODER = (
     *linear(f"{LAYER}.attention.self.query", "hidden_size", "hidden_size"),
     *linear(f"{LAYER}.attention.self.key", "hidden_size", "hidden_size"),
     *linear(f"{LAYER}.attention.self.value", "hidden_size", "hidden_size"),
@@ -20,10 +20,12 @@ BASE = (
     *layernorm(f"{LAYER}.output.LayerNorm"),
 )
 
+BASE = (*embeddings_rules("hidden_size"), *ENCODER)
+
 POOLER = linear("pooler.dense", "hidden_size", "hidden_size")
 
 MASKED_LM_HEAD = (
-    *parameter("cls.predictions.bias", lambda c: (c.vocab_size,), PARAMETER),
+    *parameter("cls.predictions.bias", lambda c: (c.vocab_size,), PARAMETER_BIAS),
     *linear("cls.predictions.transform.dense", "hidden_size", "hidden_size"),
     *layernorm("cls.predictions.transform.LayerNorm"),
     *parameter("cls.predictions.decoder.weight", lambda c: (c.vocab_size, c.hidden_size), OUTPUT_EMBEDDING,
@@ -34,10 +36,13 @@ MASKED_LM_HEAD = (
 
 HEADS = {
     "sequence_classification": linear("classifier", "num_labels", "hidden_size"),
+    "token_classification": linear("classifier", "num_labels", "hidden_size"),
+    "question_answering": linear("qa_outputs", "num_labels", "hidden_size"),
+    "multiple_choice": single_output("classifier"),
     "masked_lm": MASKED_LM_HEAD,
     # BertForPreTraining's next-sentence head: known, so that it is reported as dropped, never converted.
     "next_sentence": (*parameter("cls.seq_relationship.weight", lambda c: (2, c.hidden_size), PARAMETER),
-                      *parameter("cls.seq_relationship.bias", lambda c: (2,), PARAMETER)),
+                      *parameter("cls.seq_relationship.bias", lambda c: (2,), PARAMETER_BIAS)),
 }
 
 def tied_decoder(base_prefix: str) -> dict[str, str]:
@@ -55,6 +60,9 @@ BERT = ArchitectureTable(
     classes={
         "BertModel": ClassLayout(prefixed=False, pooler=True),
         "BertForSequenceClassification": ClassLayout(prefixed=True, pooler=True, head="sequence_classification"),
+        "BertForTokenClassification": ClassLayout(prefixed=True, pooler=False, head="token_classification"),
+        "BertForQuestionAnswering": ClassLayout(prefixed=True, pooler=False, head="question_answering"),
+        "BertForMultipleChoice": ClassLayout(prefixed=True, pooler=True, head="multiple_choice"),
         "BertForMaskedLM": ClassLayout(prefixed=True, pooler=False, head="masked_lm"),
     },
     tied_to_embeddings=tied_decoder("bert."),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from paddleport.convert.converter import DIRECTIONS, DTYPES, FORMATS, convert_checkpoint
-from paddleport.convert.registry import SUPPORTED_CLASSES
+from paddleport.registry import supported_text
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     parser.add_argument("out", help="output directory (must not exist unless --force)")
     parser.add_argument("--to", choices=DIRECTIONS, default="paddle", help="target framework (default: paddle)")
     parser.add_argument("--arch", metavar="CLASS",
-                        help=f"target class, e.g. to add or drop a head ({', '.join(SUPPORTED_CLASSES)})")
+                        help=f"target class, e.g. to add or drop a head ({supported_text()})")
     parser.add_argument("--dtype", choices=DTYPES, help="cast floating tensors (default: keep the source dtype)")
     parser.add_argument("--format", dest="fmt", choices=FORMATS, default="safetensors",
                         help="weights file format for --to paddle (default: safetensors)")

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from paddleport import __version__
-from paddleport.convert.registry import resolve_class, table_for
+from paddleport.registry import resolve_class, table_for
 from paddleport.convert.table import ArchitectureTable, ParamSpec
-from paddleport.convert.tensor_io import (
+from paddleport.core.tensor_io import (
     FLOAT_DTYPES, PADDLE_FORMAT_TAG, PDPARAMS_NAME, SAFETENSORS_NAME, RawTensor, TensorSource, numpy_dtype,
-    open_checkpoint, write_safetensors_stream,
+    numpy_to_paddle, open_checkpoint, write_safetensors_stream,
 )
 from paddleport.errors import PaddleportError
+from paddleport.core.configuration import CONFIG_NAME, AutoConfig, PretrainedConfig, read_config_dict
 from paddleport.fsutil import atomic_directory, check_output_target
-from paddleport.models.configuration import CONFIG_NAME, AutoConfig, PretrainedConfig, read_config_dict
 
 DIRECTIONS = ("paddle", "hf")
 FORMATS = ("safetensors", "pdparams")
@@ -60,6 +60,8 @@ class ConversionReport:
     newly_initialised: list[str] = field(default_factory=list)
     tied: list[str] = field(default_factory=list)
     skipped_buffers: list[str] = field(default_factory=list)
+    # Target parameter -> how many layer applications share it (ALBERT's layer groups), where more than one.
+    shared: dict[str, int] = field(default_factory=dict)
     paddleport_version: str = __version__
 
     def to_dict(self) -> dict:
@@ -73,6 +75,9 @@ class ConversionReport:
                              ("tied (skipped)", self.tied), ("buffers (skipped)", self.skipped_buffers)):
             if names:
                 lines.append(f"  {label}: {', '.join(names)}")
+        if self.shared:
+            lines.append(f"  shared: {len(self.shared)} parameters, each used by "
+                         f"{'/'.join(str(n) for n in sorted(set(self.shared.values())))} layers")
         return "\n".join(lines)
 
 
@@ -118,7 +123,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
             direction=to, source=str(src), output=str(out), model_type=config.model_type, architecture=class_name,
             source_architecture=config.architecture, format=fmt, dtype=dtype, dropped=plan.dropped,
             newly_initialised=plan.newly_initialised, tied=sorted(plan.tied),
-            skipped_buffers=plan.skipped_buffers)
+            skipped_buffers=plan.skipped_buffers, shared=shared_parameters(table, config, plan, to))
         with atomic_directory(out, replace=force, reads_from=[src]) as partial:
             report.tensors = _write_weights(partial, source, plan, to, dtype, fmt, progress)
             _write_config(partial / CONFIG_NAME, config_dict, class_name, dtype)
@@ -152,20 +157,23 @@ def _check_layout(source: TensorSource, to: str) -> None:
 def plan_conversion(table: ArchitectureTable, config: PretrainedConfig, class_name: str,
                     source: TensorSource, to: str) -> Plan:
     """Match every source tensor to a target parameter by name; fail on anything unaccounted for."""
-    target_specs = table.class_specs(config, class_name)
-    by_name = {(s.hf_name if to == "paddle" else s.paddle_name): s for s in target_specs}
-    known = {s.hf_name for s in table.all_specs(config)}
+    def source_side(spec: ParamSpec) -> str:
+        """A spec's name as the source names it: Hugging Face names to Paddle, Paddle names back."""
+        return spec.hf_name if to == "paddle" else spec.paddle_name
+
+    by_name = {source_side(s): s for s in table.class_specs(config, class_name)}
+    known = {source_side(s) for s in table.all_specs(config)}
     strip_prefix = not table.classes[class_name].prefixed
     pairs, dropped, tied, buffers, unknown, claimed = [], [], {}, [], [], {}
     for name in source.names():
         canonical = table.canonical_name(name, known)
-        target_name = canonical.removeprefix(table.base_prefix) if strip_prefix else canonical
-        if target_name in by_name:
-            if target_name in claimed:
-                raise PaddleportError(source.file_of(name), f"tensors {claimed[target_name]} and {name} "
-                                                            f"both map to {target_name}")
-            claimed[target_name] = name
-            pairs.append((name, by_name[target_name]))
+        class_name_of_source = canonical.removeprefix(table.base_prefix) if strip_prefix else canonical
+        if class_name_of_source in by_name:
+            if class_name_of_source in claimed:
+                raise PaddleportError(source.file_of(name), f"tensors {claimed[class_name_of_source]} and {name} "
+                                                            f"both map to {class_name_of_source}")
+            claimed[class_name_of_source] = name
+            pairs.append((name, by_name[class_name_of_source]))
         elif table.tied_target(canonical, config):
             tied[name] = table.tied_target(canonical, config)
         elif table.is_buffer(name):
@@ -187,6 +195,16 @@ def plan_conversion(table: ArchitectureTable, config: PretrainedConfig, class_na
     _check_shapes(source, pairs, to)
     _check_tied(source, tied, table, strip_prefix)
     return Plan(pairs, sorted(dropped), sorted(missing), tied, sorted(buffers))
+
+
+def shared_parameters(table: ArchitectureTable, config: PretrainedConfig, plan: Plan, to: str) -> dict[str, int]:
+    """Target name -> number of layer applications using it, for parameters shared by more than one layer."""
+    shared = {}
+    for _, spec in plan.pairs:
+        uses = table.uses(config, spec.hf_name)
+        if uses > 1:
+            shared[spec.paddle_name if to == "paddle" else spec.hf_name] = uses
+    return shared
 
 
 def _check_shapes(source: TensorSource, pairs: list[tuple[str, ParamSpec]], to: str) -> None:
@@ -281,8 +299,6 @@ def _progress_bar(total: int, progress: bool | None) -> Iterator[Callable[[int],
 def _save_pdparams(path: Path, names: list[str], produce, on_tensor) -> None:
     """``paddle.save`` needs the whole dict in memory; this format is for ``paddle.load`` users."""
     import paddle
-
-    from paddleport.models.modeling_utils import numpy_to_paddle
 
     state = {}
     for name in names:

@@ -21,6 +21,14 @@ def linear(path: str, out_features: str, in_features: str) -> tuple[Rule, ...]:
     )
 
 
+def single_output(path: str, in_features: str = "hidden_size") -> tuple[Rule, ...]:
+    """A ``Linear(in_features, 1)``: a multiple-choice classifier, ELECTRA's per-token discriminator."""
+    return (
+        _same_name(f"{path}.weight", LINEAR_WEIGHT, lambda c: (1, getattr(c, in_features))),
+        _same_name(f"{path}.bias", LINEAR_BIAS, lambda c: (1,)),
+    )
+
+
 def conv1d(path: str, out_channels: str, in_channels: str, groups: str) -> tuple[Rule, ...]:
     """A kernel-size-1 ``Conv1d`` with ``groups`` taken from the config."""
     return (
@@ -46,10 +54,11 @@ def parameter(name: str, shape: ShapeFn, transform, when=lambda c: True) -> tupl
 
 
 def embeddings_rules(size: str) -> tuple[Rule, ...]:
-    """The word/position/token-type embeddings and their LayerNorm, shared by BERT and SqueezeBERT."""
+    """The word/position/token-type embeddings and their LayerNorm (BERT, SqueezeBERT, ELECTRA, ALBERT), all of
+    width ``size`` (ELECTRA's and ALBERT's ``embedding_size`` may differ from ``hidden_size``)."""
     return (
         *embedding("embeddings.word_embeddings", "vocab_size", size),
         *embedding("embeddings.position_embeddings", "max_position_embeddings", size),
         *embedding("embeddings.token_type_embeddings", "type_vocab_size", size),
-        *layernorm("embeddings.LayerNorm"),
+        *layernorm("embeddings.LayerNorm", size),
     )

@@ -7,18 +7,21 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 from paddleport.convert.transforms import Transform
-from paddleport.models.configuration import PretrainedConfig
+from paddleport.core.configuration import PretrainedConfig
 
 ShapeFn = Callable[[PretrainedConfig], tuple[int, ...]]
-LAYER = "{layer}"
+# Placeholders a rule's names may hold, and the config attribute giving how many each expands to.
+# ALBERT's shared weights expand over layer groups and their inner layers, not over num_hidden_layers.
+PLACEHOLDERS = {"layer": "num_hidden_layers", "group": "num_hidden_groups", "inner": "inner_group_num"}
 
 
 @dataclass(frozen=True)
 class Rule:
     """One parameter: Hugging Face (torch-side) name pattern -> Paddle name pattern, typed transform, HF-layout shape.
 
-    Patterns may hold ``{layer}``, expanded over ``num_hidden_layers``. ``when`` limits a rule to configs
-    where the parameter exists (an untied MLM decoder, say).
+    Patterns may hold the ``PLACEHOLDERS`` (``{layer}``, expanded over ``num_hidden_layers``, ...); ``paddle``
+    may differ from ``hf``, and each direction matches its source names against its own side's pattern.
+    ``when`` limits a rule to configs where the parameter exists (an untied MLM decoder, say).
 
     ``paddleport diff`` uses the same rules for any torch module / Paddle layer pair: there a pattern's
     placeholders (any ``{name}``) match one dot-free name segment (:func:`rename`), a rule naming a module
@@ -91,6 +94,9 @@ class ArchitectureTable:
     tied_to_embeddings: dict[str, str] = field(default_factory=dict)
     # Non-persistent buffers that old checkpoints carry: skipped by name.
     buffers: tuple[str, ...] = ()
+    # How many layer applications use a parameter (HF name as in a head class): ALBERT's shared groups say more
+    # than one; conversion.json records every parameter used more than once.
+    uses: Callable[[PretrainedConfig, str], int] = lambda config, hf_name: 1
     # Legacy TF-era names, renamed before matching.
     legacy_renames: ClassVar[tuple[tuple[str, str], ...]] = (
         (r"LayerNorm\.gamma$", "LayerNorm.weight"),
@@ -137,9 +143,16 @@ class ArchitectureTable:
         for rule in rules:
             if not rule.when(config):
                 continue
-            layers = range(config.num_hidden_layers) if LAYER in rule.hf else [None]
-            for layer in layers:
-                hf_name = prefix + rule.hf.replace(LAYER, str(layer))
-                paddle_name = prefix + rule.paddle.replace(LAYER, str(layer))
-                specs.append(ParamSpec(hf_name, paddle_name, rule.transform, tuple(rule.shape(config)), group))
+            for values in _placeholder_values(rule.hf, config):
+                specs.append(ParamSpec(prefix + rule.hf.format(**values), prefix + rule.paddle.format(**values),
+                                       rule.transform, tuple(rule.shape(config)), group))
         return specs
+
+
+def _placeholder_values(pattern: str, config: PretrainedConfig) -> list[dict[str, int]]:
+    """Every assignment of the placeholders ``pattern`` holds, in order ({} for a pattern without any)."""
+    assignments: list[dict[str, int]] = [{}]
+    for name, attribute in PLACEHOLDERS.items():
+        if "{" + name + "}" in pattern:
+            assignments = [dict(a, **{name: i}) for a in assignments for i in range(getattr(config, attribute))]
+    return assignments

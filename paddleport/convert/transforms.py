@@ -15,6 +15,9 @@ import numpy as np
 class Transform:
     name: str
     transpose: bool = False
+    # How a fresh parameter of this kind starts (transformers' init): "weight" ~ N(0, initializer_range),
+    # "bias" zeros, "layernorm" ones.
+    kind: str = "weight"
 
     def to_paddle(self, array: np.ndarray) -> np.ndarray:
         return transposed(array) if self.transpose else array
@@ -42,14 +45,15 @@ def transposed(array: np.ndarray, rows_per_block: int = 64) -> np.ndarray:
 
 # torch nn.Linear stores [out, in]; paddle nn.Linear stores [in, out].
 LINEAR_WEIGHT = Transform("linear_weight", transpose=True)
-LINEAR_BIAS = Transform("linear_bias")
+LINEAR_BIAS = Transform("linear_bias", kind="bias")
 # Conv1d weights are [out, in/groups, kernel] in both frameworks.
 CONV1D_WEIGHT = Transform("conv1d_weight")
-CONV1D_BIAS = Transform("conv1d_bias")
+CONV1D_BIAS = Transform("conv1d_bias", kind="bias")
 EMBEDDING = Transform("embedding")
-LAYERNORM_WEIGHT = Transform("layernorm_weight")
-LAYERNORM_BIAS = Transform("layernorm_bias")
+LAYERNORM_WEIGHT = Transform("layernorm_weight", kind="layernorm")
+LAYERNORM_BIAS = Transform("layernorm_bias", kind="bias")
 # A free parameter (the MLM output bias) and an untied MLM decoder, which both frameworks hold as
 # [vocab, hidden] (paddleport computes the decoder as a matmul with transpose_y, like a tied embedding).
 PARAMETER = Transform("parameter")
+PARAMETER_BIAS = Transform("parameter", kind="bias")
 OUTPUT_EMBEDDING = Transform("output_embedding")

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from paddleport.checkpoint import check_checkpoint
-from paddleport.convert.tensor_io import is_paddle_checkpoint
+from paddleport.core.configuration import AutoConfig, max_input_length
+from paddleport.core.tensor_io import is_paddle_checkpoint
 from paddleport.errors import PaddleportError
 from paddleport.peft.lora import is_lora_parameter, lora_initial_value
+from paddleport.registry import Architecture, architecture
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,8 @@ class ModelDirInfo:
 
     @property
     def max_positions(self) -> int:
-        return int(self.config.get("max_position_embeddings", 512))
+        """The longest input the model takes (RoBERTa's positions start after the padding index)."""
+        return max_input_length(self.config, self.path / "config.json")
 
     def fit_max_length(self, requested: int | None, default: int, option: str = "--max-length") -> int:
         """Tokens per sequence: ``default`` clamped to the model's positions, or what the user asked if it fits."""
@@ -47,9 +50,13 @@ class ModelDirInfo:
                                           f"{self.max_positions} ({self.path / 'config.json'})")
         return requested
 
+    @property
+    def architecture(self) -> Architecture:
+        return architecture(self.config.get("model_type"), self.path / "config.json")
+
     def head_size(self) -> int | None:
-        """Label count of a stored classifier head, None for a headless checkpoint."""
-        shape = self.parameter_shapes.get("classifier.bias")
+        """Label count of a stored sequence-classification head, None for a checkpoint without one."""
+        shape = self.parameter_shapes.get(self.architecture.labels_parameter)
         return int(shape[0]) if shape else None
 
 
@@ -75,9 +82,12 @@ def check_head(info: ModelDirInfo, num_labels: int, task_name: str) -> None:
 def fresh_parameters(model_shapes: dict[str, tuple[int, ...]], info: ModelDirInfo, seed: int) -> dict[str, np.ndarray]:
     """Initial values (Hugging Face layout) of the model parameters the checkpoint does not hold.
 
-    Linear/embedding weights ~ N(0, initializer_range), biases 0, LayerNorm weights 1, as transformers does;
-    LoRA matrices as peft initialises them (``paddleport.peft.lora.lora_initial_value``); each parameter draws from its own generator seeded by (seed, name), so values do not depend on order.
+    As transformers initialises them: biases 0, LayerNorm weights 1 (which parameter is which, the
+    architecture's conversion table says), other weights ~ N(0, initializer_range); LoRA matrices as peft
+    initialises them (``paddleport.peft.lora.lora_initial_value``); each parameter draws from its own generator
+    seeded by (seed, name), so values do not depend on order.
     """
+    kinds = info.architecture.parameter_kinds(AutoConfig.from_dict(info.config, source=info.path / "config.json"))
     values = {}
     for name in sorted(model_shapes):
         if info.has_parameter(name):
@@ -85,9 +95,13 @@ def fresh_parameters(model_shapes: dict[str, tuple[int, ...]], info: ModelDirInf
         shape = model_shapes[name]
         if is_lora_parameter(name):
             values[name] = lora_initial_value(name, shape, seed)
-        elif name.endswith("bias"):
+            continue
+        kind = kinds.get(name, kinds.get(info.architecture.base_prefix + name))
+        if kind is None:
+            raise PaddleportError(info.path, f"parameter {name} is not in the {info.architecture.model_type} table")
+        if kind == "bias":
             values[name] = np.zeros(shape, dtype=np.float32)
-        elif "layernorm" in name.lower():
+        elif kind == "layernorm":
             values[name] = np.ones(shape, dtype=np.float32)
         else:
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from paddleport.cli import run_command
+from paddleport.registry import help_epilog
 
 SUBCOMMANDS = ("run-glue", "train-parity")
 
@@ -18,7 +19,8 @@ def _add_run_glue(subparsers) -> None:
     from paddleport.glue_runners.distributed import SHARDING_MODES
     from paddleport.glue_runners.tasks import GLUE_TASKS
 
-    parser = subparsers.add_parser("run-glue", help="fine-tune and evaluate on a GLUE task with torch or Paddle",
+    parser = subparsers.add_parser("run-glue", epilog=help_epilog(),
+                                   help="fine-tune and evaluate on a GLUE task with torch or Paddle",
                                    description="Fine-tune a BERT-family model on a GLUE task (default: the embedded "
                                                "QQP sample) with PyTorch or PaddlePaddle, one shared pipeline; "
                                                "also data-parallel under torchrun --nproc_per_node N or "
@@ -105,7 +107,8 @@ def _add_peft_options(parser) -> None:
 
 
 def _add_train_parity(subparsers) -> None:
-    parser = subparsers.add_parser("train-parity", help="the same training steps in torch and Paddle, compared",
+    parser = subparsers.add_parser("train-parity", epilog=help_epilog(),
+                                   help="the same training steps in torch and Paddle, compared",
                                    description="N optimizer steps in both frameworks from the same weights on the same "
                                                "batches (fp32, dropout off unless --dropout); exit 0 when every step's "
                                                "losses agree within float noise and the final parameters within "

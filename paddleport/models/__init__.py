@@ -1,4 +1,4 @@
-"""Paddle ports of BERT and SqueezeBERT.
+"""Paddle ports of the encoder architectures in ``paddleport.registry``.
 
 The configuration classes import no framework; the model classes import paddle on first use
 (``paddleport.models.BertModel``), never torch or transformers.
@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import importlib
 
-from paddleport.models.configuration import AutoConfig, BertConfig, PretrainedConfig, SqueezeBertConfig
+from paddleport.core.configuration import AutoConfig, PretrainedConfig
+from paddleport.registry import ARCHITECTURES, CLASS_ARCHITECTURE
 
-_LAZY = {
-    "paddleport.models.modeling_bert": ("BertModel", "BertForSequenceClassification", "BertForMaskedLM"),
-    "paddleport.models.modeling_squeezebert": (
-        "SqueezeBertModel", "SqueezeBertForSequenceClassification", "SqueezeBertForMaskedLM"),
-    "paddleport.models.auto": ("AutoModel", "AutoModelForSequenceClassification", "AutoModelForMaskedLM",
-                               "MODEL_CLASSES"),
-}
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+AUTO_NAMES = ("AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
+              "AutoModelForQuestionAnswering", "AutoModelForMultipleChoice", "AutoModelForMaskedLM",
+              "AutoModelForPreTraining", "MODEL_CLASSES")
+CONFIG_CLASSES = {entry.config_class.__name__: entry.config_class for entry in ARCHITECTURES.values()}
 
-__all__ = ["AutoConfig", "BertConfig", "PretrainedConfig", "SqueezeBertConfig", *_MODULE_OF]
+__all__ = ["AutoConfig", "PretrainedConfig", *CONFIG_CLASSES, *CLASS_ARCHITECTURE, *AUTO_NAMES]
 
 
 def __getattr__(name: str):
-    if name in _MODULE_OF:
-        return getattr(importlib.import_module(_MODULE_OF[name]), name)
+    if name in CONFIG_CLASSES:
+        return CONFIG_CLASSES[name]
+    if name in CLASS_ARCHITECTURE:
+        return CLASS_ARCHITECTURE[name].model_class(name)
+    if name in AUTO_NAMES:
+        return getattr(importlib.import_module("paddleport.models.auto"), name)
     raise AttributeError(f"module 'paddleport.models' has no attribute {name!r}")

@@ -1,28 +1,30 @@
-"""Auto classes: pick the Paddle model class from ``config.json``'s ``model_type``."""
+"""Auto classes, named as in transformers: pick the Paddle model class from ``config.json``'s ``model_type``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, ClassVar
 
-from paddleport.models import modeling_bert, modeling_squeezebert
-from paddleport.models.configuration import AutoConfig, PretrainedConfig
+from paddleport.core.configuration import AutoConfig, PretrainedConfig
+from paddleport.errors import PaddleportError
 from paddleport.models.modeling_utils import PretrainedModel
+from paddleport.registry import ARCHITECTURES, CLASS_ARCHITECTURE, architecture
 
 
 class _AutoModelBase:
-    """``task_suffix`` is the class-name ending transformers uses for the task ('' for the bare model)."""
+    """``task`` is a key of ``paddleport.registry.TASKS``."""
 
-    task_suffix: ClassVar[str]
-    model_prefixes: ClassVar[dict[str, tuple[Any, str]]] = {
-        "bert": (modeling_bert, "Bert"),
-        "squeezebert": (modeling_squeezebert, "SqueezeBert"),
-    }
+    task: ClassVar[str]
 
     @classmethod
     def model_class_for(cls, config: PretrainedConfig) -> type[PretrainedModel]:
-        module, prefix = cls.model_prefixes[config.model_type]
-        return getattr(module, f"{prefix}{cls.task_suffix}")
+        entry = architecture(config.model_type)
+        class_name = entry.class_name(cls.task)
+        if class_name is None:
+            with_task = [e.class_name(cls.task) for e in ARCHITECTURES.values() if e.class_name(cls.task)]
+            raise PaddleportError(None, f"{cls.__name__}: model_type {config.model_type!r} has no such class "
+                                        f"(supported: {', '.join(with_task)})")
+        return entry.model_class(class_name)
 
     @classmethod
     def from_config(cls, config: PretrainedConfig) -> PretrainedModel:
@@ -35,21 +37,32 @@ class _AutoModelBase:
 
 
 class AutoModel(_AutoModelBase):
-    task_suffix = "Model"
+    task = "base"
 
 
 class AutoModelForSequenceClassification(_AutoModelBase):
-    task_suffix = "ForSequenceClassification"
+    task = "sequence_classification"
+
+
+class AutoModelForTokenClassification(_AutoModelBase):
+    task = "token_classification"
+
+
+class AutoModelForQuestionAnswering(_AutoModelBase):
+    task = "question_answering"
+
+
+class AutoModelForMultipleChoice(_AutoModelBase):
+    task = "multiple_choice"
 
 
 class AutoModelForMaskedLM(_AutoModelBase):
-    task_suffix = "ForMaskedLM"
+    task = "masked_lm"
+
+
+class AutoModelForPreTraining(_AutoModelBase):
+    task = "pretraining"
 
 
 MODEL_CLASSES: dict[str, type[PretrainedModel]] = {
-    cls.__name__: cls
-    for module in (modeling_bert, modeling_squeezebert)
-    for cls in vars(module).values()
-    if isinstance(cls, type) and issubclass(cls, PretrainedModel) and cls.__module__ == module.__name__
-    and not cls.__name__.endswith("PreTrainedModel")
-}
+    name: entry.model_class(name) for name, entry in CLASS_ARCHITECTURE.items()}

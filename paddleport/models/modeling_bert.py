@@ -8,18 +8,28 @@ from __future__ import annotations
 import math
 
 import paddle
+import paddle.nn.functional as F
 from paddle import nn
 
-from paddleport.models.configuration import BertConfig
+from paddleport.core.configuration import BertConfig
 from paddleport.models.layers import (Dropout, LayerNorm, Linear, attention_probs, dense_gelu,
                                       dense_residual_layer_norm, gelu)
 from paddleport.models.modeling_utils import (
     ACT2FN,
-    EncoderModel,
-    ForMaskedLM,
-    ForSequenceClassification,
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
     PretrainedModel,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
     UntiedDecoder,
+    flatten_choices,
+    layer_attention_mask,
+    masked_lm_loss,
+    question_answering_loss,
+    sequence_classification_loss,
+    token_classification_loss,
 )
 
 
@@ -171,7 +181,7 @@ class BertPreTrainedModel(PretrainedModel):
     base_model_prefix = "bert"
 
 
-class BertModel(EncoderModel, BertPreTrainedModel):
+class BertModel(BertPreTrainedModel):
     initialisable_prefixes = ("pooler.",)
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
@@ -180,17 +190,108 @@ class BertModel(EncoderModel, BertPreTrainedModel):
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False):
+        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+        mask = layer_attention_mask(attention_mask, embedding_output.dtype, self.config.num_attention_heads)
+        sequence_output, hidden_states, attentions = self.encoder(
+            embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
+            hidden_states=hidden_states, attentions=attentions)
 
-class BertForSequenceClassification(ForSequenceClassification, BertPreTrainedModel):
+
+def classifier_dropout(config: BertConfig) -> float:
+    return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
     initialisable_prefixes = ("classifier.", "bert.pooler.")
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = Dropout(dropout)
+        self.dropout = Dropout(classifier_dropout(config))
         self.classifier = Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, output_hidden_states=output_hidden_states,
+                            output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    initialisable_prefixes = ("classifier.",)
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = Dropout(classifier_dropout(config))
+        self.classifier = Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, output_hidden_states=output_hidden_states,
+                            output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None if labels is None else token_classification_loss(logits, labels)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                     attentions=outputs.attentions)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    initialisable_prefixes = ("qa_outputs.",)
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                start_positions=None, end_positions=None, output_hidden_states=False, output_attentions=False):
+        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, output_hidden_states=output_hidden_states,
+                            output_attentions=output_attentions)
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(2, axis=-1)
+        start_logits, end_logits = start_logits.squeeze(-1), end_logits.squeeze(-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions)
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                            hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
+class BertForMultipleChoice(BertPreTrainedModel):
+    initialisable_prefixes = ("classifier.", "bert.pooler.")
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.dropout = Dropout(classifier_dropout(config))
+        self.classifier = Linear(config.hidden_size, 1)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        """Inputs are [batch, choices, seq]; logits [batch, choices]."""
+        num_choices = input_ids.shape[1]
+        outputs = self.bert(flatten_choices(input_ids), attention_mask=flatten_choices(attention_mask),
+                            token_type_ids=flatten_choices(token_type_ids),
+                            position_ids=flatten_choices(position_ids), output_hidden_states=output_hidden_states,
+                            output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(outputs.pooler_output)).reshape([-1, num_choices])
+        loss = None if labels is None else F.cross_entropy(logits, labels.reshape([-1]))
+        return MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                         attentions=outputs.attentions)
 
 
 class BertPredictionHeadTransform(nn.Layer):
@@ -230,10 +331,20 @@ class BertOnlyMLMHead(nn.Layer):
         return self.predictions(sequence_output)
 
 
-class BertForMaskedLM(ForMaskedLM, BertPreTrainedModel):
+class BertForMaskedLM(BertPreTrainedModel):
     initialisable_prefixes = ("cls.",)
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            position_ids=position_ids, output_hidden_states=output_hidden_states,
+                            output_attentions=output_attentions)
+        logits = self.cls(outputs.last_hidden_state)
+        loss = None if labels is None else masked_lm_loss(logits, labels)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                              attentions=outputs.attentions)

@@ -9,17 +9,27 @@ from __future__ import annotations
 import math
 
 import paddle
+import paddle.nn.functional as F
 from paddle import nn
 
-from paddleport.models.configuration import SqueezeBertConfig
+from paddleport.core.configuration import SqueezeBertConfig
 from paddleport.models.layers import ChannelLayerNorm, Dropout, Linear, add_channel_bias, attention_probs
 from paddleport.models.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPooler
 from paddleport.models.modeling_utils import (
     ACT2FN,
-    EncoderModel,
-    ForMaskedLM,
-    ForSequenceClassification,
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
     PretrainedModel,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+    flatten_choices,
+    layer_attention_mask,
+    masked_lm_loss,
+    question_answering_loss,
+    sequence_classification_loss,
+    token_classification_loss,
 )
 
 # transformers builds the encoder's LayerNorms as SqueezeBertLayerNorm(hidden_size), i.e. with the default
@@ -167,7 +177,7 @@ class SqueezeBertPreTrainedModel(PretrainedModel):
     base_model_prefix = "transformer"
 
 
-class SqueezeBertModel(EncoderModel, SqueezeBertPreTrainedModel):
+class SqueezeBertModel(SqueezeBertPreTrainedModel):
     initialisable_prefixes = ("pooler.",)
 
     def __init__(self, config: SqueezeBertConfig):
@@ -176,8 +186,17 @@ class SqueezeBertModel(EncoderModel, SqueezeBertPreTrainedModel):
         self.encoder = SqueezeBertEncoder(config)
         self.pooler = SqueezeBertPooler(config)
 
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False):
+        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+        mask = layer_attention_mask(attention_mask, embedding_output.dtype, self.config.num_attention_heads)
+        sequence_output, hidden_states, attentions = self.encoder(
+            embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=self.pooler(sequence_output),
+                                          hidden_states=hidden_states, attentions=attentions)
 
-class SqueezeBertForSequenceClassification(ForSequenceClassification, SqueezeBertPreTrainedModel):
+
+class SqueezeBertForSequenceClassification(SqueezeBertPreTrainedModel):
     initialisable_prefixes = ("classifier.", "transformer.pooler.")
 
     def __init__(self, config: SqueezeBertConfig):
@@ -187,15 +206,102 @@ class SqueezeBertForSequenceClassification(ForSequenceClassification, SqueezeBer
         self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = Linear(config.hidden_size, config.num_labels)
 
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, output_hidden_states=output_hidden_states,
+                                   output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
+
+
+class SqueezeBertForMultipleChoice(SqueezeBertPreTrainedModel):
+    initialisable_prefixes = ("classifier.", "transformer.pooler.")
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.transformer = SqueezeBertModel(config)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.classifier = Linear(config.hidden_size, 1)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        """Inputs are [batch, choices, seq]; logits [batch, choices]."""
+        num_choices = input_ids.shape[1]
+        outputs = self.transformer(flatten_choices(input_ids), attention_mask=flatten_choices(attention_mask),
+                                   token_type_ids=flatten_choices(token_type_ids),
+                                   position_ids=flatten_choices(position_ids),
+                                   output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(outputs.pooler_output)).reshape([-1, num_choices])
+        loss = None if labels is None else F.cross_entropy(logits, labels.reshape([-1]))
+        return MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                         attentions=outputs.attentions)
+
+
+class SqueezeBertForTokenClassification(SqueezeBertPreTrainedModel):
+    initialisable_prefixes = ("classifier.", "transformer.pooler.")
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = SqueezeBertModel(config)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, output_hidden_states=output_hidden_states,
+                                   output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None if labels is None else token_classification_loss(logits, labels)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                     attentions=outputs.attentions)
+
+
+class SqueezeBertForQuestionAnswering(SqueezeBertPreTrainedModel):
+    initialisable_prefixes = ("qa_outputs.", "transformer.pooler.")
+
+    def __init__(self, config: SqueezeBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = SqueezeBertModel(config)
+        self.qa_outputs = Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                start_positions=None, end_positions=None, output_hidden_states=False, output_attentions=False):
+        outputs = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, output_hidden_states=output_hidden_states,
+                                   output_attentions=output_attentions)
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(2, axis=-1)
+        start_logits, end_logits = start_logits.squeeze(-1), end_logits.squeeze(-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions)
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                            hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
 
 class SqueezeBertOnlyMLMHead(BertOnlyMLMHead):
     pass
 
 
-class SqueezeBertForMaskedLM(ForMaskedLM, SqueezeBertPreTrainedModel):
+class SqueezeBertForMaskedLM(SqueezeBertPreTrainedModel):
     initialisable_prefixes = ("cls.", "transformer.pooler.")
 
     def __init__(self, config: SqueezeBertConfig):
         super().__init__(config)
         self.transformer = SqueezeBertModel(config)
         self.cls = SqueezeBertOnlyMLMHead(config, self.transformer.embeddings.word_embeddings)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False):
+        outputs = self.transformer(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, output_hidden_states=output_hidden_states,
+                                   output_attentions=output_attentions)
+        logits = self.cls(outputs.last_hidden_state)
+        loss = None if labels is None else masked_lm_loss(logits, labels)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                              attentions=outputs.attentions)

@@ -13,11 +13,12 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from paddleport.convert.tensor_io import (
-    PADDLE_FORMAT_TAG, PDPARAMS_NAME, SAFETENSORS_NAME, read_pdparams, read_safetensors_checked,
+from paddleport.core.configuration import PretrainedConfig
+from paddleport.core.tensor_io import (
+    PADDLE_FORMAT_TAG, PDPARAMS_NAME, SAFETENSORS_NAME, numpy_to_paddle, read_pdparams, read_safetensors_checked,
+    tensor_to_numpy,
 )
 from paddleport.errors import PaddleportError
-from paddleport.models.configuration import PretrainedConfig
 from paddleport.models.layers import attention_mask_for_layers, gelu
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,38 @@ class BaseModelOutputWithPooling(ModelOutput):
 class SequenceClassifierOutput(ModelOutput):
     loss: paddle.Tensor | None = None
     logits: paddle.Tensor = None
+    hidden_states: tuple[paddle.Tensor, ...] | None = None
+    attentions: tuple[paddle.Tensor, ...] | None = None
+
+
+@dataclass
+class TokenClassifierOutput(ModelOutput):
+    loss: paddle.Tensor | None = None
+    logits: paddle.Tensor = None
+    hidden_states: tuple[paddle.Tensor, ...] | None = None
+    attentions: tuple[paddle.Tensor, ...] | None = None
+
+
+@dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: paddle.Tensor | None = None
+    start_logits: paddle.Tensor = None
+    end_logits: paddle.Tensor = None
+    hidden_states: tuple[paddle.Tensor, ...] | None = None
+    attentions: tuple[paddle.Tensor, ...] | None = None
+
+
+@dataclass
+class MultipleChoiceModelOutput(ModelOutput):
+    loss: paddle.Tensor | None = None
+    logits: paddle.Tensor = None
+    hidden_states: tuple[paddle.Tensor, ...] | None = None
+    attentions: tuple[paddle.Tensor, ...] | None = None
+
+
+@dataclass
+class BaseModelOutput(ModelOutput):
+    last_hidden_state: paddle.Tensor = None
     hidden_states: tuple[paddle.Tensor, ...] | None = None
     attentions: tuple[paddle.Tensor, ...] | None = None
 
@@ -95,6 +128,13 @@ def extended_attention_mask(attention_mask: paddle.Tensor, dtype) -> paddle.Tens
     return (1.0 - mask) * paddle.finfo(dtype).min
 
 
+def layer_attention_mask(attention_mask, dtype, num_heads: int):
+    """The 1/0 [batch, seq] mask as the additive mask every attention layer takes (None stays None)."""
+    if attention_mask is None:
+        return None
+    return attention_mask_for_layers(extended_attention_mask(attention_mask, dtype), num_heads)
+
+
 def sequence_classification_loss(config: PretrainedConfig, logits: paddle.Tensor, labels: paddle.Tensor):
     """The loss transformers picks from ``problem_type`` (inferred from num_labels and label dtype if unset)."""
     problem_type = config.problem_type
@@ -118,13 +158,34 @@ def sequence_classification_loss(config: PretrainedConfig, logits: paddle.Tensor
 class UntiedDecoder(nn.Layer):
     """An MLM decoder with weights of its own (tie_word_embeddings false), held ``[vocab, hidden]`` as torch."""
 
-    def __init__(self, config: PretrainedConfig):
+    def __init__(self, config: PretrainedConfig, in_features: int | None = None):
         super().__init__()
-        self.weight = self.create_parameter([config.vocab_size, config.hidden_size])
+        self.weight = self.create_parameter([config.vocab_size, in_features or config.hidden_size])
         self.bias = self.create_parameter([config.vocab_size], is_bias=True)
 
     def forward(self, hidden_states):
         return paddle.matmul(hidden_states, self.weight, transpose_y=True) + self.bias
+
+
+class TiedDecoder(nn.Layer):
+    """An output projection whose weight is the word-embedding matrix (tie_word_embeddings) and whose bias is its
+    own, as transformers' tied ``nn.Linear`` decoders (DistilBERT's ``vocab_projector``, ELECTRA's
+    ``generator_lm_head``)."""
+
+    def __init__(self, config: PretrainedConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.bias = self.create_parameter([config.vocab_size], is_bias=True)
+        self._word_embeddings = [word_embeddings]  # a list, so the embedding is not registered twice
+
+    def forward(self, hidden_states):
+        return paddle.matmul(hidden_states, self._word_embeddings[0].weight, transpose_y=True) + self.bias
+
+
+def output_decoder(config: PretrainedConfig, word_embeddings: nn.Embedding) -> nn.Layer:
+    """The tied or untied vocabulary projection (from the embedding width), as ``config.tie_word_embeddings`` says."""
+    if config.tie_word_embeddings:
+        return TiedDecoder(config, word_embeddings)
+    return UntiedDecoder(config, in_features=word_embeddings.weight.shape[1])
 
 
 # --- the base class --------------------------------------------------------------------------
@@ -149,6 +210,18 @@ class PretrainedModel(nn.Layer):
         self.loading_info = LoadingInfo()
 
     @property
+    def input_names(self) -> tuple[str, ...]:
+        """The inputs this architecture takes, from ``paddleport.registry``."""
+        from paddleport.registry import architecture
+
+        return architecture(self.config.model_type).input_names
+
+    @property
+    def main_output_names(self) -> tuple[str, ...]:
+        """The task outputs of a head class (an exported program returns these)."""
+        return ("start_logits", "end_logits") if hasattr(self, "qa_outputs") else ("logits",)
+
+    @property
     def is_base_model(self) -> bool:
         return not hasattr(self, self.base_model_prefix)
 
@@ -157,8 +230,11 @@ class PretrainedModel(nn.Layer):
         return getattr(self, self.base_model_prefix, self)
 
     def gradient_checkpointing_enable(self) -> None:
-        """Recompute each encoder layer in the backward pass (paddle.distributed.fleet.utils.recompute)."""
-        self.base_model.encoder.gradient_checkpointing = True
+        """Recompute each encoder layer in the backward pass (paddle.distributed.fleet.utils.recompute): every
+        sub-layer with a ``gradient_checkpointing`` switch (the encoder, whatever the architecture calls it)."""
+        for layer in self.sublayers(include_self=True):
+            if hasattr(layer, "gradient_checkpointing"):
+                layer.gradient_checkpointing = True
 
     def init_weights(self) -> None:
         """transformers' initialisation: normal(0, initializer_range) weights, zero biases, unit LayerNorms."""
@@ -240,21 +316,6 @@ class PretrainedModel(nn.Layer):
         return directory
 
 
-def tensor_to_numpy(tensor: paddle.Tensor) -> np.ndarray:
-    if tensor.dtype == paddle.bfloat16:
-        import ml_dtypes
-
-        return tensor.view(paddle.uint16).numpy().view(ml_dtypes.bfloat16)
-    return tensor.numpy()
-
-
-def numpy_to_paddle(array: np.ndarray) -> paddle.Tensor:
-    """numpy -> paddle, including ml_dtypes' bfloat16 (moved as its raw 16 bits)."""
-    if array.dtype.name == "bfloat16":
-        return paddle.to_tensor(array.view(np.uint16)).view(paddle.bfloat16)
-    return paddle.to_tensor(array)
-
-
 def read_paddle_state_dict(directory: Path) -> dict[str, Any]:
     """Weights of a Paddle directory: model.safetensors (Paddle layout) or model_state.pdparams."""
     safetensors_path = directory / SAFETENSORS_NAME
@@ -280,51 +341,23 @@ def masked_lm_loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tenso
     return losses.sum() / (labels != -100).astype(losses.dtype).sum()
 
 
-# --- forward passes shared by BERT and SqueezeBERT (as in transformers, they differ only in their layers) ---
-
-class EncoderModel(PretrainedModel):
-    """``*Model``: embeddings -> encoder -> optional pooler."""
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, output_attentions=False):
-        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
-        mask = None
-        if attention_mask is not None:
-            mask = attention_mask_for_layers(extended_attention_mask(attention_mask, embedding_output.dtype),
-                                             self.config.num_attention_heads)
-        sequence_output, hidden_states, attentions = self.encoder(
-            embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=sequence_output,
-            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
-            hidden_states=hidden_states,
-            attentions=attentions,
-        )
+def token_classification_loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+    """torch's CrossEntropyLoss over every position (labels of -100 ignored, mean over the rest)."""
+    return masked_lm_loss(logits, labels)
 
 
-class ForSequenceClassification(PretrainedModel):
-    """``*ForSequenceClassification``: pooled output -> dropout -> classifier; loss by ``problem_type``."""
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
-        outputs = self.base_model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                  position_ids=position_ids, output_hidden_states=output_hidden_states,
-                                  output_attentions=output_attentions)
-        logits = self.classifier(self.dropout(outputs.pooler_output))
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                        attentions=outputs.attentions)
+def question_answering_loss(start_logits, end_logits, start_positions, end_positions) -> paddle.Tensor:
+    """transformers' span loss: positions outside the sequence are clamped to it and then ignored."""
+    ignored_index = start_logits.shape[1]
+    losses = []
+    for logits, positions in ((start_logits, start_positions), (end_logits, end_positions)):
+        positions = positions.reshape([-1]).clip(0, ignored_index)
+        per_row = F.cross_entropy(logits, positions, ignore_index=ignored_index, reduction="none").reshape([-1])
+        kept = (positions != ignored_index).astype(per_row.dtype)
+        losses.append(per_row.sum() / kept.sum())
+    return (losses[0] + losses[1]) / 2
 
 
-class ForMaskedLM(PretrainedModel):
-    """``*ForMaskedLM``: sequence output -> MLM head; labels of -100 are ignored."""
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
-        outputs = self.base_model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                  position_ids=position_ids, output_hidden_states=output_hidden_states,
-                                  output_attentions=output_attentions)
-        logits = self.cls(outputs.last_hidden_state)
-        loss = None if labels is None else masked_lm_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                              attentions=outputs.attentions)
+def flatten_choices(tensor):
+    """[batch, choices, seq] -> [batch * choices, seq] (None stays None), as transformers' multiple-choice heads."""
+    return None if tensor is None else tensor.reshape([-1, tensor.shape[-1]])

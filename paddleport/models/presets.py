@@ -10,3 +10,28 @@ SQUEEZEBERT_UNCASED = dict(
     layer_norm_eps=1e-12, pad_token_id=0, q_groups=4, k_groups=4, v_groups=4, post_attention_groups=1,
     intermediate_groups=4, output_groups=4,
 )
+# config.json of roberta-base: positions start after the padding index (514 = 512 + 2), one token type
+ROBERTA_BASE = dict(
+    vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    hidden_act="gelu", max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
+    bos_token_id=0, eos_token_id=2,
+)
+XLM_ROBERTA_BASE = dict(ROBERTA_BASE, vocab_size=250002)
+DISTILBERT_BASE_UNCASED = dict(
+    vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072, activation="gelu",
+    max_position_embeddings=512, sinusoidal_pos_embds=False, pad_token_id=0, dropout=0.1, attention_dropout=0.1,
+    qa_dropout=0.1, seq_classif_dropout=0.2,
+)
+ELECTRA_BASE_DISCRIMINATOR = dict(
+    vocab_size=30522, embedding_size=768, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+    intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512, type_vocab_size=2,
+    layer_norm_eps=1e-12, pad_token_id=0,
+)
+ALBERT_BASE_V2 = dict(
+    vocab_size=30000, embedding_size=128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+    intermediate_size=3072, hidden_act="gelu_new", num_hidden_groups=1, inner_group_num=1,
+    max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0, hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.1,
+)
+# allenai/scibert_scivocab_uncased: a BERT with its own 31,090-token vocabulary
+SCIBERT_SCIVOCAB_UNCASED = dict(BERT_BASE_UNCASED, vocab_size=31090)

@@ -31,14 +31,15 @@ from typing import Any
 import numpy as np
 
 from paddleport import runtime
-from paddleport.convert.tensor_io import is_paddle_checkpoint
+from paddleport.core.configuration import max_input_length
+from paddleport.core.tensor_io import is_paddle_checkpoint
 from paddleport.errors import PaddleportError
 from paddleport.parity import devices
 from paddleport.parity.loading import CheckpointPair, architecture_of, read_config
 from paddleport.parity.onnx_runtime import onnxruntime_supports
 from paddleport.parity.metrics import difference, json_number
+from paddleport.registry import architecture, architecture_of_class
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MAX_ROW_SECONDS = 60.0  # stop timing a row after this long (at least MIN_ITERS calls)
 MIN_ITERS = 3
 DEFAULT_SEQ_LENS = (32, 128, 512)
@@ -103,7 +104,12 @@ class BenchModel:
 
     @property
     def max_positions(self) -> int:
-        return int(self.config.get("max_position_embeddings", 512))
+        """The longest input the model takes (RoBERTa's positions start after the padding index)."""
+        return max_input_length(self.config)
+
+    @property
+    def token_types(self) -> int:
+        return int(self.config.get("type_vocab_size", 2))
 
 
 @dataclass
@@ -164,7 +170,7 @@ def _without_emulated_bfloat16(options: BenchOptions, cpu: runtime.CpuInfo) -> t
 def _fit_seq_lens(options: BenchOptions, configs: list[dict[str, Any]]) -> BenchOptions:
     """Sequence lengths the models can take: the defaults are clamped to the largest max_position_embeddings
     (a model with fewer positions skips the longer rows); a length the user asked for must fit every model."""
-    limits = [int(config.get("max_position_embeddings", 512)) for config in configs]
+    limits = [max_input_length(config) for config in configs]
     if options.seq_lens is None:
         fitting = tuple(length for length in DEFAULT_SEQ_LENS if length <= max(limits))
         return replace(options, seq_lens=fitting or (max(limits),))
@@ -223,7 +229,8 @@ def ensure_onnx(model: BenchModel, exporter: str, torch_model, workdir: Path) ->
     if exporter not in model.onnx_files:
         path = workdir / f"{model.name}-{exporter}.onnx"
         if exporter == "torch.onnx":
-            output_name = "last_hidden_state" if model.architecture.endswith("Model") else "logits"
+            task = architecture_of_class(model.architecture).task_of(model.architecture)
+            output_name = {"base": "last_hidden_state", "question_answering": "start_logits"}.get(task, "logits")
             model.onnx_files[exporter] = export_torch_onnx(torch_model, path, output_name)
         else:
             model.onnx_files[exporter] = export_paddle_onnx(ensure_export(model, workdir), path)
@@ -247,8 +254,11 @@ class PathSpec:
 
 
 def main_output(output) -> Any:
-    logits = getattr(output, "logits", None)
-    return logits if logits is not None else output.last_hidden_state
+    """logits, the start logits of a span head, or the last hidden state of a base model."""
+    for name in ("logits", "start_logits", "last_hidden_state"):
+        if getattr(output, name, None) is not None:
+            return getattr(output, name)
+    raise ValueError(f"{type(output).__name__} has no logits or hidden state")
 
 
 def torch_runner(model, device: str, dtype: str, autocast: bool) -> Runner:
@@ -258,9 +268,10 @@ def torch_runner(model, device: str, dtype: str, autocast: bool) -> Runner:
     if dtype != "float32" and not autocast:
         model = copy.deepcopy(model).to(dtype=getattr(torch, dtype))
     model = model.to(target).eval()
+    input_names = architecture(model.config.model_type).input_names
 
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
-        inputs = {key: torch.from_numpy(batch[key]).to(target) for key in MODEL_INPUTS}
+        inputs = {key: torch.from_numpy(batch[key]).to(target) for key in input_names}
         with torch.inference_mode(), torch.autocast(target, dtype=getattr(torch, dtype), enabled=autocast):
             output = main_output(model(**inputs))
         return output.float().cpu().numpy()
@@ -281,7 +292,7 @@ def paddle_eager_runner(paddle_dir: Path, architecture: str, device: str, dtype:
 
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
         with paddle.no_grad():
-            output = main_output(model(**{key: paddle.to_tensor(batch[key]) for key in MODEL_INPUTS}))
+            output = main_output(model(**{key: paddle.to_tensor(batch[key]) for key in model.input_names}))
         return output.astype("float32").numpy()
 
     return run
@@ -340,13 +351,16 @@ def _path_key(spec: PathSpec) -> str:
 
 # --- timing ------------------------------------------------------------------------------------
 
-def synthetic_batch(batch_size: int, seq_len: int, vocab_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Seeded token ids, full attention, the second half of each row as segment B."""
+def synthetic_batch(batch_size: int, seq_len: int, vocab_size: int, seed: int,
+                    token_types: int = 2) -> dict[str, np.ndarray]:
+    """Seeded token ids, full attention, the second half of each row as segment B (segment A only for a model
+    with one token type, as RoBERTa's tokenizer gives)."""
     rng = np.random.default_rng(seed)
+    segment_b = (np.arange(seq_len)[None, :] >= seq_len // 2) & (token_types > 1)
     return {
         "input_ids": rng.integers(1000, min(vocab_size, 30000), size=(batch_size, seq_len), dtype=np.int64),
         "attention_mask": np.ones((batch_size, seq_len), dtype=np.int64),
-        "token_type_ids": (np.arange(seq_len)[None, :] >= seq_len // 2).astype(np.int64).repeat(batch_size, 0),
+        "token_type_ids": segment_b.astype(np.int64).repeat(batch_size, 0),
     }
 
 
@@ -395,7 +409,8 @@ def benchmark_model(model: BenchModel, options: BenchOptions, threads: int, work
     torch_model = load_torch_model(CheckpointPair(model.hf_dir, model.paddle_dir, model.architecture, model.config))
     reference_run = torch_runner(torch_model, options.device, "float32", autocast=False)
     shapes = [(b, s) for b in options.batch_sizes for s in options.seq_lens]
-    batches = {shape: synthetic_batch(*shape, int(model.config["vocab_size"]), options.seed) for shape in shapes}
+    batches = {shape: synthetic_batch(*shape, int(model.config["vocab_size"]), options.seed, model.token_types)
+               for shape in shapes}
     references = {shape: reference_run(batch) for shape, batch in batches.items() if shape[1] <= model.max_positions}
     rows = []
     for dtype in options.dtypes:
@@ -474,7 +489,7 @@ def _pipeline(run: Runner, tokenizer, examples, batch_size: int, max_length: int
                                 examples.second[start:start + batch_size] if examples.second else None,
                                 padding=True, truncation=True, max_length=max_length,
                                 return_token_type_ids=True, return_tensors="np")
-            last = run({key: encoded[key].astype(np.int64) for key in MODEL_INPUTS})
+            last = run({key: value.astype(np.int64) for key, value in encoded.items()})
         return last
 
     return whole_pass

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from paddleport.errors import PaddleportError
+from paddleport.registry import help_epilog
 
 
 def tolerance(text: str) -> float:
@@ -28,8 +29,8 @@ def register(subparsers) -> None:
 
 
 def _register_compare(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "compare", help="forward (and gradient) parity of a Hugging Face checkpoint and its Paddle port",
+    parser = subparsers.add_parser("compare", epilog=help_epilog(),
+                                   help="forward (and gradient) parity of a Hugging Face checkpoint and its Paddle port",
         description="Compare embeddings, every layer's hidden state, the pooled output and the logits "
                     "(every position the attention mask keeps). Exit 0 on pass, 1 on fail, 2 on bad input.")
     parser.add_argument("hf_dir", type=Path, help="Hugging Face checkpoint directory (with its tokenizer)")
@@ -66,8 +67,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def _register_export(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "export", help="export a Paddle checkpoint as a verified static inference program",
+    parser = subparsers.add_parser("export", epilog=help_epilog(),
+                                   help="export a Paddle checkpoint as a verified static inference program",
         description="paddle.jit.to_static (dynamic batch and sequence length) + paddle.jit.save, checked "
                     "against eager before OUT is written.")
     parser.add_argument("paddle_dir", type=Path)
@@ -87,8 +88,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _register_bench(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "bench", help="latency of torch eager, Paddle eager and paddle.inference on the same models",
+    parser = subparsers.add_parser("bench", epilog=help_epilog(),
+                                   help="latency of torch eager, Paddle eager and paddle.inference on the same models",
         description="Each MODEL_DIR is a Hugging Face or a Paddle checkpoint (the other layout is converted).")
     parser.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))

@@ -31,13 +31,15 @@ from paddleport.parity.inputs import DEFAULT_LIMIT, EncodedBatches, load_parity_
 from paddleport.parity.loading import CheckpointPair, check_pair, load_paddle_model, load_torch_model
 from paddleport.parity.outputs import compared_outputs, compared_positions
 from paddleport.parity.report import GradReport, ParityReport, TensorDiff
+from paddleport.registry import architecture, architecture_of_class
 
 # Default max |Δ| per dtype.  Half precision carries ~3 (bf16) or ~4 (fp16) significant digits, and the
 # two frameworks round at different places, so differences grow with depth; these bound a 12-layer base model.
 DEFAULT_ATOL = {"float32": 1e-5, "float16": 5e-2, "bfloat16": 2.5e-1}
 GRAD_RTOL_OF_MAX = 1e-5
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MLM_LABEL_FRACTION = 0.15
+# The head outputs compared after the hidden states (a span head has two).
+TASK_OUTPUTS = ("logits", "start_logits", "end_logits")
 
 
 def compare_models(
@@ -61,6 +63,9 @@ def compare_models(
     With ``hf_adapter`` / ``paddle_adapter`` (peft LoRA directories), the compared models are the bases with
     their adapters applied: transformers + peft against paddleport's model with its LoRA layers."""
     pair = check_pair(hf_dir, paddle_dir)
+    if architecture_of_class(pair.architecture).task_of(pair.architecture) == "multiple_choice":
+        raise PaddleportError(hf_dir, f"{pair.architecture} takes [batch, choices, seq] inputs; compare feeds "
+                                      "[batch, seq] batches (compare the base model, or test the head in Python)")
     check_precision(dtype, device)
     atol = DEFAULT_ATOL[dtype] if atol is None else float(atol)
     max_length = _checked_max_length(pair, max_length)
@@ -183,8 +188,9 @@ def named_outputs(output, pooled) -> dict[str, np.ndarray]:
     named.update({f"layer.{index}": state for index, state in enumerate(hidden_states[1:])})
     if pooled is not None:
         named["pooler_output"] = pooled
-    if output.get("logits") is not None:
-        named["logits"] = output["logits"]
+    for name in TASK_OUTPUTS:
+        if output.get(name) is not None:
+            named[name] = output[name]
     return named
 
 
@@ -223,10 +229,11 @@ class TorchRunner(_Runner):
         self.torch = torch
         self.device = devices.torch_device(device)
         self.model = model.to(device=self.device, dtype=getattr(torch, dtype)).eval()
+        self.input_names = architecture(model.config.model_type).input_names
         self.pooler = pooler_name([name for name, module in model.named_modules() if module is not None])
 
     def tensors(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {key: self.torch.from_numpy(batch[key]).to(self.device) for key in MODEL_INPUTS}
+        return {key: self.torch.from_numpy(batch[key]).to(self.device) for key in self.input_names}
 
     def _pooler_hook(self, callback):
         return self.model.get_submodule(self.pooler).register_forward_hook(lambda m, i, o: callback(o))
@@ -255,7 +262,7 @@ class PaddleRunner(_Runner):
         self.pooler = pooler_name([name for name, layer in model.named_sublayers() if layer is not None])
 
     def tensors(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {key: self.paddle.to_tensor(batch[key]) for key in MODEL_INPUTS}
+        return {key: self.paddle.to_tensor(batch[key]) for key in self.model.input_names}
 
     def _pooler_hook(self, callback):
         layer = dict(self.model.named_sublayers())[self.pooler]
@@ -270,8 +277,8 @@ class PaddleRunner(_Runner):
 
 
 def _fields(output) -> dict[str, Any]:
-    return {"hidden_states": output.hidden_states, "logits": getattr(output, "logits", None),
-            "loss": getattr(output, "loss", None)}
+    return {"hidden_states": output.hidden_states, "loss": getattr(output, "loss", None),
+            **{name: getattr(output, name, None) for name in TASK_OUTPUTS}}
 
 
 def _as_numpy(named: dict[str, Any], to_numpy: Callable[[Any], np.ndarray]) -> dict[str, np.ndarray]:
@@ -310,12 +317,26 @@ def gradient_diffs(torch_model, paddle_model, pair: CheckpointPair, batch: dict[
                       tensors=diffs, first_failure=first_failure)
 
 
-def task_labels(pair: CheckpointPair, batch: dict[str, np.ndarray], seed: int) -> np.ndarray | None:
-    """Sequence classification: the data's labels; masked LM: seeded token targets; base model: None."""
-    if pair.architecture.endswith("SequenceClassification"):
-        return batch["labels"] % pair.num_labels
-    if pair.architecture.endswith("MaskedLM"):
-        return masked_lm_labels(batch, seed)
+def task_labels(pair: CheckpointPair, batch: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray] | None:
+    """The head's loss targets, keyed by argument name: the data's labels for a sequence classifier, seeded
+    token targets for a masked LM, per-token classes or answer spans; None for a base model."""
+    task = architecture_of_class(pair.architecture).task_of(pair.architecture)
+    rng = np.random.default_rng(seed)
+    if task == "sequence_classification":
+        return {"labels": batch["labels"] % pair.num_labels}
+    if task == "masked_lm":
+        return {"labels": masked_lm_labels(batch, seed)}
+    if task == "token_classification":
+        kept = batch["attention_mask"].astype(bool)
+        classes = rng.integers(0, pair.num_labels, size=kept.shape)
+        return {"labels": np.where(kept, classes, -100).astype(np.int64)}
+    if task == "pretraining":  # ELECTRA's discriminator: a seeded 0/1 "replaced" target per token
+        return {"labels": rng.integers(0, 2, size=batch["input_ids"].shape).astype(np.int64)}
+    if task == "question_answering":
+        lengths = batch["attention_mask"].sum(axis=1)
+        start = (rng.random(lengths.shape) * lengths).astype(np.int64)
+        end = np.minimum(start + 2, lengths - 1).astype(np.int64)
+        return {"start_positions": start, "end_positions": end}
     return None
 
 
@@ -351,7 +372,7 @@ def _torch_gradients(model, batch, labels, base_weights, dtype: str, device: str
     model.zero_grad(set_to_none=True)
     kwargs = runner.tensors(batch)
     if labels is not None:
-        kwargs["labels"] = torch.from_numpy(labels).to(runner.device)
+        kwargs.update({name: torch.from_numpy(value).to(runner.device) for name, value in labels.items()})
     output = model(**kwargs, return_dict=True)
     loss = output.loss if labels is not None else _projection_loss(
         output, base_weights, lambda value: (torch.from_numpy(value).to(runner.device) if isinstance(value, np.ndarray) else value).float())
@@ -369,7 +390,7 @@ def _paddle_gradients(model, batch, labels, base_weights, dtype: str, device: st
     model.clear_gradients()
     kwargs = runner.tensors(batch)
     if labels is not None:
-        kwargs["labels"] = paddle.to_tensor(labels)
+        kwargs.update({name: paddle.to_tensor(value) for name, value in labels.items()})
     output = model(**kwargs)
     loss = output.loss if labels is not None else _projection_loss(
         output, base_weights,

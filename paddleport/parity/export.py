@@ -1,7 +1,7 @@
 """Export a Paddle checkpoint as a static inference program, verified against eager before it is written.
 
 ``paddle.jit.to_static`` traces the model with dynamic batch and sequence length (``InputSpec([None, None])``
-for ``input_ids``, ``attention_mask`` and ``token_type_ids``); ``paddle.jit.save`` writes, under PIR
+for each of the architecture's inputs: ``input_ids``, ``attention_mask`` and, where it has them, ``token_type_ids``); ``paddle.jit.save`` writes, under PIR
 (Paddle 3), ``model.json`` + ``model.pdiparams`` into a temporary directory next to ``OUT``.  Both
 ``paddle.jit.load`` and a ``paddle.inference`` predictor must reproduce eager outputs (max |Δ| <= atol) on
 inputs of two different shapes before the directory is renamed to ``OUT`` in one step.
@@ -27,6 +27,7 @@ from paddleport.parity.inference import PROGRAM_STEM, Predictor, PredictorOption
 from paddleport.parity.loading import architecture_of, read_config
 from paddleport.parity.metrics import Difference, difference
 from paddleport.parity.outputs import compared_positions, output_level
+from paddleport.registry import architecture_of_class
 
 EXPORT_ATOL = 1e-5
 EXPORT_INFO = "export_info.json"
@@ -68,6 +69,9 @@ def export_model(paddle_dir: str | Path, out_dir: str | Path, *, force: bool = F
     check_output_target(out_dir, reads_from=[paddle_dir])
     if os.path.lexists(out_dir) and not force:
         raise PaddleportError(out_dir, "already exists (pass --force to replace it)")
+    if architecture_of_class(architecture).task_of(architecture) == "multiple_choice":
+        raise PaddleportError(paddle_dir, f"{architecture} takes [batch, choices, seq] inputs: export takes "
+                                          "[batch, seq] models (export the base model with --arch)")
     model = _load_eager(paddle_dir, architecture)
     with atomic_directory(out_dir, replace=force, reads_from=[paddle_dir]) as staging:
         program_dir = staging / ".program" if fmt == "onnx" else staging
@@ -105,7 +109,8 @@ def max_kept_difference(model, names: list[str], levels: list[str], run, vocab_s
     """|Δ| of ``run(batch)`` (a list of outputs) against eager over the check batches: per-token outputs at the
     positions the attention mask keeps (padding is never read; see parity.compare), per-sequence outputs whole."""
     worst = Difference()
-    for batch in check_batches(vocab_size, model.config.max_position_embeddings):
+    token_types = getattr(model.config, "type_vocab_size", 1)
+    for batch in check_batches(vocab_size, model.config.max_input_length, model.input_names, token_types=token_types):
         for want, got, level in zip(eager_outputs(model, batch, names), run(batch), levels, strict=True):
             worst = worst.merged(difference(got, want, compared_positions(level, batch["attention_mask"])))
     return worst
@@ -135,27 +140,31 @@ def save_static(model, directory: Path) -> list[str]:
     layer.eval()
     try:
         with paddle.no_grad():  # an inference program: no gradient bookkeeping is traced
-            static = paddle.jit.to_static(layer, input_spec=input_spec(), full_graph=True)
+            static = paddle.jit.to_static(layer, input_spec=input_spec(layer.input_names), full_graph=True)
             paddle.jit.save(static, str(directory / PROGRAM_STEM))
     except Exception as error:  # dy2static raises many types; the model code, not the user, is at fault
         raise RuntimeError(f"paddle.jit.to_static/save failed for {type(model).__name__}: {error}") from error
     return layer.names
 
 
-def check_batches(vocab_size: int, max_positions: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+def check_batches(vocab_size: int, max_positions: int, input_names: tuple[str, ...], seed: int = 0,
+                  token_types: int = 2) -> list[dict[str, np.ndarray]]:
     """Random token batches of two shapes, the second with right padding, for checking an export; no longer
-    than the model's ``max_position_embeddings``."""
+    than the model's inputs may be (``max_positions``), and only the inputs the architecture takes
+    (``input_names``), token types within ``token_types``."""
     rng = np.random.default_rng(seed)
     batches = []
     for batch_size, length in CHECK_SHAPES:
         length = min(length, max_positions)
         mask = np.ones((batch_size, length), dtype=np.int64)
         mask[1:, length // 2:] = 0
-        batches.append({
+        batch = {
             "input_ids": rng.integers(1, vocab_size, size=(batch_size, length), dtype=np.int64) * mask,
             "attention_mask": mask,
-            "token_type_ids": (np.arange(length)[None, :] >= length // 3).astype(np.int64).repeat(batch_size, 0),
-        })
+            "token_type_ids": ((np.arange(length)[None, :] >= length // 3) & (token_types > 1)).astype(np.int64)
+                              .repeat(batch_size, 0),
+        }
+        batches.append({name: batch[name] for name in input_names})
     return batches
 
 
@@ -178,8 +187,7 @@ def verify_export(model, directory: Path, names: list[str], levels: list[str], *
 
     def run_loaded(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         with paddle.no_grad():
-            outputs = loaded(*(paddle.to_tensor(batch[key]) for key in ("input_ids", "attention_mask",
-                                                                         "token_type_ids")))
+            outputs = loaded(*(paddle.to_tensor(batch[key]) for key in model.input_names))
         return [t.numpy() for t in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
 
     predictor = Predictor(directory, PredictorOptions(device="cpu", dtype="float32", threads=1, onednn=False))

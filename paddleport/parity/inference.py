@@ -10,7 +10,6 @@ import numpy as np
 from paddleport.errors import PaddleportError
 
 PROGRAM_STEM = "model"  # paddle.jit.save(layer, OUT/model) writes model.json (PIR) + model.pdiparams
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from paddleport.errors import PaddleportError
+from paddleport.registry import architecture_of_class
 from paddleport.runtime import quiet_logger, quiet_transformers
 
-SUPPORTED_ARCHITECTURES = (
-    "BertModel", "BertForSequenceClassification", "BertForMaskedLM",
-    "SqueezeBertModel", "SqueezeBertForSequenceClassification", "SqueezeBertForMaskedLM",
-)
 # Config keys that decide every parameter's shape; both directories must agree on them.
 STRUCTURAL_KEYS = (
     "model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
     "max_position_embeddings", "type_vocab_size", "embedding_size", "q_groups", "k_groups", "v_groups",
     "post_attention_groups", "intermediate_groups", "output_groups", "hidden_act", "layer_norm_eps",
+    "dim", "n_layers", "n_heads", "hidden_dim", "activation", "num_hidden_groups", "inner_group_num",
 )
 
 
@@ -32,7 +30,15 @@ class CheckpointPair:
 
     @property
     def max_positions(self) -> int:
-        return int(self.config.get("max_position_embeddings", 512))
+        """The longest input the model takes (RoBERTa's positions start after the padding index)."""
+        from paddleport.core.configuration import max_input_length
+
+        return max_input_length(self.config, self.hf_dir / "config.json")
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The inputs this architecture's models take (no token_type_ids for DistilBERT)."""
+        return architecture_of_class(self.architecture).input_names
 
     @property
     def num_labels(self) -> int:
@@ -50,11 +56,8 @@ def architecture_of(config: dict[str, Any], model_dir: str | Path) -> str:
     architectures = config.get("architectures") or []
     if not architectures:
         raise PaddleportError(Path(model_dir) / "config.json", "names no architecture (\"architectures\" is empty)")
-    architecture = architectures[0]
-    if architecture not in SUPPORTED_ARCHITECTURES:
-        raise PaddleportError(Path(model_dir) / "config.json", f"architecture {architecture!r} is not supported "
-                                                               f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
-    return architecture
+    architecture_of_class(architectures[0], Path(model_dir) / "config.json")
+    return architectures[0]
 
 
 def check_pair(hf_dir: str | Path, paddle_dir: str | Path) -> CheckpointPair:

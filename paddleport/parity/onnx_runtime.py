@@ -1,7 +1,7 @@
 """ONNX models of the same checkpoint and ONNX Runtime sessions that run them (the deployment peer on CPU).
 
-Two ways to an ONNX file, both with dynamic batch and sequence axes on ``input_ids``, ``attention_mask`` and
-``token_type_ids``:
+Two ways to an ONNX file, both with dynamic batch and sequence axes on the architecture's inputs
+(``input_ids``, ``attention_mask`` and, where it has them, ``token_type_ids``: ``paddleport.registry``):
 
 - ``export_torch_onnx``: the transformers model through ``torch.onnx.export(dynamo=True)`` (the exporter torch
   2.13 maintains; it traces with ``torch.export`` and needs ``onnxscript``, nothing from the network).
@@ -20,7 +20,6 @@ import numpy as np
 
 from paddleport.errors import PaddleportError
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17  # LayerNormalization is a standard op from opset 17 on (one fused node in both exports)
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
@@ -29,20 +28,23 @@ def export_torch_onnx(torch_model, path: str | Path, output_name: str) -> Path:
     """Write ``torch_model`` (a transformers encoder in eval mode) as ONNX with dynamic batch and sequence."""
     import torch
 
+    from paddleport.registry import architecture
+
     path = Path(path)
-    example = {name: torch.ones(2, 8, dtype=torch.long) for name in INPUT_NAMES}
+    input_names = architecture(torch_model.config.model_type).input_names
+    example = {name: torch.ones(2, 8, dtype=torch.long) for name in input_names}
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(
             _main_output_module(torch_model, output_name), (), kwargs=example, dynamo=True, opset_version=OPSET,
-            input_names=list(INPUT_NAMES), output_names=[output_name],
-            dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUT_NAMES}, verbose=False)
+            input_names=list(input_names), output_names=[output_name],
+            dynamic_shapes={name: {0: batch, 1: sequence} for name in input_names}, verbose=False)
     program.save(str(path), external_data=False)
     return path
 
 
 def _main_output_module(model, output_name: str):
-    """``model`` wrapped to take the three inputs positionally and return one named tensor of its output."""
+    """``model`` wrapped to take its inputs by keyword and return one named tensor of its output."""
     import torch
 
     class MainOutput(torch.nn.Module):
@@ -50,9 +52,11 @@ def _main_output_module(model, output_name: str):
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            output = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-            return getattr(output, output_name)
+        def forward(self, input_ids, attention_mask, token_type_ids=None):  # DistilBERT: no token types
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                inputs["token_type_ids"] = token_type_ids
+            return getattr(self.model(**inputs), output_name)
 
     return MainOutput().eval()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddleport.convert.tensor_io import PADDLE_FORMAT_TAG, SafetensorsSource, write_safetensors_stream
+from paddleport.core.tensor_io import PADDLE_FORMAT_TAG, SafetensorsSource, write_safetensors_stream
 from paddleport.errors import PaddleportError
 from paddleport.fsutil import atomic_directory, check_output_target
 from paddleport.peft.lora import (ADAPTER_WEIGHTS, SAVED_PREFIX, check_adapter_fits, plan_for_checkpoint,
@@ -84,7 +84,7 @@ def adapter_num_labels(adapter_dir: Path, base_config: dict) -> int:
 def _base_in_layout(base_dir: Path, framework: str, work: Path) -> Path:
     """``base_dir`` as a checkpoint of ``framework`` (converted into ``work`` if it is the other one's)."""
     from paddleport.convert import convert_checkpoint
-    from paddleport.convert.tensor_io import is_paddle_checkpoint
+    from paddleport.core.tensor_io import is_paddle_checkpoint
 
     wants_paddle = framework == "paddle"
     if is_paddle_checkpoint(base_dir) == wants_paddle:

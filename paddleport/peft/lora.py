@@ -302,12 +302,9 @@ def settings_from_options(method: str, r: int, alpha: float, dropout: float, tar
 
 def sequence_classification_class(config: dict) -> str:
     """The sequence-classification class of ``config``'s model type (what run-glue trains)."""
-    from paddleport.convert import TABLES
+    from paddleport.registry import architecture
 
-    table = TABLES.get(config.get("model_type"))
-    if table is None:
-        raise PaddleportError("config.json", f"model_type {config.get('model_type')!r} is not supported")
-    return next(name for name, layout in table.classes.items() if layout.head == "sequence_classification")
+    return architecture(config.get("model_type"), "config.json").class_name("sequence_classification")
 
 
 def plan_for_checkpoint(config: dict, num_labels: int, settings: LoraSettings) -> LoraPlan:
@@ -317,14 +314,18 @@ def plan_for_checkpoint(config: dict, num_labels: int, settings: LoraSettings) -
 
 
 def _rule_patterns():
-    """(regex over canonical names, transform) of every rule of every architecture table ({layer} = digits)."""
-    from paddleport.convert import TABLES
+    """(regex over canonical names, transform) of every rule of every architecture table (placeholders such as
+    {layer} = digits)."""
+    from paddleport.convert.table import PLACEHOLDERS
+    from paddleport.registry import ARCHITECTURES
 
-    for table in TABLES.values():
+    for table in (entry.table for entry in ARCHITECTURES.values()):
         groups = [(table.base, True), (table.pooler, True)] + [(rules, False) for rules in table.heads.values()]
         for rules, under_base in groups:
             for rule in rules:
-                pattern = re.escape(rule.hf).replace(re.escape("{layer}"), r"\d+")
+                pattern = re.escape(rule.hf)
+                for placeholder in PLACEHOLDERS:
+                    pattern = pattern.replace(re.escape("{" + placeholder + "}"), r"\d+")
                 prefix = f"(?:{re.escape(table.base_prefix)})?" if under_base else ""
                 yield re.compile(prefix + pattern), rule.transform
 

@@ -15,7 +15,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from paddleport.convert.tensor_io import PADDLE_FORMAT_TAG
+from paddleport.core.tensor_io import PADDLE_FORMAT_TAG
 from paddleport.errors import PaddleportError
 from paddleport.models.layers import Dropout, Linear
 from paddleport.peft.lora import (ADAPTER_CONFIG, ADAPTER_NAME, ADAPTER_WEIGHTS, LoraPlan, canonical_name,
@@ -123,7 +123,7 @@ def save_adapter(model: nn.Layer, plan: LoraPlan, directory: Path, base_model: s
 
 def load_adapter_weights(model: nn.Layer, plan: LoraPlan, directory: Path) -> None:
     """An adapter file (either layout; the torch layout is transposed by the table) into an adapted model."""
-    from paddleport.convert.tensor_io import read_safetensors_checked
+    from paddleport.core.tensor_io import read_safetensors_checked
     from paddleport.models.modeling_utils import numpy_to_paddle
 
     path = Path(directory) / ADAPTER_WEIGHTS

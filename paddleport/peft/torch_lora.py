@@ -48,7 +48,7 @@ def load_adapter_weights(adapted, plan: LoraPlan, directory: Path) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from paddleport.convert.tensor_io import PADDLE_FORMAT_TAG, read_safetensors_checked
+    from paddleport.core.tensor_io import PADDLE_FORMAT_TAG, read_safetensors_checked
 
     path = Path(directory) / ADAPTER_WEIGHTS
     if not path.is_file():

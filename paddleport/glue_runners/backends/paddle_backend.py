@@ -270,9 +270,9 @@ class PaddleBackend(Backend):
             return functional.mse_loss(logits.astype("float32").squeeze(-1), labels.astype("float32"))
         return functional.cross_entropy(logits.astype("float32"), labels)
 
-    @staticmethod
-    def _model_inputs(tensors: dict) -> dict:
-        return {name: tensors[name] for name in ("input_ids", "token_type_ids", "attention_mask")}
+    def _model_inputs(self, tensors: dict) -> dict:
+        """The inputs the architecture takes (DistilBERT: no token types)."""
+        return {name: tensors[name] for name in self.model.input_names}
 
     def _logits(self, tensors: dict):
         with self._autocast():

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from paddleport.errors import PaddleportError
+from paddleport.registry import architecture
 from paddleport.runtime import quiet_transformers
 from paddleport.glue_runners.backends.base import (Backend, BackendOptions, OptimizerConfig, linear_warmup_decay,
                                                    uses_weight_decay)
@@ -158,6 +159,7 @@ class TorchBackend(Backend):
             self.model = apply_lora(model, self.lora)
         else:
             self.model = model
+        self.input_names = architecture(model.config.model_type).input_names  # DistilBERT: no token types
         if self.mask_stream is not None:
             from paddleport.glue_runners.backends.torch_dropout import share_dropout_masks
 
@@ -252,8 +254,7 @@ class TorchBackend(Backend):
     def _logits(self, tensors: dict[str, torch.Tensor], module: torch.nn.Module | None = None) -> torch.Tensor:
         with self._autocast():
             module = self.model if module is None else module
-            return module(input_ids=tensors["input_ids"], token_type_ids=tensors["token_type_ids"],
-                          attention_mask=tensors["attention_mask"]).logits
+            return module(**{name: tensors[name] for name in self.input_names}).logits
 
     def _forward_backward(self, batch: dict[str, np.ndarray], loss_weight: float) -> float:
         tensors = self._tensors(batch)

@@ -35,13 +35,15 @@ class SharedMaskDropout(nn.Dropout):
 
 
 def _attention_with_module_dropout(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """transformers' eager attention, with the probabilities dropped by ``module.dropout``."""
+    """transformers' eager attention, with the probabilities dropped by the module's own attention dropout
+    (``dropout`` in BERT-style modules, ``attention_dropout`` in ALBERT's)."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         weights = weights + attention_mask
-    weights = module.dropout(nn.functional.softmax(weights, dim=-1))
+    attention_dropout = module.dropout if hasattr(module, "dropout") else module.attention_dropout
+    weights = attention_dropout(nn.functional.softmax(weights, dim=-1))
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 

@@ -97,8 +97,12 @@ class PretrainedConfig:
         if problem:
             raise PaddleportError(source, f"id2label {problem}")
 
+    # Common names -> this architecture's own config.json keys (transformers' ``attribute_map``).
+    attribute_map: ClassVar[dict[str, str]] = {}
+
     def __init__(self, **values: Any):
         num_labels = values.pop("num_labels", None)
+        values = {self.attribute_map.get(key, key): value for key, value in values.items()}
         self.__dict__.update(self.defaults)
         self.__dict__.update(values)
         self.model_type = type(self).model_type
@@ -134,6 +138,16 @@ class PretrainedConfig:
                 stated = ", ".join(f"{field} {value}" for field, value in zip(fields, expected))
                 raise PaddleportError(source, f"{stated} disagree with {name} of shape {list(shape)} in the weights")
 
+    def __getattr__(self, name: str) -> Any:
+        """Only called for names not set: an ``attribute_map`` alias reads the key it stands for."""
+        mapped = type(self).attribute_map.get(name)
+        if mapped is None:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return getattr(self, mapped)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(type(self).attribute_map.get(name, name), value)
+
     def _set_num_labels(self, num_labels: int) -> None:
         current = getattr(self, "id2label", None) or {}
         if len(current) != num_labels:
@@ -143,6 +157,16 @@ class PretrainedConfig:
     @property
     def num_labels(self) -> int:
         return len(self.id2label)
+
+    @property
+    def layer_outputs(self) -> int:
+        """How many hidden states the encoder layers add after the embeddings' (one per layer application)."""
+        return self.num_hidden_layers
+
+    @property
+    def max_input_length(self) -> int:
+        """The longest input the position embeddings cover."""
+        return self.max_position_embeddings
 
     @property
     def architecture(self) -> str | None:
@@ -213,6 +237,103 @@ class BertConfig(PretrainedConfig):
                                           "supported (only 'absolute')")
 
 
+class RobertaConfig(BertConfig):
+    """BERT's options; positions count from ``pad_token_id + 1`` (so published configs hold 514 of them)."""
+
+    model_type = "roberta"
+    defaults = dict(BertConfig.defaults, vocab_size=50265, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+
+    @property
+    def max_input_length(self) -> int:
+        """Positions ``pad_token_id + 1`` onwards: roberta-base's 514 cover 512 tokens."""
+        return self.max_position_embeddings - self.pad_token_id - 1
+
+
+class XLMRobertaConfig(RobertaConfig):
+    model_type = "xlm-roberta"
+    defaults = dict(RobertaConfig.defaults, vocab_size=30522)
+
+
+class DistilBertConfig(PretrainedConfig):
+    """DistilBERT's own key names (``dim``, ``n_layers``...), readable under the common ones."""
+
+    model_type = "distilbert"
+    attribute_map = {
+        "hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers",
+        "intermediate_size": "hidden_dim", "hidden_act": "activation", "hidden_dropout_prob": "dropout",
+        "attention_probs_dropout_prob": "attention_dropout",
+    }
+    defaults = dict(
+        vocab_size=30522, max_position_embeddings=512, sinusoidal_pos_embds=False, n_layers=6, n_heads=12,
+        dim=768, hidden_dim=3072, dropout=0.1, attention_dropout=0.1, activation="gelu", initializer_range=0.02,
+        qa_dropout=0.1, seq_classif_dropout=0.2, pad_token_id=0, problem_type=None, tie_word_embeddings=True,
+    )
+    fields = {**PretrainedConfig.fields, **dict.fromkeys(("dim", "n_layers", "n_heads", "hidden_dim"), COUNT),
+              **dict.fromkeys(("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout"), PROBABILITY)}
+
+
+class ElectraConfig(BertConfig):
+    """BERT's options plus ``embedding_size`` (projected to ``hidden_size`` when they differ) and the
+    multiple-choice head's sequence summary."""
+
+    model_type = "electra"
+    defaults = dict(
+        BertConfig.defaults, embedding_size=128, hidden_size=256, num_attention_heads=4, intermediate_size=1024,
+        summary_type="first", summary_use_proj=True, summary_activation="gelu", summary_proj_to_labels=False,
+        summary_first_dropout=0.0, summary_last_dropout=0.1,
+    )
+    fields = {**BertConfig.fields, "embedding_size": COUNT, "summary_first_dropout": PROBABILITY,
+              "summary_last_dropout": PROBABILITY}
+    tensor_dims = {name: (rows, "embedding_size") for name, (rows, _) in BertConfig.tensor_dims.items()}
+    SUMMARY_TYPES = ("first", "last", "mean")
+
+    def validate(self, source: str | Path) -> None:
+        super().validate(source)
+        if self.summary_type not in self.SUMMARY_TYPES:
+            raise PaddleportError(source, f"summary_type {self.summary_type!r} is not supported "
+                                          f"(supported: {', '.join(self.SUMMARY_TYPES)})")
+        if self.summary_activation and self.summary_activation not in SUPPORTED_ACTIVATIONS:
+            raise PaddleportError(source, f"summary_activation {self.summary_activation!r} is not supported")
+
+    @property
+    def summary_size(self) -> int:
+        """Width of the multiple-choice summary projection's output."""
+        return self.num_labels if self.summary_proj_to_labels and self.num_labels > 0 else self.hidden_size
+
+
+class AlbertConfig(BertConfig):
+    """BERT's options plus factorised embeddings (``embedding_size``) and shared layer groups: ``num_hidden_layers``
+    applications of ``num_hidden_groups`` groups of ``inner_group_num`` layers each."""
+
+    model_type = "albert"
+    defaults = dict(
+        BertConfig.defaults, vocab_size=30000, embedding_size=128, hidden_size=4096, num_attention_heads=64,
+        intermediate_size=16384, num_hidden_groups=1, inner_group_num=1, hidden_act="gelu_new",
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.1, bos_token_id=2,
+        eos_token_id=3,
+    )
+    fields = {**BertConfig.fields, **dict.fromkeys(("embedding_size", "num_hidden_groups", "inner_group_num"), COUNT),
+              "classifier_dropout_prob": PROBABILITY}
+    tensor_dims = {name: (rows, "embedding_size") for name, (rows, _) in BertConfig.tensor_dims.items()}
+
+    def validate(self, source: str | Path) -> None:
+        super().validate(source)
+        if not 1 <= self.num_hidden_groups <= self.num_hidden_layers:
+            raise PaddleportError(source, f"num_hidden_groups {self.num_hidden_groups} must be between 1 and "
+                                          f"num_hidden_layers {self.num_hidden_layers}")
+        if self.inner_group_num < 1:
+            raise PaddleportError(source, f"inner_group_num {self.inner_group_num} must be at least 1")
+
+    @property
+    def layer_outputs(self) -> int:
+        """Each of the ``num_hidden_layers`` applications runs ``inner_group_num`` layers, each adding a state."""
+        return self.num_hidden_layers * self.inner_group_num
+
+    def group_of_layer(self, layer: int) -> int:
+        """The shared group the ``layer``-th application runs (transformers' AlbertTransformer)."""
+        return int(layer / (self.num_hidden_layers / self.num_hidden_groups))
+
+
 class SqueezeBertConfig(PretrainedConfig):
     model_type = "squeezebert"
     defaults = dict(
@@ -241,12 +362,6 @@ class SqueezeBertConfig(PretrainedConfig):
                 raise PaddleportError(source, f"{name}={groups} does not divide its {in_channels} input channels")
 
 
-CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {
-    BertConfig.model_type: BertConfig,
-    SqueezeBertConfig.model_type: SqueezeBertConfig,
-}
-
-
 def read_config_dict(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -265,11 +380,9 @@ class AutoConfig:
 
     @staticmethod
     def config_class_for(values: dict[str, Any], source: str | Path) -> type[PretrainedConfig]:
-        model_type = values.get("model_type")
-        if model_type not in CONFIG_CLASSES:
-            raise PaddleportError(source, f"model_type {model_type!r} is not supported "
-                                          f"(supported: {', '.join(sorted(CONFIG_CLASSES))})")
-        return CONFIG_CLASSES[model_type]
+        from paddleport.registry import architecture  # the registry imports this module
+
+        return architecture(values.get("model_type"), source).config_class
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str | Path = CONFIG_NAME, **overrides: Any):
@@ -279,3 +392,12 @@ class AutoConfig:
     def from_pretrained(cls, directory: str | Path, **overrides: Any) -> PretrainedConfig:
         path = Path(directory) / CONFIG_NAME
         return cls.from_dict(read_config_dict(path), source=path, **overrides)
+
+
+def max_input_length(values: dict[str, Any], source: str | Path = CONFIG_NAME) -> int:
+    """The longest input the model of a ``config.json`` takes (RoBERTa's positions start after the padding
+    index: roberta-base's 514 positions take 512 tokens). A dict without a model type (a unit's bare
+    ``{"max_position_embeddings": n}``) has all its positions; an unsupported type is refused elsewhere."""
+    if "model_type" not in values:
+        return int(values.get("max_position_embeddings", 512))
+    return AutoConfig.from_dict(values, source=source).max_input_length

@@ -328,3 +328,23 @@ def _copy_range(tensor: RawTensor, out_fd: int) -> None:
                 raise
             _write_all(out_fd, memoryview(chunk))
             done += len(chunk)
+
+
+def tensor_to_numpy(tensor) -> np.ndarray:
+    """paddle -> numpy, including bfloat16 (moved as its raw 16 bits into ml_dtypes' bfloat16)."""
+    import paddle
+
+    if tensor.dtype == paddle.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(paddle.uint16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
+def numpy_to_paddle(array: np.ndarray):
+    """numpy -> paddle, including ml_dtypes' bfloat16 (moved as its raw 16 bits)."""
+    import paddle
+
+    if array.dtype.name == "bfloat16":
+        return paddle.to_tensor(array.view(np.uint16)).view(paddle.bfloat16)
+    return paddle.to_tensor(array)

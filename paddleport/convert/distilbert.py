@@ -1,0 +1,60 @@
+"""DistilBERT conversion table (transformers ``modeling_distilbert.py`` <-> ``paddleport.models.modeling_distilbert``).
+
+No token-type embeddings, no pooler; sizes are the config's own keys (``dim``, ``hidden_dim``).
+"""
+
+from __future__ import annotations
+
+from paddleport.convert.rules import embedding, layernorm, linear, parameter, single_output
+from paddleport.convert.table import ArchitectureTable, ClassLayout
+from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING
+
+LAYER = "transformer.layer.{layer}"
+
+BASE = (
+    *embedding("embeddings.word_embeddings", "vocab_size", "dim"),
+    *embedding("embeddings.position_embeddings", "max_position_embeddings", "dim"),
+    *layernorm("embeddings.LayerNorm", "dim"),
+    *linear(f"{LAYER}.attention.q_lin", "dim", "dim"),
+    *linear(f"{LAYER}.attention.k_lin", "dim", "dim"),
+    *linear(f"{LAYER}.attention.v_lin", "dim", "dim"),
+    *linear(f"{LAYER}.attention.out_lin", "dim", "dim"),
+    *layernorm(f"{LAYER}.sa_layer_norm", "dim"),
+    *linear(f"{LAYER}.ffn.lin1", "hidden_dim", "dim"),
+    *linear(f"{LAYER}.ffn.lin2", "dim", "hidden_dim"),
+    *layernorm(f"{LAYER}.output_layer_norm", "dim"),
+)
+
+HEADS = {
+    "sequence_classification": (*linear("pre_classifier", "dim", "dim"), *linear("classifier", "num_labels", "dim")),
+    "token_classification": linear("classifier", "num_labels", "dim"),
+    "question_answering": linear("qa_outputs", "num_labels", "dim"),
+    "multiple_choice": (*linear("pre_classifier", "dim", "dim"),
+                        *single_output("classifier", "dim")),
+    "masked_lm": (
+        *linear("vocab_transform", "dim", "dim"),
+        *layernorm("vocab_layer_norm", "dim"),
+        *parameter("vocab_projector.bias", lambda c: (c.vocab_size,), LINEAR_BIAS),
+        *parameter("vocab_projector.weight", lambda c: (c.vocab_size, c.dim), OUTPUT_EMBEDDING,
+                   when=lambda c: not c.tie_word_embeddings),
+    ),
+}
+
+DISTILBERT = ArchitectureTable(
+    model_type="distilbert",
+    base_prefix="distilbert.",
+    base=BASE,
+    pooler=(),
+    heads=HEADS,
+    classes={
+        "DistilBertModel": ClassLayout(prefixed=False, pooler=False),
+        "DistilBertForSequenceClassification": ClassLayout(prefixed=True, pooler=False,
+                                                           head="sequence_classification"),
+        "DistilBertForTokenClassification": ClassLayout(prefixed=True, pooler=False, head="token_classification"),
+        "DistilBertForQuestionAnswering": ClassLayout(prefixed=True, pooler=False, head="question_answering"),
+        "DistilBertForMultipleChoice": ClassLayout(prefixed=True, pooler=False, head="multiple_choice"),
+        "DistilBertForMaskedLM": ClassLayout(prefixed=True, pooler=False, head="masked_lm"),
+    },
+    tied_to_embeddings={"vocab_projector.weight": "distilbert.embeddings.word_embeddings.weight"},
+    buffers=(r"embeddings\.position_ids$",),
+)

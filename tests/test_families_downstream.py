@@ -1,0 +1,197 @@
+"""The new architectures through every tool: compare (--grad), export, bench, train-parity, run-glue; ALBERT's
+shared groups in conversion.json; SciBERT's vocabulary; full-size published configs (``full`` tier)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paddleport import models
+from paddleport.convert import convert_checkpoint
+from paddleport.data import QQP_KSHOT_DIR
+from paddleport.models import presets
+from tests.fixtures import make_tiny_hf_checkpoint, make_tiny_hf_model, model_batch, qqp_batch
+
+COMPARED = (
+    "RobertaForSequenceClassification", "XLMRobertaForTokenClassification", "DistilBertForSequenceClassification",
+    "DistilBertForQuestionAnswering", "ElectraForPreTraining", "ElectraForMaskedLM",
+    "AlbertForSequenceClassification", "AlbertForMaskedLM", "BertForQuestionAnswering",
+    "SqueezeBertForTokenClassification",
+)
+EXPORTED = ("RobertaForSequenceClassification", "XLMRobertaModel", "DistilBertModel",
+            "DistilBertForQuestionAnswering", "ElectraForPreTraining", "AlbertForSequenceClassification")
+BASE_MODELS = ("RobertaModel", "XLMRobertaModel", "DistilBertModel", "ElectraModel", "AlbertModel")
+
+
+def converted(root: Path, architecture: str, **overrides) -> tuple[Path, Path]:
+    hf_dir = make_tiny_hf_checkpoint(root / f"hf-{architecture}", architecture, **overrides)
+    convert_checkpoint(hf_dir, root / f"paddle-{architecture}", progress=False)
+    return hf_dir, root / f"paddle-{architecture}"
+
+
+@pytest.mark.parametrize("architecture", COMPARED)
+def test_compare_with_gradients_passes(tmp_path, architecture):
+    from paddleport.parity.compare import compare_models
+
+    hf_dir, paddle_dir = converted(tmp_path, architecture, num_labels=2)
+    report = compare_models(hf_dir, paddle_dir, grad=True, limit=10, batch_size=5)
+    names = [diff.name for diff in report.tensors]
+    assert names[:3] == ["embeddings", "layer.0", "layer.1"]
+    heads = {"start_logits", "end_logits"} if architecture.endswith("QuestionAnswering") else {"logits"}
+    assert heads <= set(names)
+    assert report.passed, (report.first_failure, report.grad.first_failure)
+    assert all(diff.max_abs <= 1e-5 for diff in report.tensors)
+    assert len(report.grad.tensors) > 20
+
+
+def test_multiple_choice_is_refused_by_compare_with_one_line(tmp_path):
+    from paddleport.errors import PaddleportError
+    from paddleport.parity.compare import compare_models
+
+    hf_dir, paddle_dir = converted(tmp_path, "RobertaForMultipleChoice")
+    with pytest.raises(PaddleportError, match=r"\[batch, choices, seq\]"):
+        compare_models(hf_dir, paddle_dir)
+
+
+@pytest.mark.parametrize("architecture", EXPORTED)
+def test_export_round_trip(tmp_path, architecture):
+    from paddleport.parity.export import export_model
+    from paddleport.parity.inference import Predictor
+
+    _, paddle_dir = converted(tmp_path, architecture)
+    report = export_model(paddle_dir, tmp_path / "export")
+    assert max(report.max_abs_diff.values()) <= 1e-5
+    predictor = Predictor(report.out_dir)
+    expected_inputs = models.AutoConfig.from_pretrained(paddle_dir)
+    assert tuple(predictor.input_names) == getattr(models, architecture).from_pretrained(paddle_dir).input_names
+    assert ("token_type_ids" in predictor.input_names) == (expected_inputs.model_type != "distilbert")
+    if architecture.endswith("QuestionAnswering"):
+        assert report.outputs == ["start_logits", "end_logits"]
+
+
+def test_bench_runs_a_model_without_token_types(tmp_path):
+    from paddleport.cli import main
+
+    hf_dir, _ = converted(tmp_path, "DistilBertForSequenceClassification")
+    json_path = tmp_path / "rows.json"
+    assert main(["bench", str(hf_dir), "--dtypes", "float32", "--batch-sizes", "2", "--seq-lens", "8",
+                 "--iters", "1", "--warmup", "0", "--end-to-end", "0", "--json", str(json_path)]) == 0
+    rows = [row for row in json.loads(json_path.read_text())["rows"] if row["skipped"] is None]
+    assert {row["framework"] for row in rows} == {"torch", "paddle", "onnxruntime"}  # both ONNX exports too
+    assert all(row["max_abs_diff"] <= 1e-5 for row in rows if row["max_abs_diff"] is not None)
+
+
+@pytest.mark.parametrize("architecture", BASE_MODELS)
+def test_five_step_train_parity(tmp_path, architecture):
+    from paddleport.glue_runners import TrainParityConfig, run_train_parity
+
+    model = make_tiny_hf_checkpoint(tmp_path / "model", architecture)
+    report = run_train_parity(TrainParityConfig(model=model, steps=5, data_dir=QQP_KSHOT_DIR, num_threads=1))
+    assert report["passed"], report
+    assert len(report["losses"]) == 5 and report["max_loss_diff"] <= 1e-4
+
+
+def test_run_glue_gives_distilbert_no_token_types(tmp_path):
+    from paddleport.glue_runners import GlueRunConfig, run_glue
+
+    model = make_tiny_hf_checkpoint(tmp_path / "model", "DistilBertModel")
+    for framework in ("torch", "paddle"):
+        metrics = run_glue(GlueRunConfig(framework=framework, model=model, output_dir=tmp_path / framework,
+                                         data_dir=QQP_KSHOT_DIR, max_length=32, batch_size=8, epochs=1, max_steps=2,
+                                         num_threads=1, progress=False, verbose=False))
+        assert metrics["global_steps"] == 2
+
+
+def test_albert_shared_groups_are_one_parameter_each_and_reported(tmp_path):
+    import torch
+
+    hf_model = make_tiny_hf_model("AlbertForSequenceClassification", num_hidden_layers=4, num_hidden_groups=2,
+                                  inner_group_num=2)
+    hf_model.save_pretrained(tmp_path / "hf")
+    report = convert_checkpoint(tmp_path / "hf", tmp_path / "paddle")
+    shared = json.loads((tmp_path / "paddle" / "conversion.json").read_text())["shared"]
+    group_weights = [name for name in report.shared if "albert_layer_groups" in name]
+    assert len(group_weights) == 2 * 2 * 16 and set(shared.values()) == {2}  # 2 groups x 2 layers x 16 tensors
+    assert len(report.tensors) == len(hf_model.state_dict())  # one tensor per shared weight, each consumed once
+    paddle_model = models.AlbertForSequenceClassification.from_pretrained(tmp_path / "paddle")
+    batch = qqp_batch(pairs=3)
+    with torch.no_grad():
+        expected = hf_model(**{k: torch.from_numpy(v) for k, v in batch.items()}, output_hidden_states=True)
+    import paddle
+
+    actual = paddle_model(**{k: paddle.to_tensor(v) for k, v in batch.items()}, output_hidden_states=True)
+    assert len(expected.hidden_states) == len(actual.hidden_states) == 1 + 4 * 2
+    kept = batch["attention_mask"].astype(bool)
+    for want, got in zip(expected.hidden_states, actual.hidden_states):
+        assert np.abs(want.numpy()[kept] - got.numpy()[kept]).max() <= 1e-5
+    assert np.abs(expected.logits.numpy() - actual.logits.numpy()).max() <= 1e-5
+
+
+def test_distilbert_sinusoidal_positions_initialise_as_transformers(tmp_path):
+    import torch
+
+    hf_model = make_tiny_hf_model("DistilBertModel", sinusoidal_pos_embds=True)
+    config = models.DistilBertConfig.from_dict(hf_model.config.to_dict())
+    fresh = models.DistilBertModel.from_config(config)
+    torch.manual_seed(0)
+    import transformers
+
+    reference = transformers.DistilBertModel(transformers.DistilBertConfig(**hf_model.config.to_dict()))
+    np.testing.assert_allclose(fresh.embeddings.position_embeddings.weight.numpy(),
+                               reference.embeddings.position_embeddings.weight.detach().numpy(), atol=1e-6)
+
+
+def test_scibert_vocabulary_converts_and_runs(tmp_path):
+    import paddle
+    import torch
+
+    hf_model = make_tiny_hf_model("BertForSequenceClassification", vocab_size=31090)
+    hf_model.save_pretrained(tmp_path / "hf")
+    convert_checkpoint(tmp_path / "hf", tmp_path / "paddle")
+    paddle_model = models.AutoModelForSequenceClassification.from_pretrained(tmp_path / "paddle")
+    assert paddle_model.bert.embeddings.word_embeddings.weight.shape == [31090, 32]
+    ids = np.array([[2, 31089, 31000, 5, 3]], dtype=np.int64)  # ids past BERT's 30,522
+    with torch.no_grad():
+        expected = hf_model(input_ids=torch.from_numpy(ids)).logits.numpy()
+    assert np.abs(expected - paddle_model(input_ids=paddle.to_tensor(ids)).logits.numpy()).max() <= 1e-5
+
+
+FULL_SIZE = {
+    "roberta-base": ("RobertaForSequenceClassification", presets.ROBERTA_BASE),
+    "xlm-roberta-base": ("XLMRobertaForSequenceClassification", presets.XLM_ROBERTA_BASE),
+    "distilbert-base-uncased": ("DistilBertForSequenceClassification", presets.DISTILBERT_BASE_UNCASED),
+    "electra-base-discriminator": ("ElectraForSequenceClassification", presets.ELECTRA_BASE_DISCRIMINATOR),
+    "albert-base-v2": ("AlbertForSequenceClassification", presets.ALBERT_BASE_V2),
+    "scibert-scivocab-uncased": ("BertForSequenceClassification", presets.SCIBERT_SCIVOCAB_UNCASED),
+}
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("name", list(FULL_SIZE))
+def test_full_size_published_configs_match_transformers(tmp_path, name):
+    """Seeded weights in the published config: logits and every hidden state within 1e-5 at kept positions."""
+    import paddle
+    import torch
+
+    architecture, config = FULL_SIZE[name]
+    hf_model = make_tiny_hf_model(architecture, seed=1, **config)
+    hf_model.save_pretrained(tmp_path / "hf")
+    convert_checkpoint(tmp_path / "hf", tmp_path / "paddle", progress=False)
+    paddle_model = getattr(models, architecture).from_pretrained(tmp_path / "paddle")
+    batch = model_batch(architecture, qqp_batch(pairs=3, max_length=128))
+    batch["input_ids"] = batch["input_ids"] % hf_model.config.vocab_size  # albert-base-v2 has 30,000 tokens
+    if getattr(hf_model.config, "type_vocab_size", 2) == 1:
+        batch["token_type_ids"] = np.zeros_like(batch["token_type_ids"])  # RoBERTa's tokenizer gives one segment
+    with torch.no_grad():
+        expected = hf_model(**{k: torch.from_numpy(v) for k, v in batch.items()}, output_hidden_states=True)
+    actual = paddle_model(**{k: paddle.to_tensor(v) for k, v in batch.items()}, output_hidden_states=True)
+    kept = batch["attention_mask"].astype(bool)
+    diffs = {"logits": float(np.abs(expected.logits.numpy() - actual.logits.numpy()).max())}
+    for index, (want, got) in enumerate(zip(expected.hidden_states, actual.hidden_states)):
+        diffs[f"hidden_states[{index}]"] = float(np.abs(want.numpy()[kept] - got.numpy()[kept]).max())
+    assert len(expected.hidden_states) == len(actual.hidden_states)
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] <= 1e-5, f"{name} {worst}: {diffs[worst]:.3g}"
