@@ -234,6 +234,18 @@ def test_gpu_without_gpu_is_one_line_error(bert_pair, capsys):
     assert "no GPU available" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_on_cpu_is_a_one_line_error(bert_pair, dtype, capsys):
+    """Paddle eager has no CPU float16/bfloat16 matmul: compare says so (exit 2) instead of comparing nothing."""
+    from paddleport.parity import devices
+
+    if not devices.paddle_eager_supports(dtype, "cpu"):
+        pytest.skip(f"this Paddle build has a CPU {dtype} matmul")
+    assert main(["compare", *map(str, bert_pair), "--dtype", dtype]) == 2
+    assert f"--dtype: {dtype} cannot be compared on cpu: Paddle eager has no CPU {dtype} matmul kernel" in \
+        capsys.readouterr().err
+
+
 def test_demo_step_prints_verdict_and_table(bert_pair):
     from paddleport.parity.bench import BenchOptions
     from paddleport.parity.demo import demo_step
