@@ -124,3 +124,17 @@ def test_export_onnx_matches_eager_in_onnxruntime(workdir, capsys):
 
     with pytest.raises(PaddleportError, match="unknown format 'tflite'"):
         export_model(paddle_dir, workdir / "never-tflite", fmt="tflite")
+
+
+@pytest.mark.parametrize("make_source, message", [
+    (lambda root: root / "missing", "model directory does not exist"),
+    (lambda root: (root / "empty").mkdir() or root / "empty", "config.json is missing"),
+    (lambda root: ((root / "bad").mkdir(), (root / "bad" / "config.json").write_text("{not json"))[0] or root / "bad",
+     "config.json is not valid JSON"),
+], ids=["missing-dir", "no-config", "unparsable-config"])
+def test_export_bad_inputs_are_one_line_errors(tmp_path, capsys, make_source, message):
+    source = make_source(tmp_path)
+    assert main(["export", str(source), str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("paddleport: error: ") and message in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
