@@ -18,7 +18,7 @@ import pytest
 from paddleport.data import QQP_KSHOT_DIR
 from paddleport.glue_runners import GlueRunConfig, run_glue
 from paddleport.glue_runners.checkpoints import list_checkpoints
-from paddleport.parity.metrics import difference, largest, named_differences
+from paddleport.parity.metrics import difference, named_differences
 from paddleport.glue_runners.distributed import (LAUNCH_VARIABLE_PREFIXES, environment_without_launch,
                                                  launch_command, run_launch)
 from tests.fixtures import make_tiny_hf_checkpoint
@@ -89,8 +89,10 @@ def final_weights(out: Path) -> dict[str, np.ndarray]:
     return load_file(str(out / "final_model" / "model.safetensors"))
 
 
-def assert_same_run(expected_out: Path, got_out: Path, tolerance: float = LOSS_TOLERANCE) -> None:
-    """Same loss at every step, same dev metrics, same final weights."""
+def assert_same_run(expected_out: Path, got_out: Path, tolerance: float = LOSS_TOLERANCE,
+                    weight_rtol: float = 0.0) -> None:
+    """Same loss at every step, same dev metrics, same final weights (each tensor within tolerance plus
+    ``weight_rtol`` times its largest entry: rounding of a low-precision forward scales with the weights)."""
     expected_losses, got_losses = step_losses(expected_out), step_losses(got_out)
     assert len(got_losses) == len(expected_losses) == STEPS
     assert difference(got_losses, expected_losses).within(tolerance), (expected_losses, got_losses)
@@ -105,8 +107,8 @@ def assert_same_run(expected_out: Path, got_out: Path, tolerance: float = LOSS_T
     reference = final_weights(expected_out)
     weights = final_weights(got_out)
     assert weights.keys() == reference.keys()
-    name, diff = largest(named_differences(weights, reference))
-    assert diff.within(tolerance), (name, diff)
+    for name, diff in named_differences(weights, reference).items():
+        assert diff.within(tolerance + weight_rtol * diff.ref_max_abs), (name, diff)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +186,9 @@ def test_torch_zero1_with_bf16_and_accumulation_killed_and_resumed_equals_one_pr
     assert "sharding zero1" in output and "stopped after 7 steps" in output
     launch_ok("torch", 2, cli_arguments("torch", tiny_bert, out, amp="bf16", sharding="zero1", resume=True),
               tmp_path / "logs")  # the consolidated ZeRO optimizer state goes back into the shards
-    assert_same_run(reference, out, tolerance=1e-3)  # bf16 autocast: measured 9.9e-4 (word embeddings, |w| ~3)
+    # bf16 autocast: the shards reduce in another order, and bf16 rounding (unit roundoff 2^-9) of activations
+    # moves the weights by a fraction of it: measured 9.9e-4 on the word embeddings (|w| ~3), Intel AVX-512
+    assert_same_run(reference, out, tolerance=1e-3, weight_rtol=2.0**-9)
 
 
 def test_torch_fsdp_run_killed_and_resumed_as_zero2_equals_one_process(tiny_bert, references, tmp_path):

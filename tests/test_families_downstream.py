@@ -85,13 +85,17 @@ def test_bench_runs_a_model_without_token_types(tmp_path):
 
 
 @pytest.mark.parametrize("architecture", BASE_MODELS)
-def test_five_step_train_parity(tmp_path, architecture):
+def test_train_parity(tmp_path, architecture):
+    """20 steps, as the BERT/SqueezeBERT train-parity tests: over the first few steps Adam moves a weight whose
+    gradient is near its eps by up to lr whatever the gradient's rounding, so after 5 steps a correct port's
+    fresh RoBERTa head sat at 8x the parameter bound (0.002 x the largest movement); after 20 steps every family
+    sits at 0.16-0.25 of it (Intel AVX-512), with every step's loss within 1.2e-7."""
     from paddleport.glue_runners import TrainParityConfig, run_train_parity
 
     model = make_tiny_hf_checkpoint(tmp_path / "model", architecture)
-    report = run_train_parity(TrainParityConfig(model=model, steps=5, data_dir=QQP_KSHOT_DIR, num_threads=1))
+    report = run_train_parity(TrainParityConfig(model=model, steps=20, data_dir=QQP_KSHOT_DIR, num_threads=1))
     assert report["passed"], report
-    assert len(report["losses"]) == 5 and report["max_loss_diff"] <= 1e-4
+    assert len(report["losses"]) == 20 and report["max_loss_diff"] <= 1e-4
 
 
 def test_run_glue_gives_distilbert_no_token_types(tmp_path):
