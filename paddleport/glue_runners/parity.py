@@ -37,7 +37,7 @@ from paddleport.glue_runners.features import (Features, collate, epoch_batches, 
 from paddleport.glue_runners.reporting import write_json
 from paddleport.glue_runners.runner import FRAMEWORKS, load_backend_model
 from paddleport.glue_runners.tasks import get_task
-from paddleport.peft.lora import LoraSettings, plan_for_checkpoint, settings_from_options
+from paddleport.peft.lora import LoraOptions, plan_for_checkpoint
 from paddleport.parity.metrics import json_number, largest, named_differences, scalar_difference
 
 # Parameter tolerance: PARAM_RTOL_OF_MOVEMENT x the largest parameter movement + PARAM_NOISE_ULPS float32 ulps of
@@ -52,7 +52,7 @@ DEFAULT_MAX_LENGTH = 64
 
 
 @dataclass
-class TrainParityConfig:
+class TrainParityConfig(LoraOptions):
     model: Path
     steps: int = 20
     task: str = "qqp"
@@ -71,16 +71,6 @@ class TrainParityConfig:
     work_dir: Path | None = None  # where the Paddle conversion goes; a temporary directory by default
     json_path: Path | None = None
     num_threads: int | None = None
-    peft: str = "none"  # "lora": train the same LoRA adapter in both frameworks
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.1
-    lora_target_modules: str = "query,value"
-    lora_bias: str = "none"
-
-    def lora_settings(self) -> LoraSettings | None:
-        return settings_from_options(self.peft, self.lora_r, self.lora_alpha, self.lora_dropout,
-                                     self.lora_target_modules, self.lora_bias)
 
 
 def parity_batches(features: Features, steps: int, batch_size: int, seed: int, pad_token_id: int) -> list[dict]:

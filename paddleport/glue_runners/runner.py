@@ -25,7 +25,7 @@ from paddleport.glue_runners.metrics import predictions_from_logits
 from paddleport.glue_runners.reporting import peak_rss_mb, plot_curves, summary_text, write_json
 from paddleport.glue_runners.tasks import GlueTask, get_task
 from paddleport.glue_runners.trainer import TRAIN_LOG_FILE, EvalSet, Trainer, TrainingPlan
-from paddleport.peft.lora import LoraSettings, plan_for_checkpoint, settings_from_options
+from paddleport.peft.lora import LoraOptions, plan_for_checkpoint
 
 FRAMEWORKS = ("torch", "paddle")
 RUN_CONFIG_FILE = "run_config.json"
@@ -45,7 +45,7 @@ DEFAULT_MAX_LENGTH = 128
 
 
 @dataclass
-class GlueRunConfig:
+class GlueRunConfig(LoraOptions):
     """Every option of ``paddleport run-glue`` (see the CLI help for each)."""
 
     framework: str
@@ -90,16 +90,6 @@ class GlueRunConfig:
     progress: bool = True
     verbose: bool = True
     stop_after_steps: int | None = None  # testing hook: behave as if killed after this many optimizer steps
-    peft: str = "none"  # "lora": train a LoRA adapter (paddleport.peft) and save it in peft's layout
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.1
-    lora_target_modules: str = "query,value"
-    lora_bias: str = "none"
-
-    def lora_settings(self) -> LoraSettings | None:
-        return settings_from_options(self.peft, self.lora_r, self.lora_alpha, self.lora_dropout,
-                                     self.lora_target_modules, self.lora_bias)
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -300,6 +300,22 @@ def settings_from_options(method: str, r: int, alpha: float, dropout: float, tar
                         bias=bias).check()
 
 
+@dataclass(kw_only=True)
+class LoraOptions:
+    """``--peft`` and ``--lora-*`` as run-glue and train-parity take them (their configs inherit these fields)."""
+
+    peft: str = "none"  # "lora": train a LoRA adapter (paddleport.peft), saved in peft's layout
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    lora_target_modules: str = "query,value"
+    lora_bias: str = "none"
+
+    def lora_settings(self) -> LoraSettings | None:
+        return settings_from_options(self.peft, self.lora_r, self.lora_alpha, self.lora_dropout,
+                                     self.lora_target_modules, self.lora_bias)
+
+
 def sequence_classification_class(config: dict) -> str:
     """The sequence-classification class of ``config``'s model type (what run-glue trains)."""
     from paddleport.registry import architecture
