@@ -11,25 +11,29 @@ Framework-free: reading the registry imports neither paddle nor torch (the model
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from paddleport.convert.albert import ALBERT
 from paddleport.convert.bert import BERT
 from paddleport.convert.distilbert import DISTILBERT
 from paddleport.convert.electra import ELECTRA
+from paddleport.convert.ernie import ERNIE
 from paddleport.convert.roberta import ROBERTA, XLM_ROBERTA
 from paddleport.convert.squeezebert import SQUEEZEBERT
 from paddleport.convert.table import ArchitectureTable, ParamSpec
 from paddleport.core.configuration import (
-    AlbertConfig, BertConfig, DistilBertConfig, ElectraConfig, PretrainedConfig, RobertaConfig, SqueezeBertConfig, XLMRobertaConfig,
+    AlbertConfig, BertConfig, DistilBertConfig, ElectraConfig, ErnieConfig, PretrainedConfig, RobertaConfig,
+    SqueezeBertConfig, XLMRobertaConfig,
 )
 from paddleport.errors import PaddleportError
 
 # The model inputs of a BERT-style encoder, in the order exported programs take them.
 WITH_TOKEN_TYPES = ("input_ids", "attention_mask", "token_type_ids")
 WITHOUT_TOKEN_TYPES = ("input_ids", "attention_mask")
+# ERNIE 2.0/3.0: a task type per token, when the config's use_task_id says the model has task-type embeddings.
+WITH_TASK_TYPES = (*WITH_TOKEN_TYPES, "task_type_ids")
 
 # Class-name endings transformers uses per task ("" = the bare encoder), and the Auto class of each.
 TASKS = {
@@ -51,9 +55,13 @@ class Architecture:
     table: ArchitectureTable
     class_prefix: str  # "Bert": class names are prefix + TASKS[task]
     modeling_module: str  # the Paddle model file
+    # Every input the models may take, in the order exported programs take them; ``inputs_for(config)`` says
+    # which of them a given config's models take.
     input_names: tuple[str, ...]
     # The parameter (HF name, prefixed class) whose length is the label count of a sequence classifier.
     labels_parameter: str
+    # Inputs that only some configs' models take: name -> whether this config's do (ERNIE's task types).
+    input_conditions: dict[str, Callable[[PretrainedConfig], bool]] = field(default_factory=dict)
 
     @property
     def model_type(self) -> str:
@@ -67,9 +75,9 @@ class Architecture:
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.table.classes)
 
-    @property
-    def has_token_types(self) -> bool:
-        return "token_type_ids" in self.input_names
+    def inputs_for(self, config: PretrainedConfig) -> tuple[str, ...]:
+        """The inputs the models of ``config`` take, in the order exported programs take them."""
+        return tuple(name for name in self.input_names if self.input_conditions.get(name, _always)(config))
 
     def class_name(self, task: str) -> str | None:
         """The class of ``task`` (a key of TASKS), None where this architecture has none."""
@@ -90,6 +98,10 @@ class Architecture:
         return {spec.hf_name: spec.transform.kind for spec in self.table.all_specs(config)}
 
 
+def _always(config: PretrainedConfig) -> bool:
+    return True
+
+
 ARCHITECTURES: dict[str, Architecture] = {entry.model_type: entry for entry in (
     Architecture(BertConfig, BERT, "Bert", "paddleport.models.modeling_bert", WITH_TOKEN_TYPES,
                  "classifier.bias"),
@@ -105,6 +117,8 @@ ARCHITECTURES: dict[str, Architecture] = {entry.model_type: entry for entry in (
                  "classifier.out_proj.bias"),
     Architecture(AlbertConfig, ALBERT, "Albert", "paddleport.models.modeling_albert", WITH_TOKEN_TYPES,
                  "classifier.bias"),
+    Architecture(ErnieConfig, ERNIE, "Ernie", "paddleport.models.modeling_ernie", WITH_TASK_TYPES,
+                 "classifier.bias", input_conditions={"task_type_ids": lambda config: config.use_task_id}),
 )}
 
 # Every class name paddleport converts and runs, and the architecture it belongs to.
@@ -140,9 +154,22 @@ def architecture_of_class(class_name: str | None, source: str | Path | None = No
 
 
 def input_names_of(config: dict[str, Any] | PretrainedConfig) -> tuple[str, ...]:
-    """The inputs the models of this config's architecture take."""
-    model_type = config.get("model_type") if isinstance(config, dict) else config.model_type
-    return architecture(model_type).input_names
+    """The inputs the models of this config take (``config.json``'s dict or a config object)."""
+    if isinstance(config, dict):
+        config = architecture(config.get("model_type")).config_class(**config)
+    return architecture(config.model_type).inputs_for(config)
+
+
+def model_inputs(batch: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The arrays of ``batch`` (numpy, by input name) a model taking ``names`` is fed. A tokenizer gives no task
+    types: a batch without ``task_type_ids`` feeds zeros, the task type transformers' and PaddleNLP's ERNIE use when
+    none is passed."""
+    import numpy as np
+
+    inputs = {name: batch[name] for name in names if name in batch}
+    if "task_type_ids" in names and "task_type_ids" not in batch:
+        inputs["task_type_ids"] = np.zeros_like(batch["input_ids"])
+    return {name: inputs[name] for name in names}
 
 
 def table_for(config: PretrainedConfig) -> ArchitectureTable:

@@ -27,8 +27,10 @@ TINY_ROBERTA = dict(TINY_BERT, pad_token_id=0, max_position_embeddings=129)
 TINY_DISTILBERT = dict(vocab_size=30522, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=128)
 TINY_ELECTRA = dict(TINY_BERT, embedding_size=24)
 TINY_ALBERT = dict(TINY_BERT, embedding_size=24, num_hidden_groups=1, inner_group_num=1, hidden_act="gelu_new")
+# ERNIE 3.0's task-type embeddings on (the tests also run ERNIE 1.0's form, use_task_id false); ERNIE 3.0's 4 segments
+TINY_ERNIE = dict(TINY_BERT, type_vocab_size=4, use_task_id=True, task_type_vocab_size=3, layer_norm_eps=1e-5)
 TINY = {"bert": TINY_BERT, "squeezebert": TINY_SQUEEZEBERT, "roberta": TINY_ROBERTA, "xlm-roberta": TINY_ROBERTA,
-        "distilbert": TINY_DISTILBERT, "electra": TINY_ELECTRA, "albert": TINY_ALBERT}
+        "distilbert": TINY_DISTILBERT, "electra": TINY_ELECTRA, "albert": TINY_ALBERT, "ernie": TINY_ERNIE}
 
 
 def tiny_config(architecture: str, **overrides):
@@ -40,11 +42,20 @@ def tiny_config(architecture: str, **overrides):
                                              **{**TINY[model_type], **overrides})
 
 
-def model_batch(architecture: str, batch: dict) -> dict:
-    """The inputs of ``batch`` this architecture's models take (DistilBERT: no token_type_ids)."""
-    from paddleport.registry import architecture_of_class
+def model_batch(config, batch: dict) -> dict:
+    """The inputs of ``batch`` the models of ``config`` (a transformers config) take: DistilBERT no token_type_ids;
+    an ERNIE with use_task_id task_type_ids, which a tokenizer does not give: every task type runs along each row
+    here, so that every row of the task-type embeddings is used."""
+    import numpy as np
 
-    return {name: batch[name] for name in architecture_of_class(architecture).input_names}
+    from paddleport.registry import input_names_of, model_inputs
+
+    names = input_names_of(config)
+    if "task_type_ids" in names and "task_type_ids" not in batch:
+        width = batch["input_ids"].shape[-1]
+        task_types = np.arange(width) * config.task_type_vocab_size // width
+        batch = {**batch, "task_type_ids": np.broadcast_to(task_types, batch["input_ids"].shape).copy()}
+    return model_inputs(batch, names)
 
 
 def make_tiny_hf_model(architecture: str, seed: int = 0, **overrides):

@@ -28,10 +28,12 @@ def batch():
     return qqp_batch(pairs=5, max_length=40)
 
 
-def inputs_for(architecture: str, batch: dict) -> dict:
-    """The architecture's inputs; a multiple-choice head gets the rows as [batch, 2 choices, seq]."""
-    inputs = model_batch(architecture, batch)
+def inputs_for(architecture: str, config, batch: dict) -> dict:
+    """The model's inputs; a multiple-choice head gets the rows as [batch, 2 choices, seq] (and no task types:
+    transformers' ErnieForMultipleChoice passes them on without flattening, which fails)."""
+    inputs = model_batch(config, batch)
     if task_of(architecture) == "multiple_choice":
+        inputs.pop("task_type_ids", None)
         rows = len(inputs["input_ids"]) // 2 * 2
         inputs = {name: value[:rows].reshape(rows // 2, 2, -1) for name, value in inputs.items()}
     return inputs
@@ -67,12 +69,18 @@ def kept_max_diff(expected: np.ndarray, actual: np.ndarray, kept: np.ndarray) ->
     return float(np.abs(expected - actual).max())
 
 
-@pytest.fixture(params=SUPPORTED_CLASSES)
+# Every class with its tiny config; ERNIE's run with task types (ERNIE 3.0), and two without (ERNIE 1.0).
+CASES = [pytest.param((name, {}), id=name) for name in SUPPORTED_CLASSES] + [
+    pytest.param((name, {"use_task_id": False}), id=f"{name}-without-task-types")
+    for name in ("ErnieModel", "ErnieForSequenceClassification")]
+
+
+@pytest.fixture(params=CASES)
 def converted(request, tmp_path):
     """(architecture, transformers model, Paddle model, HF dir, Paddle dir)."""
-    architecture = request.param
+    architecture, overrides = request.param
     num_labels = 2 if task_of(architecture) == "question_answering" else 3  # start and end
-    hf_model = make_tiny_hf_model(architecture, seed=3, num_labels=num_labels)
+    hf_model = make_tiny_hf_model(architecture, seed=3, num_labels=num_labels, **overrides)
     hf_model.save_pretrained(tmp_path / "hf")
     report = convert_checkpoint(tmp_path / "hf", tmp_path / "paddle")
     assert not report.newly_initialised and not report.dropped
@@ -85,7 +93,7 @@ def test_forward_and_gradients_match_transformers(converted, batch):
     import torch
 
     architecture, hf_model, paddle_model, _, _ = converted
-    inputs = inputs_for(architecture, batch)
+    inputs = inputs_for(architecture, hf_model.config, batch)
     kept = inputs["attention_mask"].reshape(-1, inputs["attention_mask"].shape[-1]).astype(bool)
     labels = labels_for(architecture, inputs, num_labels=3)
     hf_model.eval()

@@ -19,11 +19,12 @@ COMPARED = (
     "RobertaForSequenceClassification", "XLMRobertaForTokenClassification", "DistilBertForSequenceClassification",
     "DistilBertForQuestionAnswering", "ElectraForPreTraining", "ElectraForMaskedLM",
     "AlbertForSequenceClassification", "AlbertForMaskedLM", "BertForQuestionAnswering",
-    "SqueezeBertForTokenClassification",
+    "SqueezeBertForTokenClassification", "ErnieForSequenceClassification",
 )
 EXPORTED = ("RobertaForSequenceClassification", "XLMRobertaModel", "DistilBertModel",
-            "DistilBertForQuestionAnswering", "ElectraForPreTraining", "AlbertForSequenceClassification")
-BASE_MODELS = ("RobertaModel", "XLMRobertaModel", "DistilBertModel", "ElectraModel", "AlbertModel")
+            "DistilBertForQuestionAnswering", "ElectraForPreTraining", "AlbertForSequenceClassification",
+            "ErnieForQuestionAnswering")
+BASE_MODELS = ("RobertaModel", "XLMRobertaModel", "DistilBertModel", "ElectraModel", "AlbertModel", "ErnieModel")
 
 
 def converted(root: Path, architecture: str, **overrides) -> tuple[Path, Path]:
@@ -68,6 +69,7 @@ def test_export_round_trip(tmp_path, architecture):
     expected_inputs = models.AutoConfig.from_pretrained(paddle_dir)
     assert tuple(predictor.input_names) == getattr(models, architecture).from_pretrained(paddle_dir).input_names
     assert ("token_type_ids" in predictor.input_names) == (expected_inputs.model_type != "distilbert")
+    assert ("task_type_ids" in predictor.input_names) == getattr(expected_inputs, "use_task_id", False)
     if architecture.endswith("QuestionAnswering"):
         assert report.outputs == ["start_logits", "end_logits"]
 
@@ -98,10 +100,12 @@ def test_train_parity(tmp_path, architecture):
     assert len(report["losses"]) == 20 and report["max_loss_diff"] <= 1e-4
 
 
-def test_run_glue_gives_distilbert_no_token_types(tmp_path):
+@pytest.mark.parametrize("architecture", ["DistilBertModel", "ErnieModel"])
+def test_run_glue_feeds_each_model_its_inputs(tmp_path, architecture):
+    """DistilBERT gets no token types; ERNIE 3.0 (use_task_id) gets task types, which the tokenizer does not give."""
     from paddleport.glue_runners import GlueRunConfig, run_glue
 
-    model = make_tiny_hf_checkpoint(tmp_path / "model", "DistilBertModel")
+    model = make_tiny_hf_checkpoint(tmp_path / "model", architecture)
     for framework in ("torch", "paddle"):
         metrics = run_glue(GlueRunConfig(framework=framework, model=model, output_dir=tmp_path / framework,
                                          data_dir=QQP_KSHOT_DIR, max_length=32, batch_size=8, epochs=1, max_steps=2,
@@ -170,6 +174,7 @@ FULL_SIZE = {
     "electra-base-discriminator": ("ElectraForSequenceClassification", presets.ELECTRA_BASE_DISCRIMINATOR),
     "albert-base-v2": ("AlbertForSequenceClassification", presets.ALBERT_BASE_V2),
     "scibert-scivocab-uncased": ("BertForSequenceClassification", presets.SCIBERT_SCIVOCAB_UNCASED),
+    "ernie-3.0-base-zh": ("ErnieForSequenceClassification", presets.ERNIE_3_0_BASE_ZH),
 }
 
 
@@ -185,7 +190,7 @@ def test_full_size_published_configs_match_transformers(tmp_path, name):
     hf_model.save_pretrained(tmp_path / "hf")
     convert_checkpoint(tmp_path / "hf", tmp_path / "paddle", progress=False)
     paddle_model = getattr(models, architecture).from_pretrained(tmp_path / "paddle")
-    batch = model_batch(architecture, qqp_batch(pairs=3, max_length=128))
+    batch = model_batch(hf_model.config, qqp_batch(pairs=3, max_length=128))
     batch["input_ids"] = batch["input_ids"] % hf_model.config.vocab_size  # albert-base-v2 has 30,000 tokens
     if getattr(hf_model.config, "type_vocab_size", 2) == 1:
         batch["token_type_ids"] = np.zeros_like(batch["token_type_ids"])  # RoBERTa's tokenizer gives one segment

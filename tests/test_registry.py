@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 import paddleport
-from paddleport.registry import ARCHITECTURES, SUPPORTED_CLASSES, TASKS, WITH_TOKEN_TYPES, WITHOUT_TOKEN_TYPES
+from paddleport.registry import (ARCHITECTURES, SUPPORTED_CLASSES, TASKS, WITH_TASK_TYPES, WITH_TOKEN_TYPES,
+                                 WITHOUT_TOKEN_TYPES)
 
 PACKAGE = Path(paddleport.__file__).parent
 MODEL_TYPES = set(ARCHITECTURES)
 CLASS_NAMES = set(SUPPORTED_CLASSES)
-INPUT_NAMES = set(WITH_TOKEN_TYPES) | set(WITHOUT_TOKEN_TYPES)
+INPUT_NAMES = set(WITH_TOKEN_TYPES) | set(WITHOUT_TOKEN_TYPES) | set(WITH_TASK_TYPES)
 # Named pairs that are a comparison, not a list: bench's SqueezeBERT-over-BERT speedup summary.
 COMPARISONS = {("parity/bench.py", frozenset({"bert", "squeezebert"}))}
 
@@ -128,9 +129,27 @@ def test_model_inputs_come_from_the_registry():
 
     for entry in ARCHITECTURES.values():
         model_class = getattr(models, entry.class_name("base"))
-        assert model_class(entry.config_class(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
-                                              intermediate_size=8, embedding_size=32)).input_names == \
-            entry.input_names
+        config = entry.config_class(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=8,
+                                    embedding_size=32)
+        assert model_class(config).input_names == entry.inputs_for(config)
+
+
+@pytest.mark.parametrize("use_task_id", [True, False])
+def test_ernie_takes_task_types_only_where_its_config_has_them(use_task_id):
+    """ERNIE 2.0/3.0 (use_task_id) take task_type_ids after the token types; ERNIE 1.0 does not. A batch without
+    them (a tokenizer gives none) feeds zeros, the task type transformers uses when none is passed."""
+    import numpy as np
+
+    from paddleport.registry import input_names_of, model_inputs
+
+    config = {"model_type": "ernie", "use_task_id": use_task_id}
+    expected = WITH_TASK_TYPES if use_task_id else WITH_TOKEN_TYPES
+    assert input_names_of(config) == expected
+    ids = np.arange(6).reshape(2, 3)
+    inputs = model_inputs({"input_ids": ids, "attention_mask": ids, "token_type_ids": ids}, expected)
+    assert tuple(inputs) == expected
+    if use_task_id:
+        assert inputs["task_type_ids"].shape == ids.shape and not inputs["task_type_ids"].any()
 
 
 def test_renaming_rules_work_in_both_directions(tmp_path):

@@ -334,6 +334,22 @@ class AlbertConfig(BertConfig):
         return int(layer / (self.num_hidden_layers / self.num_hidden_groups))
 
 
+class ErnieConfig(BertConfig):
+    """BERT's options plus ERNIE 2.0/3.0's task-type embeddings: ``use_task_id`` adds a
+    ``task_type_vocab_size`` x ``hidden_size`` embedding of the ``task_type_ids`` input to the embeddings' sum."""
+
+    model_type = "ernie"
+    defaults = dict(BertConfig.defaults, task_type_vocab_size=3, use_task_id=False)
+    fields = {**BertConfig.fields, "task_type_vocab_size": COUNT}
+    tensor_dims = {**BertConfig.tensor_dims,
+                   "embeddings.task_type_embeddings.weight": ("task_type_vocab_size", "hidden_size")}
+
+    def validate(self, source: str | Path) -> None:
+        super().validate(source)
+        if not isinstance(self.use_task_id, bool):
+            raise PaddleportError(source, f"use_task_id must be true or false, not {json.dumps(self.use_task_id)}")
+
+
 class SqueezeBertConfig(PretrainedConfig):
     model_type = "squeezebert"
     defaults = dict(

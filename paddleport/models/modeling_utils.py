@@ -211,10 +211,10 @@ class PretrainedModel(nn.Layer):
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """The inputs this architecture takes, from ``paddleport.registry``."""
-        from paddleport.registry import architecture
+        """The inputs this model takes (its architecture's, as its config selects them), from ``paddleport.registry``."""
+        from paddleport.registry import input_names_of
 
-        return architecture(self.config.model_type).input_names
+        return input_names_of(self.config)
 
     @property
     def main_output_names(self) -> tuple[str, ...]:

@@ -35,3 +35,10 @@ ALBERT_BASE_V2 = dict(
 )
 # allenai/scibert_scivocab_uncased: a BERT with its own 31,090-token vocabulary
 SCIBERT_SCIVOCAB_UNCASED = dict(BERT_BASE_UNCASED, vocab_size=31090)
+# config.json of nghuyong/ernie-3.0-base-zh (transformers' ERNIE 3.0 base): 2048 positions, four token types,
+# task-type embeddings on
+ERNIE_3_0_BASE_ZH = dict(
+    vocab_size=40000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    hidden_act="gelu", max_position_embeddings=2048, type_vocab_size=4, use_task_id=True, task_type_vocab_size=3,
+    layer_norm_eps=1e-5, pad_token_id=0,
+)

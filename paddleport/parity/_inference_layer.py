@@ -16,7 +16,8 @@ def output_names(model: paddle.nn.Layer) -> list[str]:
 
 
 class InferenceLayer(paddle.nn.Layer):
-    """Takes the architecture's inputs in ``model.input_names`` order (no token_type_ids for DistilBERT)."""
+    """Takes the model's inputs in ``model.input_names`` order (no token_type_ids for DistilBERT, task_type_ids for
+    an ERNIE with ``use_task_id``)."""
 
     def __init__(self, model: paddle.nn.Layer):
         super().__init__()
@@ -24,10 +25,12 @@ class InferenceLayer(paddle.nn.Layer):
         self.names = output_names(model)
         self.input_names = model.input_names
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
+    def forward(self, input_ids, attention_mask, token_type_ids=None, task_type_ids=None):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
+        if task_type_ids is not None:
+            inputs["task_type_ids"] = task_type_ids
         output = self.model(**inputs)
         return tuple(getattr(output, name) for name in self.names)
 

@@ -38,7 +38,7 @@ from paddleport.parity import devices
 from paddleport.parity.loading import CheckpointPair, architecture_of, read_config
 from paddleport.parity.onnx_runtime import onnxruntime_supports
 from paddleport.parity.metrics import difference, json_number
-from paddleport.registry import architecture, architecture_of_class
+from paddleport.registry import architecture_of_class, input_names_of, model_inputs
 
 MAX_ROW_SECONDS = 60.0  # stop timing a row after this long (at least MIN_ITERS calls)
 MIN_ITERS = 3
@@ -268,10 +268,10 @@ def torch_runner(model, device: str, dtype: str, autocast: bool) -> Runner:
     if dtype != "float32" and not autocast:
         model = copy.deepcopy(model).to(dtype=getattr(torch, dtype))
     model = model.to(target).eval()
-    input_names = architecture(model.config.model_type).input_names
+    input_names = input_names_of(model.config)
 
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
-        inputs = {key: torch.from_numpy(batch[key]).to(target) for key in input_names}
+        inputs = {key: torch.from_numpy(value).to(target) for key, value in model_inputs(batch, input_names).items()}
         with torch.inference_mode(), torch.autocast(target, dtype=getattr(torch, dtype), enabled=autocast):
             output = main_output(model(**inputs))
         return output.float().cpu().numpy()
@@ -292,7 +292,8 @@ def paddle_eager_runner(paddle_dir: Path, architecture: str, device: str, dtype:
 
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
         with paddle.no_grad():
-            output = main_output(model(**{key: paddle.to_tensor(batch[key]) for key in model.input_names}))
+            inputs = model_inputs(batch, model.input_names)
+            output = main_output(model(**{key: paddle.to_tensor(value) for key, value in inputs.items()}))
         return output.astype("float32").numpy()
 
     return run

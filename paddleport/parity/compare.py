@@ -31,7 +31,7 @@ from paddleport.parity.inputs import DEFAULT_LIMIT, EncodedBatches, load_parity_
 from paddleport.parity.loading import CheckpointPair, check_pair, load_paddle_model, load_torch_model
 from paddleport.parity.outputs import compared_outputs, compared_positions
 from paddleport.parity.report import GradReport, ParityReport, TensorDiff
-from paddleport.registry import architecture, architecture_of_class
+from paddleport.registry import architecture_of_class, input_names_of, model_inputs
 
 # Default max |Δ| per dtype.  Half precision carries ~3 (bf16) or ~4 (fp16) significant digits, and the
 # two frameworks round at different places, so differences grow with depth; these bound a 12-layer base model.
@@ -229,11 +229,12 @@ class TorchRunner(_Runner):
         self.torch = torch
         self.device = devices.torch_device(device)
         self.model = model.to(device=self.device, dtype=getattr(torch, dtype)).eval()
-        self.input_names = architecture(model.config.model_type).input_names
+        self.input_names = input_names_of(model.config)
         self.pooler = pooler_name([name for name, module in model.named_modules() if module is not None])
 
     def tensors(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {key: self.torch.from_numpy(batch[key]).to(self.device) for key in self.input_names}
+        return {key: self.torch.from_numpy(value).to(self.device)
+                for key, value in model_inputs(batch, self.input_names).items()}
 
     def _pooler_hook(self, callback):
         return self.model.get_submodule(self.pooler).register_forward_hook(lambda m, i, o: callback(o))
@@ -262,7 +263,7 @@ class PaddleRunner(_Runner):
         self.pooler = pooler_name([name for name, layer in model.named_sublayers() if layer is not None])
 
     def tensors(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {key: self.paddle.to_tensor(batch[key]) for key in self.model.input_names}
+        return {key: self.paddle.to_tensor(value) for key, value in model_inputs(batch, self.model.input_names).items()}
 
     def _pooler_hook(self, callback):
         layer = dict(self.model.named_sublayers())[self.pooler]

@@ -110,7 +110,9 @@ def max_kept_difference(model, names: list[str], levels: list[str], run, vocab_s
     positions the attention mask keeps (padding is never read; see parity.compare), per-sequence outputs whole."""
     worst = Difference()
     token_types = getattr(model.config, "type_vocab_size", 1)
-    for batch in check_batches(vocab_size, model.config.max_input_length, model.input_names, token_types=token_types):
+    task_types = getattr(model.config, "task_type_vocab_size", 1)
+    for batch in check_batches(vocab_size, model.config.max_input_length, model.input_names, token_types=token_types,
+                               task_types=task_types):
         for want, got, level in zip(eager_outputs(model, batch, names), run(batch), levels, strict=True):
             worst = worst.merged(difference(got, want, compared_positions(level, batch["attention_mask"])))
     return worst
@@ -148,10 +150,10 @@ def save_static(model, directory: Path) -> list[str]:
 
 
 def check_batches(vocab_size: int, max_positions: int, input_names: tuple[str, ...], seed: int = 0,
-                  token_types: int = 2) -> list[dict[str, np.ndarray]]:
+                  token_types: int = 2, task_types: int = 1) -> list[dict[str, np.ndarray]]:
     """Random token batches of two shapes, the second with right padding, for checking an export; no longer
-    than the model's inputs may be (``max_positions``), and only the inputs the architecture takes
-    (``input_names``), token types within ``token_types``."""
+    than the model's inputs may be (``max_positions``), and only the inputs the model takes (``input_names``),
+    token types within ``token_types``, task types (ERNIE) running through all ``task_types`` along each row."""
     rng = np.random.default_rng(seed)
     batches = []
     for batch_size, length in CHECK_SHAPES:
@@ -163,6 +165,7 @@ def check_batches(vocab_size: int, max_positions: int, input_names: tuple[str, .
             "attention_mask": mask,
             "token_type_ids": ((np.arange(length)[None, :] >= length // 3) & (token_types > 1)).astype(np.int64)
                               .repeat(batch_size, 0),
+            "task_type_ids": (np.arange(length)[None, :] * task_types // length).repeat(batch_size, 0),
         }
         batches.append({name: batch[name] for name in input_names})
     return batches

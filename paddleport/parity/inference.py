@@ -68,10 +68,12 @@ class Predictor:
         self.output_names = self.predictor.get_output_names()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        for name in self.input_names:
+        from paddleport.registry import model_inputs
+
+        for name, value in model_inputs(batch, tuple(self.input_names)).items():
             handle = self.predictor.get_input_handle(name)
-            handle.reshape(list(batch[name].shape))
-            handle.copy_from_cpu(np.ascontiguousarray(batch[name], dtype=np.int64))
+            handle.reshape(list(value.shape))
+            handle.copy_from_cpu(np.ascontiguousarray(value, dtype=np.int64))
         self.predictor.run()
         return [self.predictor.get_output_handle(name).copy_to_cpu().astype(np.float32)
                 for name in self.output_names]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from paddleport.errors import PaddleportError
-from paddleport.registry import architecture_of_class
+from paddleport.registry import architecture_of_class, input_names_of
 from paddleport.runtime import quiet_logger, quiet_transformers
 
 # Config keys that decide every parameter's shape; both directories must agree on them.
@@ -37,8 +37,9 @@ class CheckpointPair:
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """The inputs this architecture's models take (no token_type_ids for DistilBERT)."""
-        return architecture_of_class(self.architecture).input_names
+        """The inputs this checkpoint's models take (no token_type_ids for DistilBERT; task types for an ERNIE
+        with ``use_task_id``)."""
+        return input_names_of(self.config)
 
     @property
     def num_labels(self) -> int:

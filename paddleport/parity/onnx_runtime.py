@@ -28,10 +28,10 @@ def export_torch_onnx(torch_model, path: str | Path, output_name: str) -> Path:
     """Write ``torch_model`` (a transformers encoder in eval mode) as ONNX with dynamic batch and sequence."""
     import torch
 
-    from paddleport.registry import architecture
+    from paddleport.registry import input_names_of
 
     path = Path(path)
-    input_names = architecture(torch_model.config.model_type).input_names
+    input_names = input_names_of(torch_model.config)
     example = {name: torch.ones(2, 8, dtype=torch.long) for name in input_names}
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with torch.inference_mode(False), torch.no_grad():
@@ -52,10 +52,12 @@ def _main_output_module(model, output_name: str):
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask, token_type_ids=None):  # DistilBERT: no token types
-            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        def forward(self, input_ids, attention_mask, token_type_ids=None, task_type_ids=None):
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}  # DistilBERT: no token types
             if token_type_ids is not None:
                 inputs["token_type_ids"] = token_type_ids
+            if task_type_ids is not None:  # ERNIE with use_task_id
+                inputs["task_type_ids"] = task_type_ids
             return getattr(self.model(**inputs), output_name)
 
     return MainOutput().eval()
@@ -98,7 +100,10 @@ class OnnxSession:
         self.output_names = [node.name for node in self.session.get_outputs()]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        feed = {name: np.ascontiguousarray(batch[name], dtype=np.int64) for name in self.input_names}
+        from paddleport.registry import model_inputs
+
+        feed = {name: np.ascontiguousarray(value, dtype=np.int64)
+                for name, value in model_inputs(batch, tuple(self.input_names)).items()}
         return [np.asarray(output, dtype=np.float32) for output in self.session.run(self.output_names, feed)]
 
 

@@ -23,6 +23,7 @@ from paddleport.glue_runners.backends.base import (Backend, BackendOptions, Opti
 from paddleport.glue_runners.checkpoint_info import inspect_model_dir
 from paddleport.glue_runners.distributed import PADDLE_SHARDING_LEVELS
 from paddleport.glue_runners.training_state import has_training_state, read_training_state, write_training_state
+from paddleport.registry import model_inputs
 
 # Training state of paddleport before safetensors + JSON (pickles); still resumed, through the restricted reader.
 LEGACY_OPTIMIZER_FILE = "optimizer.pdopt"
@@ -262,6 +263,7 @@ class PaddleBackend(Backend):
         return self.paddle.amp.auto_cast(enable=dtype is not None, dtype=dtype or "float16", level="O1")
 
     def _tensors(self, batch: dict[str, np.ndarray]) -> dict:
+        batch = {**batch, **model_inputs(batch, self.model.input_names)}  # ERNIE's task types when the data has none
         return {name: self.paddle.to_tensor(value) for name, value in batch.items()}
 
     def _loss(self, logits, labels):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from paddleport.errors import PaddleportError
-from paddleport.registry import architecture
+from paddleport.registry import input_names_of, model_inputs
 from paddleport.runtime import quiet_transformers
 from paddleport.glue_runners.backends.base import (Backend, BackendOptions, OptimizerConfig, linear_warmup_decay,
                                                    uses_weight_decay)
@@ -159,7 +159,7 @@ class TorchBackend(Backend):
             self.model = apply_lora(model, self.lora)
         else:
             self.model = model
-        self.input_names = architecture(model.config.model_type).input_names  # DistilBERT: no token types
+        self.input_names = input_names_of(model.config)  # DistilBERT: no token types; ERNIE 3.0: task types
         if self.mask_stream is not None:
             from paddleport.glue_runners.backends.torch_dropout import share_dropout_masks
 
@@ -244,6 +244,7 @@ class TorchBackend(Backend):
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     def _tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        batch = {**batch, **model_inputs(batch, self.input_names)}  # ERNIE's task types when the data has none
         return {name: torch.from_numpy(value).to(self.device) for name, value in batch.items()}
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
