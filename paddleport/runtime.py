@@ -378,6 +378,20 @@ def _set_framework_threads(framework: str, count: int) -> None:
         _paddle_threads["count"] = count
 
 
+@contextlib.contextmanager
+def paddle_threads_kept() -> Iterator[None]:
+    """Put Paddle's CPU thread count back after the block. A ``paddle.inference`` predictor sets Paddle's OpenMP
+    and MKL threads to its own count when it runs and to 1 when ``run()`` returns (Paddle does so "to avoid thread
+    conflict" in serving), so every Paddle eager op after a predictor ran on one thread: in one bench process,
+    Paddle eager ran every model after the first at about 1.8x torch eager."""
+    count = _framework_threads("paddle")
+    try:
+        yield
+    finally:
+        if count is not None:
+            _set_framework_threads("paddle", count)
+
+
 def _apply_threads(settings: RuntimeSettings, framework: str) -> None:
     previous = _framework_threads(framework)
     if previous is None:

@@ -12,7 +12,7 @@ from paddleport.cli import main
 from paddleport.errors import PaddleportError
 from paddleport.parity.metrics import difference
 from paddleport.parity.outputs import compared_positions, output_level
-from tests.fixtures import make_tiny_hf_checkpoint
+from tests.fixtures import make_tiny_hf_checkpoint, openmp_threads
 
 
 def paddle_checkpoint(root: Path, architecture: str) -> Path:
@@ -58,6 +58,22 @@ def test_export_round_trip(workdir, architecture):
     got = loaded(*(paddle.to_tensor(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
     got = got[0] if isinstance(got, (list, tuple)) else got
     assert difference(got.numpy(), expected[0], keeps[0]).within(1e-5)
+
+
+def test_predictor_runs_leave_paddle_threads_as_set(workdir):
+    """A paddle.inference run sets Paddle's OpenMP/MKL threads to 1 when it returns; paddleport puts them back, or
+    every Paddle eager op after an export or a paddle.inference bench row ran on one thread."""
+    from paddleport import runtime
+    from paddleport.parity.export import export_model
+    from paddleport.parity.inference import Predictor, PredictorOptions
+
+    paddle_dir = paddle_checkpoint(workdir / "threads", "BertModel")
+    with runtime.setup("cpu", 2, build_kernels=False):
+        out = Path(export_model(paddle_dir, workdir / "threads-out").out_dir)  # its check runs a 1-thread predictor
+        assert openmp_threads() == 2
+        batch = {name: np.ones((2, 5), dtype=np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
+        Predictor(out, PredictorOptions(threads=1))(batch)
+        assert openmp_threads() == 2
 
 
 @pytest.mark.parametrize("change, message", [(lambda value: value + 1.0, "differs from eager by 1 > 1e-05"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paddleport import runtime
 from paddleport.errors import PaddleportError
 
 PROGRAM_STEM = "model"  # paddle.jit.save(layer, OUT/model) writes model.json (PIR) + model.pdiparams
@@ -63,7 +64,8 @@ class Predictor:
         from paddle import inference
 
         self.options = options
-        self.predictor = inference.create_predictor(make_config(export_dir, options))
+        with runtime.paddle_threads_kept():
+            self.predictor = inference.create_predictor(make_config(export_dir, options))
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
 
@@ -74,6 +76,7 @@ class Predictor:
             handle = self.predictor.get_input_handle(name)
             handle.reshape(list(value.shape))
             handle.copy_from_cpu(np.ascontiguousarray(value, dtype=np.int64))
-        self.predictor.run()
+        with runtime.paddle_threads_kept():  # the run leaves Paddle on one thread
+            self.predictor.run()
         return [self.predictor.get_output_handle(name).copy_to_cpu().astype(np.float32)
                 for name in self.output_names]
