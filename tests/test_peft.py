@@ -116,8 +116,10 @@ def test_merged_model_equals_the_adapted_one(framework, hf_adapter, tiny_classif
     assert np.abs(_logits(adapted, framework, ids, mask) - _logits(merged_model, framework, ids, mask)).max() <= 1e-5
 
 
-def test_train_parity_with_lora_and_its_dropout(tiny_bert):
-    report = run_train_parity(TrainParityConfig(model=tiny_bert, steps=5, dropout=True, lr=1e-2, num_threads=1,
+@pytest.mark.parametrize("architecture", ["BertModel", "ErnieModel"])  # ERNIE 3.0: with task-type embeddings
+def test_train_parity_with_lora_and_its_dropout(architecture, tiny_bert, tmp_path):
+    model = tiny_bert if architecture == "BertModel" else make_tiny_hf_checkpoint(tmp_path / "model", architecture)
+    report = run_train_parity(TrainParityConfig(model=model, steps=5, dropout=True, lr=1e-2, num_threads=1,
                                                 lora_bias="all", **LORA))
     assert report["passed"] and report["max_loss_diff"] <= 1e-4
     assert report["max_param_diff"] <= 1e-4
