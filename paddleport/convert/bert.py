@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paddleport.convert.rules import embeddings_rules, layernorm, linear, parameter, single_output
-from paddleport.convert.table import ArchitectureTable, ClassLayout
+from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap, Rule
 from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING, PARAMETER, PARAMETER_BIAS
 
 LAYER = "encoder.layer.{layer}"
@@ -45,6 +45,47 @@ HEADS = {
                       *parameter("cls.seq_relationship.bias", lambda c: (2,), PARAMETER_BIAS)),
 }
 
+# PaddleNLP 2.8 builds BERT's encoder from paddle.nn.TransformerEncoderLayer (``bert/modeling.py``; its
+# ``_get_name_mappings`` lists the same pairs), and names the embeddings' LayerNorm ``layer_norm``.
+PADDLENLP_LAYER = "encoder.layers.{layer}"
+PADDLENLP_EMBEDDINGS = (Rule("embeddings.LayerNorm", "embeddings.layer_norm"),)
+PADDLENLP_ENCODER = (
+    Rule(f"{LAYER}.attention.self.query", f"{PADDLENLP_LAYER}.self_attn.q_proj"),
+    Rule(f"{LAYER}.attention.self.key", f"{PADDLENLP_LAYER}.self_attn.k_proj"),
+    Rule(f"{LAYER}.attention.self.value", f"{PADDLENLP_LAYER}.self_attn.v_proj"),
+    Rule(f"{LAYER}.attention.output.dense", f"{PADDLENLP_LAYER}.self_attn.out_proj"),
+    Rule(f"{LAYER}.attention.output.LayerNorm", f"{PADDLENLP_LAYER}.norm1"),
+    Rule(f"{LAYER}.intermediate.dense", f"{PADDLENLP_LAYER}.linear1"),
+    Rule(f"{LAYER}.output.dense", f"{PADDLENLP_LAYER}.linear2"),
+    Rule(f"{LAYER}.output.LayerNorm", f"{PADDLENLP_LAYER}.norm2"),
+)
+# PaddleNLP's question-answering heads call their Linear ``classifier``.
+PADDLENLP_QA = (Rule("qa_outputs", "classifier"),)
+# BertConfig.__init__ of PaddleNLP 2.8 (``bert/configuration.py``): what a saved config.json may leave out.
+PADDLENLP_BERT_DEFAULTS = dict(
+    vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+    type_vocab_size=16, initializer_range=0.02, pad_token_id=0, layer_norm_eps=1e-12,
+)
+
+
+def paddlenlp_classes(prefix: str, *tasks: str) -> dict[str, str]:
+    """transformers class -> PaddleNLP class, where PaddleNLP uses the same name."""
+    return {f"{prefix}{task}": f"{prefix}{task}" for task in tasks}
+
+
+# BertForMaskedLM / BertForPretraining are not mapped: PaddleNLP's decoder (TransposedLinear, tied, and its bias
+# stored twice as decoder.bias and decoder_bias) is not converted yet.
+COMMON_PADDLENLP_TASKS = ("Model", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
+
+BERT_PADDLENLP = PaddleNLPMap(
+    base_prefix="bert.",
+    rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA),
+    classes=paddlenlp_classes("Bert", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice"),
+    defaults=PADDLENLP_BERT_DEFAULTS,
+)
+
+
 def tied_decoder(base_prefix: str) -> dict[str, str]:
     """transformers ties the MLM decoder to the word embeddings and its bias to cls.predictions.bias."""
     return {"cls.predictions.decoder.weight": f"{base_prefix}embeddings.word_embeddings.weight",
@@ -67,4 +108,5 @@ BERT = ArchitectureTable(
     },
     tied_to_embeddings=tied_decoder("bert."),
     buffers=(r"embeddings\.position_ids$", r"embeddings\.token_type_ids$"),
+    paddlenlp=BERT_PADDLENLP,
 )

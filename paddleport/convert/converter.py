@@ -21,9 +21,13 @@ from paddleport.core.tensor_io import (
 )
 from paddleport.errors import PaddleportError
 from paddleport.core.configuration import CONFIG_NAME, AutoConfig, PretrainedConfig, read_config_dict
+from paddleport.convert.paddlenlp import (
+    PaddleNLPSource, is_paddlenlp_checkpoint, paddlenlp_class, paddlenlp_config, paddlenlp_param,
+    read_paddlenlp_config, write_paddlenlp_config,
+)
 from paddleport.fsutil import atomic_directory, check_output_target
 
-DIRECTIONS = ("paddle", "hf")
+DIRECTIONS = ("paddle", "hf", "paddlenlp")
 FORMATS = ("safetensors", "pdparams")
 DTYPES = ("float32", "float16", "bfloat16")
 HF_FORMAT_TAG = "pt"
@@ -109,27 +113,81 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
     check_output_target(out, reads_from=[src])
     if os.path.lexists(out) and not force:
         raise PaddleportError(out, "output already exists (pass --force to replace it)")
-    config_path = src / CONFIG_NAME
-    config_dict = read_config_dict(config_path)
+    from_paddlenlp = is_paddlenlp_checkpoint(src)
+    if from_paddlenlp:
+        if to != "hf":
+            raise PaddleportError("--to", f"{src} is a PaddleNLP checkpoint: convert it with --to hf")
+        config_path, config_dict, _ = read_paddlenlp_config(src)
+    else:
+        config_path = src / CONFIG_NAME
+        config_dict = read_config_dict(config_path)
     config = AutoConfig.from_dict(config_dict, source=config_path)
     class_name = resolve_class(config, arch, config_path)
     table = table_for(config)
-    with open_checkpoint(src) as source:
+    if to == "paddlenlp":
+        fmt = "pdparams"  # what PaddleNLP's from_pretrained reads
+        paddlenlp_class(table, class_name, arch and "--arch" or config_path)
+    opened = (PaddleNLPSource(src / PDPARAMS_NAME, table, config, resolve_class(config, None, config_path))
+              if from_paddlenlp else open_checkpoint(src))
+    with opened as source:
         # before the plan expands every layer
         config.check_against_weights({name: source.shape(name) for name in source.names()}, config_path)
-        _check_layout(source, to)
-        plan = plan_conversion(table, config, class_name, source, to)
+        source_is_paddle = _check_layout(source, to)
+        plan = plan_conversion(table, config, class_name, source, "hf" if source_is_paddle else "paddle")
+        target = _Target(to, source_is_paddle, table, table.classes[class_name].prefixed)
         report = ConversionReport(
             direction=to, source=str(src), output=str(out), model_type=config.model_type, architecture=class_name,
             source_architecture=config.architecture, format=fmt, dtype=dtype, dropped=plan.dropped,
             newly_initialised=plan.newly_initialised, tied=sorted(plan.tied),
-            skipped_buffers=plan.skipped_buffers, shared=shared_parameters(table, config, plan, to))
+            skipped_buffers=plan.skipped_buffers, shared=shared_parameters(table, config, plan, target))
         with atomic_directory(out, replace=force, reads_from=[src]) as partial:
-            report.tensors = _write_weights(partial, source, plan, to, dtype, fmt, progress)
-            _write_config(partial / CONFIG_NAME, config_dict, class_name, dtype)
+            report.tensors = _write_weights(partial, source, plan, target, dtype, fmt, progress)
+            if from_paddlenlp:  # conversion.json names the source tensors as the PaddleNLP file does
+                for record in report.tensors:
+                    record.source = source.paddlenlp_name(record.source)
+                report.dropped = sorted(map(source.paddlenlp_name, report.dropped))
+                report.skipped_buffers = sorted(map(source.paddlenlp_name, report.skipped_buffers))
+            if to == "paddlenlp":
+                config_values = paddlenlp_config(config_dict, config, table, class_name)
+                write_paddlenlp_config(partial / CONFIG_NAME, _with_dtype(config_values, dtype))
+            else:
+                _write_config(partial / CONFIG_NAME, config_dict, class_name, dtype)
             copy_tokenizer_files(src, partial)
             (partial / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where each planned parameter goes: its name and layout in the output (paddleport's Paddle or Hugging Face
+    names, or PaddleNLP's), from the source's layout."""
+
+    to: str
+    source_is_paddle: bool
+    table: ArchitectureTable
+    prefixed: bool
+
+    def name_and_shape(self, spec: ParamSpec) -> tuple[str, tuple[int, ...]]:
+        if self.to == "paddlenlp":
+            param = paddlenlp_param(self.table, spec, self.prefixed)
+            return param.name, param.transform.paddle_shape(spec.hf_shape)
+        return (spec.paddle_name, spec.paddle_shape) if self.to == "paddle" else (spec.hf_name, spec.hf_shape)
+
+    def transposes(self, spec: ParamSpec) -> bool:
+        if self.to == "paddlenlp":
+            transform = paddlenlp_param(self.table, spec, self.prefixed).transform
+            return transform.transpose != (spec.transform.transpose and self.source_is_paddle)
+        return spec.transform.transpose
+
+    def convert(self, array: np.ndarray, spec: ParamSpec) -> np.ndarray:
+        if self.to == "paddlenlp":
+            hf_layout = spec.transform.to_hf(array) if self.source_is_paddle else array
+            return paddlenlp_param(self.table, spec, self.prefixed).transform.to_paddle(hf_layout)
+        return spec.transform.to_paddle(array) if self.to == "paddle" else spec.transform.to_hf(array)
+
+
+def _with_dtype(values: dict, dtype: str | None) -> dict:
+    return dict(values, dtype=dtype) if dtype is not None else values
 
 
 def _check_options(to: str, dtype: str | None, fmt: str) -> None:
@@ -137,14 +195,15 @@ def _check_options(to: str, dtype: str | None, fmt: str) -> None:
         raise PaddleportError("--to", f"must be one of {', '.join(DIRECTIONS)}, not {to!r}")
     if fmt not in FORMATS:
         raise PaddleportError("--format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if fmt == "pdparams" and to != "paddle":
-        raise PaddleportError("--format", "pdparams is a Paddle format: use it with --to paddle")
+    if fmt == "pdparams" and to == "hf":
+        raise PaddleportError("--format", "pdparams is a Paddle format: use it with --to paddle or paddlenlp")
     if dtype is not None and dtype not in DTYPES:
         raise PaddleportError("--dtype", f"must be one of {', '.join(DTYPES)}, not {dtype!r}")
 
 
-def _check_layout(source: TensorSource, to: str) -> None:
-    """A Paddle checkpoint converts only to hf, a Hugging Face one only to paddle."""
+def _check_layout(source: TensorSource, to: str) -> bool:
+    """A Paddle checkpoint converts only to hf, a Hugging Face one only to paddle; either to paddlenlp.
+    Whether the source holds Paddle-layout weights."""
     is_paddle = source.metadata.get("format") == PADDLE_FORMAT_TAG
     if to == "paddle" and is_paddle:
         raise PaddleportError(source.file_of(source.names()[0]) if source.names() else None,
@@ -152,6 +211,7 @@ def _check_layout(source: TensorSource, to: str) -> None:
     if to == "hf" and not is_paddle:
         raise PaddleportError(source.file_of(source.names()[0]) if source.names() else None,
                               "holds Hugging Face weights, not Paddle ones (use --to paddle)")
+    return is_paddle
 
 
 def plan_conversion(table: ArchitectureTable, config: PretrainedConfig, class_name: str,
@@ -197,13 +257,13 @@ def plan_conversion(table: ArchitectureTable, config: PretrainedConfig, class_na
     return Plan(pairs, sorted(dropped), sorted(missing), tied, sorted(buffers))
 
 
-def shared_parameters(table: ArchitectureTable, config: PretrainedConfig, plan: Plan, to: str) -> dict[str, int]:
+def shared_parameters(table: ArchitectureTable, config: PretrainedConfig, plan: Plan, target: _Target) -> dict[str, int]:
     """Target name -> number of layer applications using it, for parameters shared by more than one layer."""
     shared = {}
     for _, spec in plan.pairs:
         uses = table.uses(config, spec.hf_name)
         if uses > 1:
-            shared[spec.paddle_name if to == "paddle" else spec.hf_name] = uses
+            shared[target.name_and_shape(spec)[0]] = uses
     return shared
 
 
@@ -230,8 +290,8 @@ def _target_dtype(source_dtype: str, requested: str | None) -> str:
     return requested if requested and source_dtype in FLOAT_DTYPES else source_dtype
 
 
-def _convert_tensor(array: np.ndarray, spec: ParamSpec, to: str, dtype: str) -> np.ndarray:
-    array = spec.transform.to_paddle(array) if to == "paddle" else spec.transform.to_hf(array)
+def _convert_tensor(array: np.ndarray, spec: ParamSpec, target: _Target, dtype: str) -> np.ndarray:
+    array = target.convert(array, spec)
     with np.errstate(over="ignore"):  # an overflow is reported by _check_cast, with the tensor's name
         return array.astype(numpy_dtype(dtype), copy=False)
 
@@ -246,12 +306,12 @@ def _check_cast(name: str, source_file: Path, original: np.ndarray, cast: np.nda
                                              f"(|value| up to {largest:.4g}); keep a wider dtype")
 
 
-def _write_weights(directory: Path, source: TensorSource, plan: Plan, to: str, dtype: str | None, fmt: str,
-                   progress: bool | None) -> list[TensorRecord]:
+def _write_weights(directory: Path, source: TensorSource, plan: Plan, target: _Target, dtype: str | None,
+                   fmt: str, progress: bool | None) -> list[TensorRecord]:
     records = []
     for name, spec in plan.pairs:
         target_dtype = _target_dtype(source.dtype(name), dtype)
-        target_name, shape = (spec.paddle_name, spec.paddle_shape) if to == "paddle" else (spec.hf_name, spec.hf_shape)
+        target_name, shape = target.name_and_shape(spec)
         records.append(TensorRecord(name, target_name, spec.transform.name, list(shape), target_dtype,
                                     list(source.shape(name)), source.dtype(name)))
     spec_of = {record.target: spec for record, (_, spec) in zip(records, plan.pairs)}
@@ -260,14 +320,14 @@ def _write_weights(directory: Path, source: TensorSource, plan: Plan, to: str, d
 
     def produce(target_name: str) -> np.ndarray:
         original = source.read(source_of[target_name])
-        converted = _convert_tensor(original, spec_of[target_name], to, dtype_of[target_name])
+        converted = _convert_tensor(original, spec_of[target_name], target, dtype_of[target_name])
         _check_cast(source_of[target_name], source.file_of(source_of[target_name]), original, converted)
         return converted
 
     def produce_or_copy(target_name: str) -> np.ndarray | RawTensor:
         """Bytes that stay as they are (no transpose, same dtype) go file to file, never through numpy."""
         name = source_of[target_name]
-        unchanged = not spec_of[target_name].transform.transpose and dtype_of[target_name] == source.dtype(name)
+        unchanged = not target.transposes(spec_of[target_name]) and dtype_of[target_name] == source.dtype(name)
         raw = source.raw(name) if unchanged else None
         return raw if raw is not None else produce(target_name)
 
@@ -277,7 +337,7 @@ def _write_weights(directory: Path, source: TensorSource, plan: Plan, to: str, d
             _save_pdparams(directory / PDPARAMS_NAME, [r.target for r in records], produce, update)
         else:
             layout = [(r.target, r.dtype, tuple(r.shape)) for r in records]
-            tag = PADDLE_FORMAT_TAG if to == "paddle" else HF_FORMAT_TAG
+            tag = PADDLE_FORMAT_TAG if target.to == "paddle" else HF_FORMAT_TAG
             write_safetensors_stream(directory / SAFETENSORS_NAME, layout, produce_or_copy, {"format": tag},
                                      on_tensor=update)
     return records

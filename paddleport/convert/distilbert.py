@@ -6,7 +6,7 @@ No token-type embeddings, no pooler; sizes are the config's own keys (``dim``, `
 from __future__ import annotations
 
 from paddleport.convert.rules import embedding, layernorm, linear, parameter, single_output
-from paddleport.convert.table import ArchitectureTable, ClassLayout
+from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap, Rule
 from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING
 
 LAYER = "transformer.layer.{layer}"
@@ -40,6 +40,36 @@ HEADS = {
     ),
 }
 
+# PaddleNLP 2.8's DistilBERT (``distilbert/modeling.py``) builds its encoder from paddle.nn.TransformerEncoderLayer
+# and takes BERT's config keys (its configuration.py maps transformers' ``dim``, ``n_layers``... onto them).
+PADDLENLP_LAYER = "encoder.layers.{layer}"
+DISTILBERT_PADDLENLP = PaddleNLPMap(
+    base_prefix="distilbert.",
+    rules=(
+        Rule("embeddings.LayerNorm", "embeddings.layer_norm"),
+        Rule(f"{LAYER}.attention.q_lin", f"{PADDLENLP_LAYER}.self_attn.q_proj"),
+        Rule(f"{LAYER}.attention.k_lin", f"{PADDLENLP_LAYER}.self_attn.k_proj"),
+        Rule(f"{LAYER}.attention.v_lin", f"{PADDLENLP_LAYER}.self_attn.v_proj"),
+        Rule(f"{LAYER}.attention.out_lin", f"{PADDLENLP_LAYER}.self_attn.out_proj"),
+        Rule(f"{LAYER}.sa_layer_norm", f"{PADDLENLP_LAYER}.norm1"),
+        Rule(f"{LAYER}.ffn.lin1", f"{PADDLENLP_LAYER}.linear1"),
+        Rule(f"{LAYER}.ffn.lin2", f"{PADDLENLP_LAYER}.linear2"),
+        Rule(f"{LAYER}.output_layer_norm", f"{PADDLENLP_LAYER}.norm2"),
+        Rule("qa_outputs", "classifier"),
+    ),
+    classes={f"DistilBert{task}": f"DistilBert{task}" for task in (
+        "Model", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")},
+    # DistilBertConfig.__init__ (``distilbert/configuration.py``), under PaddleNLP's keys
+    defaults=dict(
+        vocab_size=30522, hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072,
+        hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+        initializer_range=0.02, pad_token_id=0,
+    ),
+    config_keys={"hidden_size": "dim", "num_hidden_layers": "n_layers", "num_attention_heads": "n_heads",
+                 "intermediate_size": "hidden_dim", "hidden_act": "activation", "hidden_dropout_prob": "dropout",
+                 "attention_probs_dropout_prob": "attention_dropout"},
+)
+
 DISTILBERT = ArchitectureTable(
     model_type="distilbert",
     base_prefix="distilbert.",
@@ -57,4 +87,5 @@ DISTILBERT = ArchitectureTable(
     },
     tied_to_embeddings={"vocab_projector.weight": "distilbert.embeddings.word_embeddings.weight"},
     buffers=(r"embeddings\.position_ids$",),
+    paddlenlp=DISTILBERT_PADDLENLP,
 )

@@ -6,9 +6,12 @@ BERT's encoder under ``electra.``, embeddings of width ``embedding_size`` projec
 
 from __future__ import annotations
 
-from paddleport.convert.bert import ENCODER
+from paddleport.convert.bert import (
+    COMMON_PADDLENLP_TASKS, ENCODER, PADDLENLP_BERT_DEFAULTS, PADDLENLP_EMBEDDINGS, PADDLENLP_ENCODER, PADDLENLP_QA,
+    paddlenlp_classes,
+)
 from paddleport.convert.rules import embeddings_rules, layernorm, linear, parameter, single_output
-from paddleport.convert.table import ArchitectureTable, ClassLayout
+from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap
 from paddleport.convert.transforms import LINEAR_BIAS, LINEAR_WEIGHT, OUTPUT_EMBEDDING
 
 
@@ -48,6 +51,16 @@ HEADS = {
                     *single_output("discriminator_predictions.dense_prediction")),
 }
 
+# PaddleNLP 2.8's ELECTRA (``electra/modeling.py``): BERT's PaddleNLP encoder names under ``electra.``; the
+# discriminator is its ElectraDiscriminator (same head names). Its generator (ElectraForMaskedLM: a separate
+# ``generator_lm_head_bias``) and multiple-choice head (``sequence_summary.dense``) are not mapped.
+ELECTRA_PADDLENLP = PaddleNLPMap(
+    base_prefix="electra.",
+    rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA),
+    classes={**paddlenlp_classes("Electra", *COMMON_PADDLENLP_TASKS), "ElectraForPreTraining": "ElectraDiscriminator"},
+    defaults=dict(PADDLENLP_BERT_DEFAULTS, vocab_size=22608, embedding_size=768, type_vocab_size=2),
+)
+
 ELECTRA = ArchitectureTable(
     model_type="electra",
     base_prefix="electra.",
@@ -65,4 +78,5 @@ ELECTRA = ArchitectureTable(
     },
     tied_to_embeddings={"generator_lm_head.weight": "electra.embeddings.word_embeddings.weight"},
     buffers=(r"embeddings\.position_ids$", r"embeddings\.token_type_ids$"),
+    paddlenlp=ELECTRA_PADDLENLP,
 )

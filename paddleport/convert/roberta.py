@@ -4,9 +4,12 @@ RoBERTa's own heads."""
 
 from __future__ import annotations
 
-from paddleport.convert.bert import BASE, POOLER
+from paddleport.convert.bert import (
+    BASE, COMMON_PADDLENLP_TASKS, PADDLENLP_BERT_DEFAULTS, PADDLENLP_EMBEDDINGS, PADDLENLP_ENCODER, PADDLENLP_QA, POOLER,
+    paddlenlp_classes,
+)
 from paddleport.convert.rules import layernorm, linear, parameter, single_output
-from paddleport.convert.table import ArchitectureTable, ClassLayout
+from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap
 from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING, PARAMETER_BIAS
 
 LM_HEAD = (
@@ -30,7 +33,17 @@ HEADS = {
 }
 
 
-def roberta_table(model_type: str, class_prefix: str) -> ArchitectureTable:
+# PaddleNLP 2.8's RoBERTa (``roberta/modeling.py``): BERT's PaddleNLP names under ``roberta.``; its config defaults
+# (``roberta/configuration.py``) are a Chinese RoBERTa's: pad id 0, 21128 words, LayerNorm eps 1e-12.
+ROBERTA_PADDLENLP = PaddleNLPMap(
+    base_prefix="roberta.",
+    rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA),
+    classes=paddlenlp_classes("Roberta", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice"),
+    defaults=dict(PADDLENLP_BERT_DEFAULTS, vocab_size=21128),
+)
+
+
+def roberta_table(model_type: str, class_prefix: str, paddlenlp: PaddleNLPMap | None = None) -> ArchitectureTable:
     """XLM-RoBERTa is RoBERTa under other class names (transformers generates its file from RoBERTa's)."""
     return ArchitectureTable(
         model_type=model_type,
@@ -51,8 +64,9 @@ def roberta_table(model_type: str, class_prefix: str) -> ArchitectureTable:
         tied_to_embeddings={"lm_head.decoder.weight": "roberta.embeddings.word_embeddings.weight",
                             "lm_head.decoder.bias": "lm_head.bias"},
         buffers=(r"embeddings\.position_ids$", r"embeddings\.token_type_ids$"),
+        paddlenlp=paddlenlp,
     )
 
 
-ROBERTA = roberta_table("roberta", "Roberta")
+ROBERTA = roberta_table("roberta", "Roberta", ROBERTA_PADDLENLP)
 XLM_ROBERTA = roberta_table("xlm-roberta", "XLMRoberta")

@@ -79,6 +79,26 @@ class ClassLayout:
     head: str | None = None
 
 
+@dataclass(frozen=True)
+class PaddleNLPMap:
+    """An architecture's names in PaddleNLP 2.8 (``paddlenlp/transformers/<arch>/modeling.py``), beside its table.
+
+    ``rules`` rename paddleport's (Hugging Face) names, without the base prefix, to PaddleNLP's: ``Rule(hf,
+    paddle)`` with ``paddle`` the PaddleNLP pattern; a rule naming a module renames everything under it; a name no
+    rule matches is the same in PaddleNLP. PaddleNLP keeps paddle's ``[in, out]`` Linear layout, so a parameter
+    takes its table rule's transform unless its rule here names another. ``classes``: transformers class ->
+    PaddleNLP class (a class absent here has no PaddleNLP counterpart paddleport converts). ``config_keys``:
+    PaddleNLP config key -> the Hugging Face key holding the same value, where they differ; ``defaults``: the
+    values PaddleNLP's config class takes for keys a saved ``config.json`` may omit (its ``configuration.py``).
+    """
+
+    base_prefix: str
+    rules: tuple[Rule, ...]
+    classes: dict[str, str]
+    defaults: dict[str, object]
+    config_keys: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class ArchitectureTable:
     """One architecture's complete name table, in the spirit of llama.cpp's per-architecture tensor maps."""
@@ -97,6 +117,8 @@ class ArchitectureTable:
     # How many layer applications use a parameter (HF name as in a head class): ALBERT's shared groups say more
     # than one; conversion.json records every parameter used more than once.
     uses: Callable[[PretrainedConfig, str], int] = lambda config, hf_name: 1
+    # The same parameters under PaddleNLP's names (``paddleport convert --to paddlenlp``), where PaddleNLP has them.
+    paddlenlp: PaddleNLPMap | None = None
     # Legacy TF-era names, renamed before matching.
     legacy_renames: ClassVar[tuple[tuple[str, str], ...]] = (
         (r"LayerNorm\.gamma$", "LayerNorm.weight"),
