@@ -102,6 +102,7 @@ def compare(class_name: str, ours: dict[str, np.ndarray], reference: list[np.nda
     worst = 0.0
     for (name, level), theirs in zip(OUTPUTS[class_name], reference):
         keep = mask.astype(bool) if level == TOKEN else None
+        assert np.abs(theirs).max() > 1e-3, (class_name, name)  # a real output, not a vanishing one
         diff = difference(ours[name], theirs, keep=keep)
         assert diff.within(ATOL), (class_name, name, diff.max_abs, diff.non_finite)
         worst = max(worst, diff.max_abs)

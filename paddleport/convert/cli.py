@@ -11,11 +11,15 @@ from paddleport.registry import supported_text
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "convert", help="convert a checkpoint between Hugging Face and Paddle",
-        description="Convert a Hugging Face checkpoint directory to Paddle (or back with --to hf); a peft "
-                    "adapter directory (adapter_config.json) converts the same way.")
+        description="Convert a Hugging Face checkpoint directory to Paddle (or back with --to hf), or to a PaddleNLP "
+                    "2.8 directory (--to paddlenlp); a PaddleNLP directory (model_state.pdparams with PaddleNLP's "
+                    "config.json or model_config.json) converts with --to hf; a peft adapter directory "
+                    "(adapter_config.json) converts the same way.")
     parser.add_argument("src", help="source checkpoint directory (config.json + weights)")
     parser.add_argument("out", help="output directory (must not exist unless --force)")
-    parser.add_argument("--to", choices=DIRECTIONS, default="paddle", help="target framework (default: paddle)")
+    parser.add_argument("--to", choices=DIRECTIONS, default="paddle",
+                        help="target: paddle (paddleport), hf (transformers) or paddlenlp (PaddleNLP 2.8's names, "
+                             "model_state.pdparams) (default: paddle)")
     parser.add_argument("--arch", metavar="CLASS",
                         help=f"target class, e.g. to add or drop a head ({supported_text()})")
     parser.add_argument("--dtype", choices=DTYPES, help="cast floating tensors (default: keep the source dtype)")

@@ -43,6 +43,8 @@ def convert_adapter(src: str | Path, out: str | Path, *, to: str, force: bool = 
     """A peft adapter directory into the other framework's layout: every key kept, each tensor transposed or
     not by the table (:func:`transform_of_adapter_key`); config and other files copied unchanged."""
     src, out = Path(src), Path(out)
+    if to not in ("paddle", "hf"):
+        raise PaddleportError("--to", f"a peft adapter converts with --to paddle or hf, not {to!r}")
     read_adapter_settings(src)  # a LoRA adapter paddleport implements
     check_output_target(out, reads_from=[src])
     if out.exists() and not force:
