@@ -49,16 +49,20 @@ HEADS = {
 # ``_get_name_mappings`` lists the same pairs), and names the embeddings' LayerNorm ``layer_norm``.
 PADDLENLP_LAYER = "encoder.layers.{layer}"
 PADDLENLP_EMBEDDINGS = (Rule("embeddings.LayerNorm", "embeddings.layer_norm"),)
-PADDLENLP_ENCODER = (
-    Rule(f"{LAYER}.attention.self.query", f"{PADDLENLP_LAYER}.self_attn.q_proj"),
-    Rule(f"{LAYER}.attention.self.key", f"{PADDLENLP_LAYER}.self_attn.k_proj"),
-    Rule(f"{LAYER}.attention.self.value", f"{PADDLENLP_LAYER}.self_attn.v_proj"),
-    Rule(f"{LAYER}.attention.output.dense", f"{PADDLENLP_LAYER}.self_attn.out_proj"),
-    Rule(f"{LAYER}.attention.output.LayerNorm", f"{PADDLENLP_LAYER}.norm1"),
-    Rule(f"{LAYER}.intermediate.dense", f"{PADDLENLP_LAYER}.linear1"),
-    Rule(f"{LAYER}.output.dense", f"{PADDLENLP_LAYER}.linear2"),
-    Rule(f"{LAYER}.output.LayerNorm", f"{PADDLENLP_LAYER}.norm2"),
-)
+
+
+def paddlenlp_encoder_rules(*modules: str) -> tuple[Rule, ...]:
+    """The rules naming one encoder layer's eight modules (query, key, value, attention output, its LayerNorm,
+    intermediate, output, its LayerNorm; transformers' patterns) as paddle.nn.TransformerEncoderLayer does."""
+    names = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "norm1", "linear1",
+             "linear2", "norm2")
+    return tuple(Rule(module, f"{PADDLENLP_LAYER}.{name}") for module, name in zip(modules, names, strict=True))
+
+
+PADDLENLP_ENCODER = paddlenlp_encoder_rules(
+    f"{LAYER}.attention.self.query", f"{LAYER}.attention.self.key", f"{LAYER}.attention.self.value",
+    f"{LAYER}.attention.output.dense", f"{LAYER}.attention.output.LayerNorm", f"{LAYER}.intermediate.dense",
+    f"{LAYER}.output.dense", f"{LAYER}.output.LayerNorm")
 # PaddleNLP's question-answering heads call their Linear ``classifier``.
 PADDLENLP_QA = (Rule("qa_outputs", "classifier"),)
 # BertConfig.__init__ of PaddleNLP 2.8 (``bert/configuration.py``): what a saved config.json may leave out.

@@ -6,7 +6,8 @@ No token-type embeddings, no pooler; sizes are the config's own keys (``dim``, `
 from __future__ import annotations
 
 from paddleport.convert.rules import embedding, layernorm, linear, parameter, single_output
-from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap, Rule
+from paddleport.convert.bert import PADDLENLP_EMBEDDINGS, PADDLENLP_QA, paddlenlp_encoder_rules
+from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap
 from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING
 
 LAYER = "transformer.layer.{layer}"
@@ -42,20 +43,15 @@ HEADS = {
 
 # PaddleNLP 2.8's DistilBERT (``distilbert/modeling.py``) builds its encoder from paddle.nn.TransformerEncoderLayer
 # and takes BERT's config keys (its configuration.py maps transformers' ``dim``, ``n_layers``... onto them).
-PADDLENLP_LAYER = "encoder.layers.{layer}"
 DISTILBERT_PADDLENLP = PaddleNLPMap(
     base_prefix="distilbert.",
     rules=(
-        Rule("embeddings.LayerNorm", "embeddings.layer_norm"),
-        Rule(f"{LAYER}.attention.q_lin", f"{PADDLENLP_LAYER}.self_attn.q_proj"),
-        Rule(f"{LAYER}.attention.k_lin", f"{PADDLENLP_LAYER}.self_attn.k_proj"),
-        Rule(f"{LAYER}.attention.v_lin", f"{PADDLENLP_LAYER}.self_attn.v_proj"),
-        Rule(f"{LAYER}.attention.out_lin", f"{PADDLENLP_LAYER}.self_attn.out_proj"),
-        Rule(f"{LAYER}.sa_layer_norm", f"{PADDLENLP_LAYER}.norm1"),
-        Rule(f"{LAYER}.ffn.lin1", f"{PADDLENLP_LAYER}.linear1"),
-        Rule(f"{LAYER}.ffn.lin2", f"{PADDLENLP_LAYER}.linear2"),
-        Rule(f"{LAYER}.output_layer_norm", f"{PADDLENLP_LAYER}.norm2"),
-        Rule("qa_outputs", "classifier"),
+        *PADDLENLP_EMBEDDINGS,
+        *paddlenlp_encoder_rules(
+            f"{LAYER}.attention.q_lin", f"{LAYER}.attention.k_lin", f"{LAYER}.attention.v_lin",
+            f"{LAYER}.attention.out_lin", f"{LAYER}.sa_layer_norm", f"{LAYER}.ffn.lin1", f"{LAYER}.ffn.lin2",
+            f"{LAYER}.output_layer_norm"),
+        *PADDLENLP_QA,
     ),
     classes={f"DistilBert{task}": f"DistilBert{task}" for task in (
         "Model", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")},
