@@ -20,11 +20,17 @@ from tests.test_hostile_inputs import one_line_exit_2, poison_pdparams
 GOLDEN = json.loads((Path(__file__).parent / "data" / "paddlenlp_state_dicts.json").read_text())
 # One class per architecture with a head, and the bare models (the interop test covers the rest of GOLDEN).
 CLASSES = ["BertForSequenceClassification", "RobertaForSequenceClassification", "ElectraForPreTraining",
-           "AlbertForSequenceClassification", "DistilBertForQuestionAnswering", "AlbertModel", "DistilBertModel"]
+           "AlbertForSequenceClassification", "DistilBertForQuestionAnswering", "AlbertModel", "DistilBertModel",
+           "ErnieForQuestionAnswering"]
 
 
 def num_labels(class_name: str) -> dict:
     return {"num_labels": 3} if class_name.endswith(("SequenceClassification", "TokenClassification")) else {}
+
+
+def overrides(class_name: str) -> dict:
+    """PaddleNLP's ERNIE computes with LayerNorm epsilon 1e-12 only (the tiny ERNIE has ERNIE 3.0's 1e-5)."""
+    return dict(num_labels(class_name), **({"layer_norm_eps": 1e-12} if class_name.startswith("Ernie") else {}))
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +39,7 @@ def converted(tmp_path_factory):
     work = tmp_path_factory.mktemp("paddlenlp-format")
     dirs = {}
     for class_name in CLASSES:
-        hf = make_tiny_hf_checkpoint(work / class_name / "hf", class_name, seed=1, **num_labels(class_name))
+        hf = make_tiny_hf_checkpoint(work / class_name / "hf", class_name, seed=1, **overrides(class_name))
         convert_checkpoint(hf, work / class_name / "paddlenlp", to="paddlenlp", progress=False)
         convert_checkpoint(work / class_name / "paddlenlp", work / class_name / "back", to="hf", progress=False)
         dirs[class_name] = (hf, work / class_name / "paddlenlp", work / class_name / "back")
@@ -125,7 +131,22 @@ def test_unsupported_paddlenlp_requests_are_one_line(tmp_path, capsys, converted
     squeezebert = make_tiny_hf_checkpoint(tmp_path / "sq", "SqueezeBertModel")
     one_line_exit_2(capsys, ["convert", squeezebert, tmp_path / "c", "--to", "paddlenlp"],
                     "squeezebert", "has no PaddleNLP name map")
-    assert not any((tmp_path / name).exists() for name in "abc")
+    ernie_3 = make_tiny_hf_checkpoint(tmp_path / "ernie", "ErnieModel")  # layer_norm_eps 1e-5
+    one_line_exit_2(capsys, ["convert", ernie_3, tmp_path / "d", "--to", "paddlenlp"],
+                    "layer_norm_eps is 1e-05", "always computes with 1e-12")
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_reading_takes_the_epsilon_paddlenlp_computes_with(tmp_path, converted):
+    """A PaddleNLP ERNIE config saying layer_norm_eps 1e-5 still computes with 1e-12: transformers gets 1e-12."""
+    paddlenlp_dir = converted["ErnieForQuestionAnswering"][1]
+    said = tmp_path / "said"
+    said.mkdir()
+    (said / "model_state.pdparams").write_bytes((paddlenlp_dir / "model_state.pdparams").read_bytes())
+    config = json.loads((paddlenlp_dir / "config.json").read_text())
+    (said / "config.json").write_text(json.dumps(dict(config, layer_norm_eps=1e-5)))
+    convert_checkpoint(said, tmp_path / "hf", to="hf", progress=False)
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["layer_norm_eps"] == 1e-12
 
 
 def test_a_fused_paddlenlp_encoder_is_refused(tmp_path, capsys, converted):

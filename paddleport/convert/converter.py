@@ -127,6 +127,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
     if to == "paddlenlp":
         fmt = "pdparams"  # what PaddleNLP's from_pretrained reads
         paddlenlp_class(table, class_name, arch and "--arch" or config_path)
+        paddlenlp_values = paddlenlp_config(config_dict, config, table, class_name, config_path)
     opened = (PaddleNLPSource(src / PDPARAMS_NAME, table, config, resolve_class(config, None, config_path))
               if from_paddlenlp else open_checkpoint(src))
     with opened as source:
@@ -148,8 +149,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
                 report.dropped = sorted(map(source.paddlenlp_name, report.dropped))
                 report.skipped_buffers = sorted(map(source.paddlenlp_name, report.skipped_buffers))
             if to == "paddlenlp":
-                config_values = paddlenlp_config(config_dict, config, table, class_name)
-                write_paddlenlp_config(partial / CONFIG_NAME, _with_dtype(config_values, dtype))
+                write_paddlenlp_config(partial / CONFIG_NAME, _with_dtype(paddlenlp_values, dtype))
             else:
                 _write_config(partial / CONFIG_NAME, config_dict, class_name, dtype)
             copy_tokenizer_files(src, partial)

@@ -3,9 +3,12 @@ embeddings and encoder under ``ernie.``, plus ERNIE 2.0/3.0's task-type embeddin
 
 from __future__ import annotations
 
-from paddleport.convert.bert import ENCODER, HEADS, POOLER, tied_decoder
+from paddleport.convert.bert import (
+    COMMON_PADDLENLP_TASKS, ENCODER, HEADS, PADDLENLP_BERT_DEFAULTS, PADDLENLP_EMBEDDINGS, PADDLENLP_ENCODER,
+    PADDLENLP_QA, POOLER, paddlenlp_classes, tied_decoder,
+)
 from paddleport.convert.rules import embeddings_rules, parameter
-from paddleport.convert.table import ArchitectureTable, ClassLayout
+from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap
 from paddleport.convert.transforms import EMBEDDING
 
 TASK_TYPE_EMBEDDINGS = parameter("embeddings.task_type_embeddings.weight",
@@ -13,6 +16,19 @@ TASK_TYPE_EMBEDDINGS = parameter("embeddings.task_type_embeddings.weight",
                                  when=lambda c: c.use_task_id)
 
 BASE = (*embeddings_rules("hidden_size"), *TASK_TYPE_EMBEDDINGS, *ENCODER)
+
+# PaddleNLP 2.8's ERNIE (``ernie/modeling.py``): BERT's PaddleNLP names under ``ernie.``, task-type embeddings under
+# transformers' name. Its ``task_id`` (the task type PaddleNLP fills in when no task_type_ids are given; transformers
+# fills 0) stays in config.json. Its _init_weights sets every LayerNorm's epsilon to 1e-12, whatever
+# layer_norm_eps says. ErnieForMaskedLM is not mapped (BertForMaskedLM's decoder, see bert.py).
+ERNIE_PADDLENLP = PaddleNLPMap(
+    base_prefix="ernie.",
+    rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA),
+    classes=paddlenlp_classes("Ernie", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice"),
+    # ErnieConfig.__init__ (``ernie/configuration.py``)
+    defaults=dict(PADDLENLP_BERT_DEFAULTS, task_type_vocab_size=3, use_task_id=False),
+    fixed={"layer_norm_eps": 1e-12},
+)
 
 ERNIE = ArchitectureTable(
     model_type="ernie",
@@ -32,4 +48,5 @@ ERNIE = ArchitectureTable(
     },
     tied_to_embeddings=tied_decoder("ernie."),
     buffers=(r"embeddings\.position_ids$", r"embeddings\.token_type_ids$"),
+    paddlenlp=ERNIE_PADDLENLP,
 )

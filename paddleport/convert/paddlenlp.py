@@ -187,6 +187,7 @@ def read_paddlenlp_config(directory: Path) -> tuple[Path, dict[str, Any], str]:
     values = {**mapping.defaults, **values}
     hf_values = {mapping.config_keys.get(key, key): value for key, value in values.items()
                  if key not in PADDLENLP_ONLY_KEYS}
+    hf_values.update(mapping.fixed)  # what PaddleNLP's model computes with, whatever its config says
     hf_values["model_type"] = model_type
     hf_values["architectures"] = [transformers_class(table, nlp_class, path)]
     if "num_labels" in hf_values and "id2label" not in hf_values:
@@ -195,10 +196,16 @@ def read_paddlenlp_config(directory: Path) -> tuple[Path, dict[str, Any], str]:
 
 
 def paddlenlp_config(config_dict: dict[str, Any], config: PretrainedConfig, table: ArchitectureTable,
-                     class_name: str) -> dict[str, Any]:
+                     class_name: str, source: str | Path = CONFIG_NAME) -> dict[str, Any]:
     """The ``config.json`` PaddleNLP's ``from_pretrained`` reads: every key its config class has, explicit (its
-    defaults differ from transformers': BERT's 16 token types, RoBERTa's pad id 0 and eps 1e-12), under its names."""
-    mapping = paddlenlp_map(table, CONFIG_NAME)
+    defaults differ from transformers': BERT's 16 token types, RoBERTa's pad id 0 and eps 1e-12), under its names.
+    A value PaddleNLP's model would not compute with (``PaddleNLPMap.fixed``) is refused."""
+    mapping = paddlenlp_map(table, source)
+    for key, value in mapping.fixed.items():
+        if getattr(config, key) != value:
+            raise PaddleportError(source, f"{key} is {getattr(config, key)}, but PaddleNLP 2.8's "
+                                          f"{table.model_type} always computes with {value}: its outputs would differ "
+                                          "(not converted)")
     renamed = {hf: nlp for nlp, hf in mapping.config_keys.items()}
     values = {renamed.get(key, key): value for key, value in config_dict.items()}
     for key in mapping.defaults:

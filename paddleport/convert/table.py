@@ -89,7 +89,9 @@ class PaddleNLPMap:
     takes its table rule's transform unless its rule here names another. ``classes``: transformers class ->
     PaddleNLP class (a class absent here has no PaddleNLP counterpart paddleport converts). ``config_keys``:
     PaddleNLP config key -> the Hugging Face key holding the same value, where they differ; ``defaults``: the
-    values PaddleNLP's config class takes for keys a saved ``config.json`` may omit (its ``configuration.py``).
+    values PaddleNLP's config class takes for keys a saved ``config.json`` may omit (its ``configuration.py``);
+    ``fixed``: Hugging Face config values PaddleNLP's model computes with whatever its config says (ERNIE's
+    LayerNorm epsilon): a checkpoint with another value is not written, and one read takes this value.
     """
 
     base_prefix: str
@@ -97,6 +99,7 @@ class PaddleNLPMap:
     classes: dict[str, str]
     defaults: dict[str, object]
     config_keys: dict[str, str] = field(default_factory=dict)
+    fixed: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass

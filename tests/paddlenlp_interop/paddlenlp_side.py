@@ -16,6 +16,7 @@ loaded (``loaded``) or saved; the attention mask is given as each model's forwar
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import warnings
@@ -49,6 +50,9 @@ def _forward(paddle, model, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
     feed = {"input_ids": paddle.to_tensor(inputs["input_ids"]), "attention_mask": paddle.to_tensor(mask)}
     if model_type not in NO_TOKEN_TYPES:
         feed["token_type_ids"] = paddle.to_tensor(inputs["token_type_ids"])
+    # ERNIE 2.0/3.0's task types: PaddleNLP's ErnieModel takes them, its heads do not (they fill in task_id)
+    if getattr(model.config, "use_task_id", False) and "task_type_ids" in inspect.signature(model.forward).parameters:
+        feed["task_type_ids"] = paddle.to_tensor(inputs["task_type_ids"])
     with paddle.no_grad():
         outputs = model(**feed)
     if isinstance(outputs, paddle.Tensor):
