@@ -268,3 +268,38 @@ def test_functional_dropout_inside_matched_modules_draws_shared_masks():
     assert torch.nn.functional.dropout is original  # put back
     model = TorchBlock().train()  # the masks really drop: train-mode output differs from eval-mode output
     assert not torch.allclose(model(torch.from_numpy(inputs[0])), model.eval()(torch.from_numpy(inputs[0])))
+
+
+def test_token_outputs_are_compared_where_the_attention_mask_keeps_a_token():
+    """``positions`` (compare's rule, in the engine): per-token outputs named as such are compared at the kept
+    tokens only; a difference at a padding position then does not count, one at a kept token still does."""
+    import paddle
+
+    from paddleport.parity.porting.engine import token_positions
+
+    class TorchTokens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = torch.nn.Linear(4, 4)
+
+        def forward(self, features, attention_mask):
+            return self.dense(features)
+
+    class PaddleTokens(paddle.nn.Layer):
+        def __init__(self, shift_kept=0.0):
+            super().__init__()
+            self.dense = paddle.nn.Linear(4, 4)
+            self.shift_kept = shift_kept
+
+        def forward(self, features, attention_mask):
+            kept = attention_mask.astype("float32").unsqueeze(-1)
+            return self.dense(features) + (1 - kept) + self.shift_kept * kept  # padding positions differ
+
+    inputs = {"features": np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32),
+              "attention_mask": np.array([[1, 1, 0], [1, 0, 0]])}
+    assert diff(TorchTokens(), PaddleTokens(), inputs, grad=False).first_divergence == ""
+    report = diff(TorchTokens(), PaddleTokens(), inputs, grad=False, positions=token_positions([":"]))
+    assert report.passed, report.summary()
+    assert report.modules[-1].outputs[0].compared == 3 * 4  # the three kept tokens
+    shifted = diff(TorchTokens(), PaddleTokens(1e-3), inputs, grad=False, positions=token_positions([":"]))
+    assert shifted.first_divergence == ""

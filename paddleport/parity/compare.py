@@ -1,5 +1,10 @@
 """Forward and gradient parity between a Hugging Face checkpoint (transformers, torch) and its Paddle port.
 
+A thin user of the porting engine (``parity.porting.engine``, the one behind ``paddleport diff``): the two models
+are built the paddleport way (converter + registry), paired through the rules of the architecture's conversion
+table, run and recorded by the engine's hooks, and their gradients taken by the engine; what is left here is what
+``compare`` means by parity: which outputs, at which positions, judged by which tolerance.
+
 Forward: every batch runs through both models in eval mode with ``output_hidden_states``; the embeddings
 output, each layer's hidden state, the pooled output and the logits are compared at every position the
 attention mask keeps. Padding positions are left out: nothing downstream reads them, and their values are
@@ -7,8 +12,8 @@ ill-conditioned (a pad token at a far position, attending to a few real tokens, 
 outlier dimensions: on all-MiniLM-L6-v2 they differ by up to 1.1e-4 while the kept positions stay within 5e-6).
 
 Gradients (``grad=True``): one forward + backward pass of the task loss on the first batch with dropout off
-(eval mode); Paddle gradients are mapped to the Hugging Face layout through the converter's
-``parameter_specs`` (``transform.to_hf``).  A gradient passes when max |Δ| <= atol or
+(eval mode); Paddle gradients are mapped to the Hugging Face layout through the conversion table's rules
+(``parameter_specs``' typed transforms, ``transform.to_hf``).  A gradient passes when max |Δ| <= atol or
 max |Δ| <= ``GRAD_RTOL_OF_MAX`` × (largest |HF gradient| entry of that tensor).
 
 Half precision: float16 / bfloat16 run both models in that dtype and compare the outputs (cast to float32)
@@ -19,19 +24,19 @@ chosen device, otherwise a one-line error.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from paddleport.convert.table import Rule
 from paddleport.errors import PaddleportError
 from paddleport.parity import devices
 from paddleport.parity.inputs import DEFAULT_LIMIT, EncodedBatches, load_parity_batches
 from paddleport.parity.loading import CheckpointPair, check_pair, load_paddle_model, load_torch_model
 from paddleport.parity.outputs import compared_outputs, compared_positions
 from paddleport.parity.report import GradReport, ParityReport, TensorDiff
-from paddleport.registry import architecture_of_class, input_names_of, model_inputs
+from paddleport.registry import architecture_of_class, model_inputs
 
 # Default max |Δ| per dtype.  Half precision carries ~3 (bf16) or ~4 (fp16) significant digits, and the
 # two frameworks round at different places, so differences grow with depth; these bound a 12-layer base model.
@@ -40,6 +45,9 @@ GRAD_RTOL_OF_MAX = 1e-5
 MLM_LABEL_FRACTION = 0.15
 # The head outputs compared after the hidden states (a span head has two).
 TASK_OUTPUTS = ("logits", "start_logits", "end_logits")
+# peft's PeftModel holds the transformers model as ``base_model.model``; paddleport's LoRA layers keep peft's
+# names below it (``query.base_layer``, ``query.lora_A.default``), so one rule matches the two adapted models.
+PEFT_RULES = [Rule("base_model.model.{top}", "{top}")]
 
 
 def compare_models(
@@ -71,13 +79,15 @@ def compare_models(
     max_length = _checked_max_length(pair, max_length)
     encoded = load_parity_batches(hf_dir, inputs, batch_size=batch_size, max_length=max_length, limit=limit, seed=seed)
     with contextlib.ExitStack() as stack:
+        rules = None  # the conversion table's
         if hf_adapter is None and paddle_adapter is None:
             torch_model, paddle_model = load_torch_model(pair), load_paddle_model(pair)
         else:
             torch_model, paddle_model = _load_adapted_pair(pair, hf_adapter, paddle_adapter, grad, stack)
             pair.architecture = type(paddle_model).__name__
+            rules = PEFT_RULES
         return _compare_loaded(pair, torch_model, paddle_model, encoded, atol=atol, grad=grad, dtype=dtype,
-                               device=device, seed=seed)
+                               device=device, seed=seed, rules=rules)
 
 
 def _load_adapted_pair(pair: CheckpointPair, hf_adapter, paddle_adapter, grad: bool, stack: contextlib.ExitStack):
@@ -99,14 +109,19 @@ def _load_adapted_pair(pair: CheckpointPair, hf_adapter, paddle_adapter, grad: b
 
 
 def _compare_loaded(pair: CheckpointPair, torch_model, paddle_model, encoded: EncodedBatches, *, atol: float,
-                    grad: bool, dtype: str, device: str, seed: int) -> ParityReport:
+                    grad: bool, dtype: str, device: str, seed: int, rules: list | None = None) -> ParityReport:
+    """The two loaded models through the porting engine, matched by the conversion table's rules
+    (``rules`` for models outside it: adapted ones)."""
+    from paddleport.parity.porting.engine import ModelPair
+
     expected = compared_outputs(pair.config, pair.architecture)
     with exact_float32_matmuls(device):
-        tensors = forward_diffs(torch_model, paddle_model, encoded, expected, dtype=dtype, device=device)
+        _prepare(torch_model, paddle_model, dtype, device)
+        models = ModelPair(torch_model, paddle_model, table_rules(pair) if rules is None else rules)
+        tensors = forward_diffs(models, encoded, expected, pair.input_names)
         grad_report = None
         if grad:
-            grad_report = gradient_diffs(torch_model, paddle_model, pair, encoded.batches[0], atol=atol,
-                                         dtype=dtype, device=device, seed=seed)
+            grad_report = gradient_diffs(models, pair, encoded.batches[0], atol=atol, seed=seed)
     verdicts = [diff.check_atol(atol) for diff in tensors]  # every tensor gets its verdict, not only up to the first
     first_failure = next((diff.name for diff, passed in zip(tensors, verdicts) if not passed), None)
     passed = first_failure is None and (grad_report is None or grad_report.passed)
@@ -153,20 +168,45 @@ def _checked_max_length(pair: CheckpointPair, max_length: int | None) -> int:
     return max_length
 
 
+def table_rules(pair: CheckpointPair) -> list:
+    """The engine's rules for a pair paddleport built: every parameter of the conversion table, HF name -> Paddle
+    name with its typed transform."""
+    from paddleport.convert import parameter_specs
+
+    return [Rule(spec.hf_name, spec.paddle_name, spec.transform)
+            for spec in parameter_specs(pair.config, pair.architecture)]
+
+
+def _prepare(torch_model, paddle_model, dtype: str, device: str) -> None:
+    """Both models in eval mode, in ``dtype``, on ``device``."""
+    import torch
+
+    torch_model.to(device=devices.torch_device(device), dtype=getattr(torch, dtype)).eval()
+    devices.set_paddle_device(device)
+    if dtype != "float32":
+        paddle_model.to(dtype=dtype)
+    paddle_model.eval()
+
+
 # --- forward ---------------------------------------------------------------------------------
 
-def forward_diffs(torch_model, paddle_model, encoded: EncodedBatches, expected: dict[str, str], *,
-                  dtype: str = "float32", device: str = "cpu") -> list[TensorDiff]:
-    """Per-tensor differences over every batch, in forward order.
+def forward_diffs(models, encoded: EncodedBatches, expected: dict[str, str],
+                  input_names: tuple[str, ...]) -> list[TensorDiff]:
+    """Per-tensor differences over every batch, in forward order: the engine records both models' outputs and
+    the pooler's (the only modules watched), each output compared at the positions its meaning keeps.
 
     ``expected`` (``outputs.compared_outputs``) names every tensor to compare and whether it is per token or per
     sequence; an output missing from either framework, or one not expected, is an error, never a silent skip.
     """
-    torch_run = TorchRunner(torch_model, dtype, device)
-    paddle_run = PaddleRunner(paddle_model, dtype, device)
+    from paddleport.parity.porting.engine import record_paddle, record_torch
+
+    pooler = pooler_name(list(models.torch_modules))
+    watched = ["", pooler] if pooler is not None else [""]
     diffs = {name: TensorDiff(name) for name in expected}
     for index, batch in enumerate(encoded.batches):
-        reference, ours = torch_run.outputs(batch), paddle_run.outputs(batch)
+        inputs = {**model_inputs(batch, input_names), "output_hidden_states": True}
+        reference = named_outputs(record_torch(models, inputs, only=watched), pooler)
+        ours = named_outputs(list(record_paddle(models, inputs, only=watched).values()), pooler)
         for framework, named in (("transformers", reference), ("Paddle", ours)):
             if list(named) != list(expected):
                 raise PaddleportError(None, f"the {framework} model produced {', '.join(named)}; expected "
@@ -177,145 +217,79 @@ def forward_diffs(torch_model, paddle_model, encoded: EncodedBatches, expected: 
     return list(diffs.values())
 
 
-def named_outputs(output, pooled) -> dict[str, np.ndarray]:
-    """embeddings, layer.0 … layer.N-1, pooler_output, logits: the tensors compared, in forward order.
-
-    ``output`` is either framework's model output; ``pooled`` the pooler's output (or None) and every
-    tensor has already been converted to a float32 numpy array by the caller's ``to_numpy``.
-    """
-    hidden_states = output["hidden_states"]
+def named_outputs(calls: list, pooler: str | None) -> dict[str, np.ndarray]:
+    """embeddings, layer.0 … layer.N-1, pooler_output, logits: the tensors compared, in forward order, from the
+    engine's recorded calls of the whole model (name "") and of its pooler (used where the model's output holds
+    no pooled output: the task heads)."""
+    model = next(call for call in calls if call.name == "").named_outputs()
+    hidden_states = [model[key] for key in model if key.startswith("hidden_states[")]
     named = {"embeddings": hidden_states[0]}
     named.update({f"layer.{index}": state for index, state in enumerate(hidden_states[1:])})
+    pooled = model.get("pooler_output")
+    if pooled is None and pooler is not None:
+        pooled = next((call.outputs[0] for call in calls if call.name == pooler and call.call == 0), None)
     if pooled is not None:
         named["pooler_output"] = pooled
-    for name in TASK_OUTPUTS:
-        if output.get(name) is not None:
-            named[name] = output[name]
-    return named
+    named.update({name: model[name] for name in TASK_OUTPUTS if name in model})
+    return {name: value.astype(np.float32) for name, value in named.items()}
 
 
 def pooler_name(named_modules: list[str]) -> str | None:
-    """The pooler sub-module shared by both frameworks (its name equals the HF parameter prefix)."""
+    """The pooler sub-module (its name equals the HF parameter prefix, the same in both frameworks)."""
     return next((name for name in named_modules if name == "pooler" or name.endswith(".pooler")), None)
-
-
-class _Runner:
-    """One framework's model in eval mode; ``outputs`` returns the compared tensors as float32 numpy.
-
-    Subclasses supply ``_pooler_hook(callback) -> handle``, ``_forward(batch)`` and ``_to_numpy``.
-    """
-
-    pooler: str | None
-
-    def outputs(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        captured: list = []
-        hook = self._pooler_hook(captured.append) if self.pooler is not None else None
-        try:
-            output = self._forward(batch)
-        finally:
-            if hook is not None:
-                hook.remove()
-        pooled = getattr(output, "pooler_output", None)
-        pooled = pooled if pooled is not None else (captured[0] if captured else None)
-        return _as_numpy(named_outputs(_fields(output), pooled), self._to_numpy)
-
-
-class TorchRunner(_Runner):
-    """transformers model in eval mode on ``device`` and ``dtype``."""
-
-    def __init__(self, model, dtype: str, device: str):
-        import torch
-
-        self.torch = torch
-        self.device = devices.torch_device(device)
-        self.model = model.to(device=self.device, dtype=getattr(torch, dtype)).eval()
-        self.input_names = input_names_of(model.config)
-        self.pooler = pooler_name([name for name, module in model.named_modules() if module is not None])
-
-    def tensors(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {key: self.torch.from_numpy(value).to(self.device)
-                for key, value in model_inputs(batch, self.input_names).items()}
-
-    def _pooler_hook(self, callback):
-        return self.model.get_submodule(self.pooler).register_forward_hook(lambda m, i, o: callback(o))
-
-    def _forward(self, batch: dict[str, np.ndarray]):
-        with self.torch.no_grad():
-            return self.model(**self.tensors(batch), output_hidden_states=True, return_dict=True)
-
-    @staticmethod
-    def _to_numpy(tensor) -> np.ndarray:
-        return tensor.detach().float().cpu().numpy()
-
-
-class PaddleRunner(_Runner):
-    """Our Paddle model in eval mode on ``device`` and ``dtype``."""
-
-    def __init__(self, model, dtype: str, device: str):
-        import paddle
-
-        devices.set_paddle_device(device)
-        self.paddle = paddle
-        if dtype != "float32":
-            model.to(dtype=dtype)
-        self.model = model
-        self.model.eval()
-        self.pooler = pooler_name([name for name, layer in model.named_sublayers() if layer is not None])
-
-    def tensors(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {key: self.paddle.to_tensor(value) for key, value in model_inputs(batch, self.model.input_names).items()}
-
-    def _pooler_hook(self, callback):
-        layer = dict(self.model.named_sublayers())[self.pooler]
-        return layer.register_forward_post_hook(lambda lay, i, o: callback(o))
-
-    def _forward(self, batch: dict[str, np.ndarray]):
-        with self.paddle.no_grad():
-            return self.model(**self.tensors(batch), output_hidden_states=True)
-
-    def _to_numpy(self, tensor) -> np.ndarray:
-        return tensor.astype("float32").numpy()
-
-
-def _fields(output) -> dict[str, Any]:
-    return {"hidden_states": output.hidden_states, "loss": getattr(output, "loss", None),
-            **{name: getattr(output, name, None) for name in TASK_OUTPUTS}}
-
-
-def _as_numpy(named: dict[str, Any], to_numpy: Callable[[Any], np.ndarray]) -> dict[str, np.ndarray]:
-    return {name: to_numpy(value) for name, value in named.items()}
 
 
 # --- gradients -------------------------------------------------------------------------------
 
-def gradient_diffs(torch_model, paddle_model, pair: CheckpointPair, batch: dict[str, np.ndarray], *,
-                   atol: float, dtype: str = "float32", device: str = "cpu", seed: int = 0) -> GradReport:
-    """One forward + backward pass of the task loss in both frameworks; compare every parameter's gradient."""
-    from paddleport.convert import parameter_specs
+def gradient_diffs(models, pair: CheckpointPair, batch: dict[str, np.ndarray], *, atol: float, seed: int = 0
+                   ) -> GradReport:
+    """One forward + backward pass of the task loss in both frameworks through the engine; every parameter's
+    gradient compared (a parameter the loss does not reach, e.g. a masked LM's pooler, counts as zeros)."""
+    from paddleport.parity.porting.engine import gradients
 
-    labels = task_labels(pair, batch, seed)
-    base_weights = _base_loss_weights(pair, batch, seed) if labels is None else None
-    torch_loss, torch_grads = _torch_gradients(torch_model, batch, labels, base_weights, dtype, device)
-    paddle_loss, paddle_grads = _paddle_gradients(paddle_model, batch, labels, base_weights, dtype, device)
-    loss = TensorDiff("loss")
-    loss.update(np.asarray(paddle_loss), np.asarray(torch_loss))  # a NaN loss fails (metrics.difference)
-    loss.check_atol_or_scaled(atol, GRAD_RTOL_OF_MAX)
-    specs = parameter_specs(pair.config, pair.architecture)
-    uncompared = sorted(set(paddle_grads) - {spec.paddle_name for spec in specs})
+    uncompared = [name for name in models.weights.unmapped_paddle
+                  if name in dict(models.paddle_layer.named_parameters())]
     if uncompared:  # every parameter of the Paddle model has its gradient compared
         raise PaddleportError(None, f"Paddle parameters outside the conversion table: {', '.join(uncompared[:5])}")
+    labels = task_labels(pair, batch, seed)
+    inputs = model_inputs(batch, pair.input_names) | (labels or {})
+    base_weights = _base_loss_weights(pair, batch, seed) if labels is None else None
+    measured = gradients(models.torch_module, models.paddle_layer, inputs, models.weights,
+                         _loss_fns(base_weights))
+    loss = TensorDiff("loss")
+    loss.update(measured.paddle_loss, measured.torch_loss)  # a NaN loss fails (metrics.difference)
+    loss.check_atol_or_scaled(atol, GRAD_RTOL_OF_MAX)
     diffs = []
-    for spec in specs:
-        if spec.hf_name not in torch_grads or spec.paddle_name not in paddle_grads:
-            missing = spec.hf_name if spec.hf_name not in torch_grads else spec.paddle_name
-            raise PaddleportError(None, f"no gradient for parameter {missing}")
-        diff = TensorDiff(spec.hf_name)
-        diff.update(np.asarray(spec.transform.to_hf(paddle_grads[spec.paddle_name])), torch_grads[spec.hf_name])
+    for name, _, shape, reference, ours in measured.parameters:
+        diff = TensorDiff(name)
+        diff.update(np.zeros(shape, np.float32) if ours is None else ours,
+                    np.zeros(shape, np.float32) if reference is None else reference)
         diff.check_atol_or_scaled(atol, GRAD_RTOL_OF_MAX)
         diffs.append(diff)
     first_failure = next((diff.name for diff in [loss, *diffs] if not diff.passed), None)
     return GradReport(passed=first_failure is None, atol=atol, rtol_of_max=GRAD_RTOL_OF_MAX, loss=loss,
                       tensors=diffs, first_failure=first_failure)
+
+
+def _loss_fns(base_weights: dict[str, np.ndarray] | None):
+    """The task loss (the model's own, from the labels in the batch), or for a base model
+    mean(last_hidden_state * W1) + mean(pooler_output * W2), in float32 in each framework."""
+    import paddle
+    import torch
+
+    def torch_loss(output):
+        if base_weights is None:
+            return output.loss
+        return sum((getattr(output, name).float() * torch.from_numpy(weight).to(getattr(output, name).device)).mean()
+                   for name, weight in base_weights.items() if getattr(output, name, None) is not None)
+
+    def paddle_loss(output):
+        if base_weights is None:
+            return output.loss
+        return sum((getattr(output, name).astype("float32") * paddle.to_tensor(weight)).mean()
+                   for name, weight in base_weights.items() if getattr(output, name, None) is not None)
+
+    return torch_loss, paddle_loss
 
 
 def task_labels(pair: CheckpointPair, batch: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray] | None:
@@ -357,46 +331,3 @@ def _base_loss_weights(pair: CheckpointPair, batch: dict[str, np.ndarray], seed:
     hidden = int(pair.config["hidden_size"])
     return {"last_hidden_state": rng.standard_normal((batch_size, length, hidden)).astype(np.float32),
             "pooler_output": rng.standard_normal((batch_size, hidden)).astype(np.float32)}
-
-
-def _projection_loss(output, weights: dict[str, np.ndarray], to_float32_tensor: Callable[[Any], Any]):
-    """Sum over the outputs present of mean(output * weight); ``to_float32_tensor`` casts both operands."""
-    terms = [(getattr(output, name, None), weight) for name, weight in weights.items()]
-    return sum((to_float32_tensor(value) * to_float32_tensor(weight)).mean() for value, weight in terms
-               if value is not None)
-
-
-def _torch_gradients(model, batch, labels, base_weights, dtype: str, device: str):
-    import torch
-
-    runner = TorchRunner(model, dtype, device)
-    model.zero_grad(set_to_none=True)
-    kwargs = runner.tensors(batch)
-    if labels is not None:
-        kwargs.update({name: torch.from_numpy(value).to(runner.device) for name, value in labels.items()})
-    output = model(**kwargs, return_dict=True)
-    loss = output.loss if labels is not None else _projection_loss(
-        output, base_weights, lambda value: (torch.from_numpy(value).to(runner.device) if isinstance(value, np.ndarray) else value).float())
-    loss.backward()
-    # A parameter the loss does not reach (the pooler of a masked LM) has no gradient: count it as zeros.
-    grads = {name: (param.grad if param.grad is not None else torch.zeros_like(param)).detach().float().cpu().numpy()
-             for name, param in model.named_parameters(remove_duplicate=False)}
-    return float(loss.detach().float().cpu()), grads
-
-
-def _paddle_gradients(model, batch, labels, base_weights, dtype: str, device: str):
-    import paddle
-
-    runner = PaddleRunner(model, dtype, device)
-    model.clear_gradients()
-    kwargs = runner.tensors(batch)
-    if labels is not None:
-        kwargs.update({name: paddle.to_tensor(value) for name, value in labels.items()})
-    output = model(**kwargs)
-    loss = output.loss if labels is not None else _projection_loss(
-        output, base_weights,
-        lambda value: (paddle.to_tensor(value) if isinstance(value, np.ndarray) else value).astype("float32"))
-    loss.backward()
-    grads = {name: (param.grad if param.grad is not None else paddle.zeros_like(param)).astype("float32").numpy()
-             for name, param in model.named_parameters()}
-    return float(loss.astype("float32").numpy()), grads

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,15 +11,28 @@ from paddleport.parity.porting.report import dtype_name
 from paddleport.parity.porting.weights import to_numpy
 
 
-def flatten(value, is_tensor) -> list:
-    """The tensors in a module's output, in order (tuples, lists, dicts and transformers' ModelOutput)."""
+def named_tensors(value, is_tensor, path: str = "") -> list[tuple[str, object]]:
+    """The tensors in a module's output, in order, each with where it sits: ``""`` for a bare tensor, ``[1]`` in
+    a tuple, ``logits`` / ``hidden_states[2]`` in an output object (dicts, transformers' ModelOutput, and
+    dataclass outputs such as paddleport's, their None fields left out)."""
     if is_tensor(value):
-        return [value]
+        return [(path, value)]
     if isinstance(value, dict):
-        return [tensor for item in value.values() for tensor in flatten(item, is_tensor)]
-    if isinstance(value, (tuple, list)):
-        return [tensor for item in value for tensor in flatten(item, is_tensor)]
-    return []
+        items = value.items()
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = ((field.name, getattr(value, field.name)) for field in dataclasses.fields(value))
+    elif isinstance(value, (tuple, list)):
+        return [named for index, item in enumerate(value)
+                for named in named_tensors(item, is_tensor, f"{path}[{index}]")]
+    else:
+        return []
+    return [named for key, item in items
+            for named in named_tensors(item, is_tensor, f"{path}.{key}" if path else str(key))]
+
+
+def flatten(value, is_tensor) -> list:
+    """The tensors in a module's output, in order (see :func:`named_tensors`)."""
+    return [tensor for _, tensor in named_tensors(value, is_tensor)]
 
 
 def is_torch_tensor(value) -> bool:
@@ -39,15 +53,20 @@ class RecordedCall:
     call: int
     outputs: list[np.ndarray] = field(default_factory=list)
     dtypes: list[str] = field(default_factory=list)
+    output_names: list[str] = field(default_factory=list)  # where each output sits (``named_tensors``)
     buffers: dict[str, np.ndarray] = field(default_factory=dict)  # torch-side tensor name -> value after the call
     buffers_before: dict[str, np.ndarray] = field(default_factory=dict)
     inputs: tuple | None = None  # (args, kwargs) as torch tensors (single-step mode)
     rows_per_channel: int = 0  # BatchNorm: elements per channel of the input
 
     def set_outputs(self, output, is_tensor) -> None:
-        tensors = flatten(output, is_tensor)
-        self.outputs = [to_numpy(tensor) for tensor in tensors]
-        self.dtypes = [dtype_name(tensor) for tensor in tensors]
+        named = named_tensors(output, is_tensor)
+        self.output_names = [name for name, _ in named]
+        self.outputs = [to_numpy(tensor) for _, tensor in named]
+        self.dtypes = [dtype_name(tensor) for _, tensor in named]
+
+    def named_outputs(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.outputs))
 
 
 def map_torch_tensors(value, function):

@@ -14,6 +14,7 @@ would be under Paddle's convention (noted in the report).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from paddleport.parity.porting.weights import (NameMap, WeightMap, copy_weights 
                                                paddle_tensors, parameter_pairs, to_numpy)
 
 Inputs = dict[str, np.ndarray] | tuple
+# (torch-side module name, output name as ``capture.named_tensors`` gives it, the batch) -> a boolean mask over the
+# output's leading axes (the positions compared), or None for every position.
+Positions = Callable[[str, str, Inputs], np.ndarray | None]
 LossFns = tuple[Callable, Callable]  # (torch loss of the torch output, Paddle loss of the Paddle output)
 BATCHNORM_VARIANCE_NOTE = ("BatchNorm running variance: Paddle folds in the biased batch variance, torch the "
                            "unbiased; Paddle's is compared against torch's converted to Paddle's convention")
@@ -38,7 +42,7 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
          train: bool = False, tolerances: dict[str, tuple[float, float]] | None = None,
          grad_tolerances: dict[str, tuple[float, float]] | None = None, loss_fn: LossFns | None = None,
          optimizer=None, scheduler=None, max_grad_norm: float | None = None, loss_tolerance: float = 1e-5,
-         seed: int = 0) -> DiffReport:
+         seed: int = 0, positions: Positions | None = None) -> DiffReport:
     """Compare ``torch_module`` (the reference) and ``paddle_layer`` (the port) on ``inputs``.
 
     ``inputs``: a dict of numpy arrays (keyword arguments of both forwards), a tuple (positional), or a list of
@@ -54,6 +58,8 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
     ``tolerances`` / ``grad_tolerances``: {fnmatch pattern of torch names: (rtol, atol)} over the per-dtype
     defaults (outputs: ``torch.testing.assert_close``'s, per element; gradients: ``GRADIENT_TOLERANCES``, rtol
     times the tensor's largest entry).
+    ``positions``: which positions of an output are compared, by its meaning (``token_positions`` builds one
+    for outputs that are per token: compared where the attention mask keeps a token); all when None.
     Both models are changed: weights copied, and trained when ``steps`` > 0.
     """
     from paddleport.parity.porting.weights import load_rules
@@ -63,17 +69,17 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
         raise PaddleportError("inputs", "no inputs")
     for model, side in ((torch_module, "torch"), (paddle_layer, "Paddle")):
         _check_inputs_fit(model, side, batches[0])
-    names = NameMap(load_rules(rules or ()))
-    weights = map_weights(torch_module, paddle_layer, names)
+    pairing = ModelPair(torch_module, paddle_layer, load_rules(rules or ()))
+    weights = pairing.weights
     if copy_weights:
         copy_all_weights(torch_module, paddle_layer, weights)
-    pairing = _Pairing(torch_module, paddle_layer, names, weights)
     streams = (DropoutMaskStream(seed), DropoutMaskStream(seed))
     with shared_dropout(pairing.torch_modules, pairing.paddle_layers, streams) as dropout_notes:
         notes = weights.notes + dropout_notes
         _set_mode(torch_module, paddle_layer, train)
         compare = _single_step if single_step else _full_forward
-        modules = compare(torch_module, paddle_layer, batches[0], pairing, streams, tolerances, train, notes)
+        modules = compare(torch_module, paddle_layer, batches[0], pairing, streams, tolerances, train, notes,
+                          positions)
         gradients = None
         if grad:
             gradients = _gradients(torch_module, paddle_layer, batches[0], weights, streams, loss_fn,
@@ -92,10 +98,14 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
         gradients=gradients, training=training, notes=sorted(set(notes), key=notes.index))
 
 
-class _Pairing:
-    """Matched modules by torch-side name, and what either side has that the other lacks."""
+class ModelPair:
+    """Both models, their tensors paired through the rules (``weights``), their modules matched by torch-side
+    name, and what either side has that the other lacks."""
 
-    def __init__(self, torch_module, paddle_layer, names: NameMap, weights: WeightMap):
+    def __init__(self, torch_module, paddle_layer, rules: Sequence[Rule] = ()):
+        self.torch_module, self.paddle_layer = torch_module, paddle_layer
+        names = NameMap(rules)
+        self.weights = weights = map_weights(torch_module, paddle_layer, names)
         torch_modules = dict(torch_module.named_modules())
         paddle_layers = dict(paddle_layer.named_sublayers(include_self=True))
         self.paddle_names = {name: names.to_paddle(name) for name in torch_modules
@@ -137,59 +147,104 @@ def _set_mode(torch_module, paddle_layer, train: bool) -> None:
     paddle_layer.train() if train else paddle_layer.eval()
 
 
-def torch_inputs(batch: Inputs) -> tuple[tuple, dict]:
+def _split(batch: Inputs, convert) -> tuple[tuple, dict]:
+    """(args, kwargs) with every numpy array converted (a copy: the numpy input stays untouched); other values
+    (flags such as ``output_hidden_states=True``) passed as they are."""
+    convert_array = lambda value: convert(np.array(value)) if isinstance(value, np.ndarray) else value  # noqa: E731
+    if isinstance(batch, dict):
+        return (), {key: convert_array(value) for key, value in batch.items()}
+    return tuple(convert_array(value) for value in batch), {}
+
+
+def torch_inputs(batch: Inputs, module=None) -> tuple[tuple, dict]:
+    """The batch as torch tensors, on ``module``'s device."""
     import torch
 
-    convert = lambda array: torch.from_numpy(np.array(array))  # noqa: E731 (a copy: numpy input stays untouched)
-    if isinstance(batch, dict):
-        return (), {key: convert(value) for key, value in batch.items()}
-    return tuple(convert(value) for value in batch), {}
+    device = next((parameter.device for parameter in module.parameters()), None) if module is not None else None
+    return _split(batch, lambda array: torch.from_numpy(array).to(device) if device else torch.from_numpy(array))
 
 
 def paddle_inputs(batch: Inputs) -> tuple[tuple, dict]:
+    """The batch as Paddle tensors (on Paddle's current device)."""
     import paddle
 
-    if isinstance(batch, dict):
-        return (), {key: paddle.to_tensor(np.array(value)) for key, value in batch.items()}
-    return tuple(paddle.to_tensor(np.array(value)) for value in batch), {}
+    return _split(batch, paddle.to_tensor)
 
 
-def _record_torch(torch_module, batch, pairing, stream, record_inputs: bool) -> list[capture.RecordedCall]:
-    """torch's forward on ``batch`` (no autograd), every matched module's calls recorded in finishing order."""
+def _watched(modules: dict[str, object], only: Sequence[str] | None) -> dict[str, object]:
+    return modules if only is None else {name: module for name, module in modules.items() if name in only}
+
+
+def record_torch(pairing: ModelPair, batch: Inputs, stream: DropoutMaskStream | None = None,
+                 record_inputs: bool = False, only: Sequence[str] | None = None) -> list[capture.RecordedCall]:
+    """torch's forward on ``batch`` (no autograd), every matched module's calls (or those named in ``only``)
+    recorded in finishing order."""
     import torch
 
-    recorder = capture.TorchRecorder(pairing.torch_modules, record_inputs=record_inputs)
+    recorder = capture.TorchRecorder(_watched(pairing.torch_modules, only), record_inputs=record_inputs)
     try:
-        args, kwargs = torch_inputs(batch)
-        stream.next_forward()
+        args, kwargs = torch_inputs(batch, pairing.torch_module)
+        if stream is not None:
+            stream.next_forward()
         with torch.no_grad():
-            torch_module(*args, **kwargs)
+            pairing.torch_module(*args, **kwargs)
     finally:
         recorder.remove()
     return recorder.calls
 
 
-def _full_forward(torch_module, paddle_layer, batch, pairing, streams, tolerances, train, notes) -> list[ModuleDiff]:
+def record_paddle(pairing: ModelPair, batch: Inputs, stream: DropoutMaskStream | None = None,
+                  only: Sequence[str] | None = None) -> dict[tuple[str, int], capture.RecordedCall]:
+    """Paddle's forward on ``batch`` (no autograd), the matched layers' calls by (torch-side name, call index)."""
     import paddle
 
-    torch_calls = _record_torch(torch_module, batch, pairing, streams[0], record_inputs=False)
-    paddle_recorder = capture.PaddleRecorder(pairing.paddle_layers, pairing.buffers)
+    recorder = capture.PaddleRecorder(_watched(pairing.paddle_layers, only), pairing.buffers)
     try:
         args, kwargs = paddle_inputs(batch)
-        streams[1].next_forward()
+        if stream is not None:
+            stream.next_forward()
         with paddle.no_grad():
-            paddle_layer(*args, **kwargs)
+            pairing.paddle_layer(*args, **kwargs)
     finally:
-        paddle_recorder.remove()
-    return [_compare_call(call, paddle_recorder.calls.get((call.name, call.call)), pairing, tolerances, train, notes)
-            for call in torch_calls]
+        recorder.remove()
+    return recorder.calls
 
 
-def _single_step(torch_module, paddle_layer, batch, pairing, streams, tolerances, train, notes) -> list[ModuleDiff]:
+def _full_forward(torch_module, paddle_layer, batch, pairing, streams, tolerances, train, notes,
+                  positions) -> list[ModuleDiff]:
+    torch_calls = record_torch(pairing, batch, streams[0])
+    paddle_calls = record_paddle(pairing, batch, streams[1])
+    return [_compare_call(call, paddle_calls.get((call.name, call.call)), pairing, tolerances, train, notes,
+                          _keep_of(positions, call.name, batch)) for call in torch_calls]
+
+
+def _keep_of(positions: Positions | None, module: str, batch: Inputs) -> Callable[[str], np.ndarray | None]:
+    """output name -> the positions of it that are compared."""
+    return lambda output: None if positions is None else positions(module, output, batch)
+
+
+def token_positions(token_outputs: Sequence[str], mask: str = "attention_mask") -> Positions:
+    """``positions`` for ``diff``: the outputs named by ``token_outputs`` (fnmatch patterns of
+    ``"module:output"``, e.g. ``"encoder.*:"`` or ``":hidden_states*"``; a module's bare tensor output is named
+    ``""``) are per token, compared where the batch's ``mask`` input keeps a token; the rest everywhere. Which
+    outputs are per token is said by name (their meaning), never guessed from a shape."""
+    import fnmatch
+
+    def positions(module: str, output: str, batch: Inputs) -> np.ndarray | None:
+        if not any(fnmatch.fnmatchcase(f"{module}:{output}", pattern) for pattern in token_outputs):
+            return None
+        if not isinstance(batch, dict) or mask not in batch:
+            raise PaddleportError("positions", f"token positions need the {mask!r} input")
+        return np.asarray(batch[mask]).astype(bool)
+    return positions
+
+
+def _single_step(torch_module, paddle_layer, batch, pairing, streams, tolerances, train, notes,
+                 positions) -> list[ModuleDiff]:
     """Each matched Paddle layer called alone on the inputs its torch module received in torch's forward."""
     import paddle
 
-    torch_calls = _record_torch(torch_module, batch, pairing, streams[0], record_inputs=True)
+    torch_calls = record_torch(pairing, batch, streams[0], record_inputs=True)
     saved = {name: tensor.clone() for name, tensor in paddle_layer.state_dict().items()}
     streams[1].next_forward()
     results = []
@@ -207,7 +262,8 @@ def _single_step(torch_module, paddle_layer, batch, pairing, streams, tolerances
                 continue
             paddle_call.set_outputs(output, capture.is_paddle_tensor)
             paddle_call.buffers = capture.read_buffers(pairing.buffers.get(call.name, {}))
-            results.append(_compare_call(call, paddle_call, pairing, tolerances, train, notes))
+            results.append(_compare_call(call, paddle_call, pairing, tolerances, train, notes,
+                                         _keep_of(positions, call.name, batch)))
     finally:
         paddle_layer.set_state_dict(saved)
     return results
@@ -252,18 +308,33 @@ def _module_diff(call, pairing, problem=None) -> ModuleDiff:
                       problem=problem)
 
 
-def _compare_call(call, paddle_call, pairing, tolerances, train: bool, notes: list[str]) -> ModuleDiff:
+def output_label(name: str) -> str:
+    """``output``, ``output[1]``, ``output.logits``: how an output is named in a report."""
+    return "output" + (name if not name or name.startswith("[") else f".{name}")
+
+
+def _paired_outputs(call, paddle_call) -> list[tuple[str, int, int]]:
+    """(torch-side output name, torch index, Paddle index): by name when both sides name the same outputs
+    (output objects whose fields come in another order), else by position."""
+    if len(set(call.output_names)) == len(call.output_names) and set(call.output_names) == set(
+            paddle_call.output_names):
+        return [(name, index, paddle_call.output_names.index(name)) for index, name in enumerate(call.output_names)]
+    count = min(len(call.outputs), len(paddle_call.outputs))
+    return [(call.output_names[index], index, index) for index in range(count)]
+
+
+def _compare_call(call, paddle_call, pairing, tolerances, train: bool, notes: list[str],
+                  keep: Callable[[str], np.ndarray | None] = lambda output: None) -> ModuleDiff:
     result = _module_diff(call, pairing)
     if paddle_call is None:
         result.problem = "not called in Paddle's forward" if call.call == 0 else \
             f"called {call.call} time(s) in Paddle, more in torch"
         return result
     tolerance_of = lambda dtype: tolerance_for(call.name, dtype, tolerances)  # noqa: E731
-    for index, (reference, dtype) in enumerate(zip(call.outputs, call.dtypes)):
-        if index >= len(paddle_call.outputs):
-            break
-        result.outputs.append(compare_arrays(f"output[{index}]", paddle_call.outputs[index], reference, dtype,
-                                             tolerance_of(dtype)))
+    for name, index, paddle_index in _paired_outputs(call, paddle_call):
+        dtype = call.dtypes[index]
+        result.outputs.append(compare_arrays(output_label(name), paddle_call.outputs[paddle_index],
+                                             call.outputs[index], dtype, tolerance_of(dtype), keep=keep(name)))
     if len(call.outputs) != len(paddle_call.outputs):
         if not result.outputs and call.outputs:
             result.problem = f"outputs: {len(call.outputs)} tensors in torch, none in Paddle"
@@ -327,41 +398,61 @@ def _first_floating(tensors: list):
 
 def forward_loss(torch_module, paddle_layer, batch: Inputs, streams, loss_fns: LossFns):
     """One forward pass and loss in each framework (autograd on)."""
-    args, kwargs = torch_inputs(batch)
-    streams[0].next_forward()
+    args, kwargs = torch_inputs(batch, torch_module)
+    if streams is not None:
+        streams[0].next_forward()
     torch_loss = loss_fns[0](torch_module(*args, **kwargs))
     args, kwargs = paddle_inputs(batch)
-    streams[1].next_forward()
+    if streams is not None:
+        streams[1].next_forward()
     paddle_loss = loss_fns[1](paddle_layer(*args, **kwargs))
     return torch_loss, paddle_loss
 
 
-def _gradients(torch_module, paddle_layer, batch, weights: WeightMap, streams, loss_fns, tolerances
-               ) -> list[TensorStats]:
-    """The loss, then every mapped parameter's gradient (Paddle's mapped back to torch's layout)."""
+@dataclass
+class Gradients:
+    """One backward pass in each framework: the losses and every trainable pair's gradient, Paddle's mapped back
+    to torch's layout through the pair's transform (None where a framework computed none)."""
+
+    torch_loss: np.ndarray
+    paddle_loss: np.ndarray
+    dtype: str  # of the loss
+    parameters: list[tuple[str, str, list[int], np.ndarray | None, np.ndarray | None]]  # name, dtype, shape, torch, ours
+
+
+def gradients(torch_module, paddle_layer, batch: Inputs, weights: WeightMap, loss_fns: LossFns | None = None,
+              streams=None) -> Gradients:
+    """The loss of one forward pass on ``batch`` in each framework and every mapped parameter's gradient."""
     torch_module.zero_grad(set_to_none=True)
     paddle_layer.clear_gradients()
     torch_loss, paddle_loss = forward_loss(torch_module, paddle_layer, batch, streams, loss_fns or default_loss_fns())
     torch_loss.backward()
     paddle_loss.backward()
-    dtype = dtype_name(torch_loss)
-    results = [compare_arrays("(loss)", to_numpy(paddle_loss).reshape(()), to_numpy(torch_loss).reshape(()), dtype,
-                              tolerance_for("(loss)", dtype, tolerances))]
+    result = Gradients(to_numpy(torch_loss).reshape(()), to_numpy(paddle_loss).reshape(()), dtype_name(torch_loss),
+                       [])
     for name, torch_param, paddle_param, transform in parameter_pairs(torch_module, paddle_layer, weights):
-        dtype = dtype_name(torch_param)
-        if torch_param.grad is None or paddle_param.grad is None:
-            if torch_param.grad is not None or paddle_param.grad is not None:
-                missing = "Paddle" if paddle_param.grad is None else "torch"
-                stats = TensorStats(name, dtype, list(torch_param.shape), 0.0, 0.0, "max",
-                                    problem=f"no gradient in {missing}")
-                results.append(stats)
-            continue
-        reference = to_numpy(torch_param.grad)
-        ours = transform.to_hf(to_numpy(paddle_param.grad))
-        results.append(compare_arrays(name, ours, reference, dtype,
-                                      tolerance_for(name, dtype, tolerances, GRADIENT_TOLERANCES), "max"))
+        reference = None if torch_param.grad is None else to_numpy(torch_param.grad)
+        ours = None if paddle_param.grad is None else transform.to_hf(to_numpy(paddle_param.grad))
+        result.parameters.append((name, dtype_name(torch_param), list(torch_param.shape), reference, ours))
     torch_module.zero_grad(set_to_none=True)
     paddle_layer.clear_gradients()
+    return result
+
+
+def _gradients(torch_module, paddle_layer, batch, weights: WeightMap, streams, loss_fns, tolerances
+               ) -> list[TensorStats]:
+    """The loss, then every mapped parameter's gradient, judged per element against the tensor's largest entry."""
+    measured = gradients(torch_module, paddle_layer, batch, weights, loss_fns, streams)
+    results = [compare_arrays("(loss)", measured.paddle_loss, measured.torch_loss, measured.dtype,
+                              tolerance_for("(loss)", measured.dtype, tolerances))]
+    for name, dtype, shape, reference, ours in measured.parameters:
+        if reference is None or ours is None:
+            if reference is not None or ours is not None:
+                missing = "Paddle" if ours is None else "torch"
+                results.append(TensorStats(name, dtype, shape, 0.0, 0.0, "max", problem=f"no gradient in {missing}"))
+            continue
+        results.append(compare_arrays(name, ours, reference, dtype,
+                                      tolerance_for(name, dtype, tolerances, GRADIENT_TOLERANCES), "max"))
     return results
 
 

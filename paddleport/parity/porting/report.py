@@ -55,6 +55,7 @@ class TensorStats:
     non_finite: int = 0  # elements NaN or infinite on either side (each a failure)
     first_non_finite: list[int] | None = None
     problem: str | None = None  # a shape mismatch, say
+    compared: int = 0  # elements compared (fewer than the tensor's with a position mask)
 
     @property
     def passed(self) -> bool:
@@ -69,20 +70,31 @@ class TensorStats:
 
 
 def compare_arrays(name: str, ours: np.ndarray, reference: np.ndarray, dtype: str,
-                   tolerance: tuple[float, float], relative_to: str = "element") -> TensorStats:
+                   tolerance: tuple[float, float], relative_to: str = "element",
+                   keep: np.ndarray | None = None) -> TensorStats:
     """Paddle's array against torch's: the statistics of ``parity.metrics.difference`` (a NaN or infinity on
     either side is counted, never hidden), and how many elements exceed atol + rtol * |torch value| (or * the
-    largest |torch value| with ``relative_to="max"``), every non-finite one included."""
+    largest |torch value| with ``relative_to="max"``), every non-finite one included. ``keep``: a boolean mask
+    over the leading axes (the positions compared, e.g. the tokens an attention mask keeps); all when None."""
     rtol, atol = tolerance
+    keep = None if keep is None else np.asarray(keep, dtype=bool)
     stats = TensorStats(name, dtype, list(reference.shape), rtol, atol, relative_to)
     if ours.shape != reference.shape:
         stats.problem = f"shape {list(ours.shape)} in Paddle vs {list(reference.shape)} in torch"
         return stats
-    measured = difference(ours, reference)
+    try:
+        measured = difference(ours, reference, keep)
+    except ValueError as error:  # a position mask that does not fit the output
+        stats.problem = str(error)
+        return stats
     stats.max_abs, stats.mean_abs, stats.max_rel = measured.max_abs, measured.mean_abs, measured.max_rel
     stats.non_finite = measured.non_finite
     stats.first_non_finite = list(measured.first_non_finite) if measured.first_non_finite is not None else None
+    stats.compared = measured.numel
     ours, reference = ours.astype(np.float64), reference.astype(np.float64)
+    if keep is not None:  # positions not compared count as equal
+        selected = np.broadcast_to(np.reshape(keep, keep.shape + (1,) * (ours.ndim - keep.ndim)), ours.shape)
+        ours, reference = np.where(selected, ours, 0.0), np.where(selected, reference, 0.0)
     finite = np.isfinite(ours) & np.isfinite(reference)
     magnitude = np.abs(np.where(finite, reference, 0.0))
     delta = np.abs(np.where(finite, ours - reference, 0.0))
