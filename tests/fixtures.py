@@ -163,3 +163,16 @@ def openmp_threads() -> int:
     import paddle
 
     return ctypes.CDLL(str(Path(paddle.__file__).parent / "libs" / "libiomp5.so")).omp_get_max_threads()
+
+
+def spy(monkeypatch, owner, name: str) -> list:
+    """Record the calls of ``owner.name`` (still calling it): a test that a command runs through a given function
+    (compare and train-parity through the porting engine's, not capture / step loops of their own)."""
+    original, calls = getattr(owner, name), []
+
+    def recorded(*args, **kwargs):
+        calls.append(name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls

@@ -10,8 +10,8 @@ import pytest
 
 from paddleport.data import QQP_KSHOT_DIR
 from paddleport.glue_runners import TrainParityConfig, run_train_parity
-from paddleport.glue_runners.parity import FLOAT32_EPS, LOSS_NOISE_ULPS
-from tests.fixtures import make_tiny_hf_checkpoint
+from paddleport.parity.porting.training import FLOAT32_EPS, LOSS_NOISE_ULPS
+from tests.fixtures import make_tiny_hf_checkpoint, spy
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +85,12 @@ def test_nan_paddle_loss_at_a_later_step_fails(tiny_bert, monkeypatch, capsys):
     assert "FAIL: step 3: loss not finite" in out and "1 non-finite" in out
 
 
-def test_explicit_tolerance_is_used(tiny_bert, tmp_path, capsys):
+def test_explicit_tolerance_is_used(tiny_bert, tmp_path, capsys, monkeypatch):
     from paddleport.cli import main
+    from paddleport.glue_runners import parity
 
+    stepped, judged = spy(monkeypatch, parity, "run_side"), spy(monkeypatch, parity, "judge_training")
     code = main(["train-parity", "--model", str(tiny_bert), "--steps", "2", "--data-dir", str(QQP_KSHOT_DIR),
                  "--num-threads", "1", "--tolerance", "-1"])  # an impossible tolerance: the check fails
     assert code == 1 and "FAIL: step 1: loss differs by" in capsys.readouterr().out
+    assert len(stepped) == 2 and len(judged) == 1  # both runs stepped and judged by the porting engine

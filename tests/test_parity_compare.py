@@ -11,7 +11,7 @@ import pytest
 
 from paddleport.cli import main
 from paddleport.errors import PaddleportError
-from tests.fixtures import make_tiny_hf_checkpoint
+from tests.fixtures import make_tiny_hf_checkpoint, spy
 
 # What each class outputs beyond embeddings and the layers' hidden states (BertForMaskedLM has no pooler;
 # SqueezeBertForMaskedLM computes one, as in transformers).
@@ -131,12 +131,17 @@ def test_nan_weight_on_either_side_fails_forward_and_gradients(bert_pair, workdi
     assert "grad    FAIL at loss" in out or "grad    FAIL at" in out
 
 
-def test_cli_pass_writes_json(bert_pair, workdir, capsys):
+def test_cli_pass_writes_json(bert_pair, workdir, capsys, monkeypatch):
+    from paddleport.parity.porting import engine
+
     hf_dir, paddle_dir = bert_pair
     report_path = workdir / "pass.json"
+    recorded = [spy(monkeypatch, engine, name) for name in ("record_torch", "record_paddle", "gradients")]
     assert main(["compare", str(hf_dir), str(paddle_dir), "--json", str(report_path), "--limit", "8",
-                 "--batch-size", "4", "--max-length", "64"]) == 0
+                 "--batch-size", "4", "--max-length", "64", "--grad"]) == 0
     report = json.loads(report_path.read_text())
+    batches = report["inputs"]["num_batches"]  # the engine's capture of every batch, and its gradient pass
+    assert batches > 1 and [len(calls) for calls in recorded] == [batches, batches, 1]
     assert report["passed"] is True and report["atol"] == 1e-5 and report["first_failure"] is None
     assert {"name", "max_abs", "mean_abs", "max_rel"} <= set(report["tensors"][0])
     assert report["inputs"]["longest"] == 64 and "attention mask" in report["positions"]

@@ -1,23 +1,12 @@
 """``train-parity``: the same optimizer steps in torch and Paddle, from the same weights on the same batches.
 
 fp32, dropout off, or on with ``dropout=True``: both frameworks then draw the same masks
-(``paddleport.dropout_masks``). Two criteria, both scaled to what the run did, and a NaN or infinity anywhere
-is a failure (``parity.metrics.difference``):
-
-- **Parameters**: after the last step, every |p_paddle - p_torch| must stay within
-  ``param_rtol`` (2e-3) x the largest distance any parameter moved from its start (torch's run), plus
-  ``PARAM_NOISE_ULPS`` (16) float32 ulps of that parameter's own magnitude.  The ulp term is there because float32
-  cannot hold a weight of magnitude |p| closer than |p| x 2**-24 and each step rounds again: on tiny BERT at lr 1e-4
-  a padding-row embedding of magnitude ~3 ends 1.4e-6 apart while the largest movement is 9.2e-4 (ratio 1.6e-3),
-  so 1e-3 x movement alone would fail a correct port; 2e-3 rather than 1e-3 because tiny SqueezeBERT's classifier
-  bias (magnitude ~0, so no ulp term) ends at 0.64 of a 1e-3 bound.  Measured worst parameter against this bound
-  (20 steps, lr 1e-4, tests/test_glue_parity.py's models): 0.15-0.32 with dropout off and on.  An optimizer that
-  drops weight decay, or decays LayerNorm weights, moves a parameter by lr x weight_decay x |p| a step: 3.1e-5 and
-  1.2e-5 on tiny BERT, 4.0x and 2.9x its bound.
-- **Losses**: every step's |loss_torch - loss_paddle| must stay within ``LOSS_NOISE_ULPS`` float32 ulps of the
-  loss scale (max(1, |loss_torch|)): the two frameworks sum the same numbers in different orders, so a loss carries
-  rounding noise of a few ulps per reduction, and the drift of the parameters (bounded above) adds a few more.
-  Measured: 1 ulp on tiny BERT, 4.5 on the real MiniLM over 20 steps.
+(``paddleport.dropout_masks``). The two sides are run-glue's backends (the models, optimizers and shared dropout
+masks run-glue fine-tunes with: that is what train-parity certifies), stepped and judged by the porting engine
+(``parity.porting.training``: ``run_side``, ``judge_training``), as ``diff --steps`` is. The verdict's rules, and
+the measurements behind them, are that module's doc: every step's loss within ``LOSS_NOISE_ULPS`` (32) float32
+ulps of the loss scale (or ``tolerance``), every final parameter within ``param_rtol`` (2e-3) x the largest
+parameter movement + ``PARAM_NOISE_ULPS`` (16) ulps of its magnitude, the same start, and everything finite.
 """
 
 from __future__ import annotations
@@ -25,8 +14,6 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from paddleport import runtime
 from paddleport.glue_runners.backends.base import BackendOptions, OptimizerConfig, make_backend
@@ -37,16 +24,10 @@ from paddleport.glue_runners.features import (Features, collate, epoch_batches, 
 from paddleport.glue_runners.reporting import write_json
 from paddleport.glue_runners.runner import FRAMEWORKS, load_backend_model
 from paddleport.glue_runners.tasks import get_task
+from paddleport.parity.metrics import json_number
+from paddleport.parity.porting.training import (PARAM_NOISE_ULPS, PARAM_RTOL_OF_MOVEMENT, TrainedRun,
+                                                TrainingVerdict, judge_training, run_side)
 from paddleport.peft.lora import LoraOptions, plan_for_checkpoint
-from paddleport.parity.metrics import json_number, largest, named_differences, scalar_difference
-
-# Parameter tolerance: PARAM_RTOL_OF_MOVEMENT x the largest parameter movement + PARAM_NOISE_ULPS float32 ulps of
-# the parameter's magnitude; loss tolerance: LOSS_NOISE_ULPS ulps of max(1, |loss|). See the module doc.
-PARAM_RTOL_OF_MOVEMENT = 2e-3
-PARAM_NOISE_ULPS = 16
-LOSS_NOISE_ULPS = 32
-FLOAT32_EPS = 2.0 ** -23
-
 
 DEFAULT_MAX_LENGTH = 64
 
@@ -84,16 +65,10 @@ def parity_batches(features: Features, steps: int, batch_size: int, seed: int, p
     return batches
 
 
-@dataclass
-class TrainedRun:
-    losses: list[float]  # each step's loss, before its update
-    initial: dict[str, np.ndarray]  # parameters before the first step and after the last (Hugging Face layout)
-    final: dict[str, np.ndarray]
-
-
 def train_steps(framework: str, config: TrainParityConfig, batches: list[dict], num_labels: int, work_dir: Path
                 ) -> TrainedRun:
-    """One framework's run: the loss of each step and the parameters before and after."""
+    """One framework's run: run-glue's backend (model, AdamW, schedule, shared dropout masks) stepped by the
+    engine; the loss of each step and the parameters before and after (Hugging Face names and layout)."""
     info = inspect_model_dir(config.model)
     options = BackendOptions(dropout_masks="shared", lora=config.lora_settings())
     backend = load_backend_model(make_backend(framework, options), info, num_labels, config.seed, work_dir)
@@ -101,34 +76,7 @@ def train_steps(framework: str, config: TrainParityConfig, batches: list[dict], 
     backend.build_optimizer(OptimizerConfig(
         lr=config.lr, weight_decay=config.weight_decay, warmup_steps=int(config.warmup_ratio * config.steps),
         total_steps=config.steps, max_grad_norm=config.max_grad_norm))
-    initial = {name: np.array(value, copy=True) for name, value in backend.get_parameters().items()}  # not views
-    losses = []
-    for batch in batches:
-        losses.append(backend.forward_backward(batch, 1.0))
-        backend.optimizer_step()
-    return TrainedRun(losses, initial, backend.get_parameters())
-
-
-def loss_tolerance(losses: list[float]) -> float:
-    """LOSS_NOISE_ULPS float32 ulps of the loss scale (the largest finite |loss|, at least 1)."""
-    finite = [abs(loss) for loss in losses if np.isfinite(loss)]
-    return LOSS_NOISE_ULPS * FLOAT32_EPS * max([1.0, *finite])
-
-
-def worst_parameter(ours: dict[str, np.ndarray], reference: dict[str, np.ndarray], movement_tolerance: float
-                    ) -> tuple[str, float]:
-    """The parameter whose |ours - reference| is largest relative to its element-wise tolerance (movement_tolerance
-    + PARAM_NOISE_ULPS ulps of |reference|), and that ratio (<= 1 passes; inf when not finite)."""
-    ratios = {}
-    for name, want in reference.items():
-        want64, got64 = want.astype(np.float64), ours[name].astype(np.float64)
-        bound = movement_tolerance + PARAM_NOISE_ULPS * FLOAT32_EPS * np.abs(want64)
-        delta = np.abs(got64 - want64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(delta == 0, 0.0, delta / bound)  # equal values pass even where the bound is 0
-        ratios[name] = float(np.max(np.where(np.isnan(ratio), np.inf, ratio), initial=0.0))
-    name = max(ratios, key=ratios.get)
-    return name, ratios[name]
+    return run_side(backend, batches, config.steps)
 
 
 def run_train_parity(config: TrainParityConfig) -> dict:
@@ -148,7 +96,7 @@ def run_train_parity(config: TrainParityConfig) -> dict:
         with runtime.ensure("cpu", config.num_threads, FRAMEWORKS):
             runs = {framework: train_steps(framework, config, batches, task.num_labels, work_dir)
                     for framework in FRAMEWORKS}
-    report = compare_runs(runs["torch"], runs["paddle"], config)
+    report = verdict_json(judge_training(runs["torch"], runs["paddle"], config.tolerance, config.param_rtol))
     report.update({"model": str(config.model), "task": task.name, "steps": config.steps,
                    "batch_size": config.batch_size, "lr": config.lr, "weight_decay": config.weight_decay,
                    "dropout": config.dropout, "peft": config.peft})
@@ -157,42 +105,21 @@ def run_train_parity(config: TrainParityConfig) -> dict:
     return report
 
 
-def compare_runs(reference: TrainedRun, ours: TrainedRun, config: TrainParityConfig) -> dict:
-    """Loss of every step and final parameters of ``ours`` (Paddle) against ``reference`` (torch); JSON-ready
-    (a non-finite number is null, with its count and first position)."""
-    tolerance = loss_tolerance(reference.losses) if config.tolerance is None else config.tolerance
-    steps = [scalar_difference(b, a) for a, b in zip(reference.losses, ours.losses, strict=True)]
-    start = named_differences(ours.initial, reference.initial)
-    moved_name, moved = largest(named_differences(reference.final, reference.initial))
-    param_name, param = largest(named_differences(ours.final, reference.final))
-    movement_tolerance = config.param_rtol * moved.max_abs
-    worst_name, worst_ratio = worst_parameter(ours.final, reference.final, movement_tolerance)
-    failures = [f"step {index + 1}: loss {'not finite' if not diff.finite else f'differs by {diff.max_abs:.3g}'}"
-                for index, diff in enumerate(steps) if not diff.within(tolerance)]
-    start_name, start_diff = largest(start)
-    if not start_diff.within(0.0):
-        failures.append(f"the runs start from different weights ({start_name} differs by {start_diff.max_abs:.3g})")
-    if not moved.finite:
-        failures.append(f"torch's parameters are not finite ({moved_name}: {moved.describe_non_finite()})")
-    if not param.finite:
-        failures.append(f"parameter {param_name}: {param.describe_non_finite()}")
-    elif worst_ratio > 1.0:
-        failures.append(f"parameter {worst_name} differs by {worst_ratio:.3g} x its tolerance ({config.param_rtol:g} "
-                        f"x largest movement {moved.max_abs:.3g} + {PARAM_NOISE_ULPS} ulps of its magnitude)")
+def verdict_json(verdict: TrainingVerdict) -> dict:
+    """train-parity's report fields of the engine's verdict (JSON-ready: a non-finite number is null, with its
+    count and first position)."""
+    param = verdict.param
     return {
-        "losses": [{"step": step + 1, "torch": json_number(a), "paddle": json_number(b),
-                    "abs_diff": json_number(diff.max_abs)}
-                   for step, (a, b, diff) in enumerate(zip(reference.losses, ours.losses, steps))],
-        "tolerance": tolerance, "loss_noise_ulps": LOSS_NOISE_ULPS if config.tolerance is None else None,
-        "max_loss_diff": json_number(max(diff.max_abs for diff in steps)),
-        "non_finite_losses": sum(diff.non_finite for diff in steps),
-        "max_param_diff": json_number(param.max_abs), "max_param_diff_name": param_name,
+        "losses": verdict.loss_rows(), "tolerance": verdict.loss_tolerance, "loss_noise_ulps": verdict.loss_noise_ulps,
+        "max_loss_diff": json_number(verdict.max_loss_diff),
+        "non_finite_losses": sum(diff.non_finite for diff in verdict.steps),
+        "max_param_diff": json_number(param.max_abs), "max_param_diff_name": verdict.param_name,
         "param_non_finite": param.non_finite, "param_first_non_finite": (
             list(param.first_non_finite) if param.first_non_finite is not None else None),
-        "max_param_movement": json_number(moved.max_abs), "max_param_movement_name": moved_name,
-        "param_rtol": config.param_rtol, "param_noise_ulps": PARAM_NOISE_ULPS,
-        "param_worst_vs_tolerance": json_number(worst_ratio), "param_worst_name": worst_name,
-        "failures": failures, "passed": not failures,
+        "max_param_movement": json_number(verdict.moved.max_abs), "max_param_movement_name": verdict.moved_name,
+        "param_rtol": verdict.param_rtol, "param_noise_ulps": PARAM_NOISE_ULPS,
+        "param_worst_vs_tolerance": json_number(verdict.worst_ratio), "param_worst_name": verdict.worst_name,
+        "failures": verdict.failures, "passed": verdict.passed,
     }
 
 

@@ -196,6 +196,13 @@ class Backend(ABC):
     def optimizer_step(self) -> None:
         """Unscale, clip, step the optimizer, the loss scaler and the schedule, clear the gradients."""
 
+    def train_step(self, batch: dict[str, np.ndarray]) -> float:
+        """One step without accumulation, the batch's loss: what the porting engine steps a training side with
+        (``parity.porting.training.run_side``; train-parity)."""
+        loss = self.forward_backward(batch, 1.0)
+        self.optimizer_step()
+        return loss
+
     @abstractmethod
     def current_lr(self) -> float: ...
 

@@ -241,17 +241,15 @@ class PaddleBackend(Backend):
 
     # -- training ------------------------------------------------------------------------------
     def build_optimizer(self, config: OptimizerConfig) -> None:
-        paddle = self.paddle
+        from paddleport.parity.porting.training import paddle_adamw
+
         decayed = {param.name for name, param in self.model.named_parameters() if uses_weight_decay(name)}
-        self.scheduler = paddle.optimizer.lr.LambdaDecay(
+        self.scheduler = self.paddle.optimizer.lr.LambdaDecay(
             config.lr, linear_warmup_decay(config.warmup_steps, config.total_steps))
         trainable = [param for param in self.model.parameters() if not param.stop_gradient]  # LoRA: the adapter
-        clip = paddle.nn.ClipGradByGlobalNorm(config.max_grad_norm) if config.max_grad_norm > 0 else None
         with self._names_guard():
-            self.optimizer = paddle.optimizer.AdamW(
-                learning_rate=self.scheduler, parameters=trainable, beta1=config.betas[0],
-                beta2=config.betas[1], epsilon=config.eps, weight_decay=config.weight_decay,
-                apply_decay_param_fun=lambda name: name in decayed, grad_clip=clip)
+            self.optimizer = paddle_adamw(trainable, self.scheduler, config.betas, config.eps, config.weight_decay,
+                                          decayed, config.max_grad_norm)
         self._wrap_for_parallel()
 
     def set_train_mode(self, training: bool) -> None:

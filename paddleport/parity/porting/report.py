@@ -5,10 +5,14 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from paddleport.parity.metrics import difference, json_number
+
+if TYPE_CHECKING:
+    from paddleport.parity.porting.training import TrainingVerdict
 
 # (rtol, atol) per dtype, as torch.testing.assert_close sets them.
 DEFAULT_TOLERANCES = {
@@ -139,27 +143,33 @@ class ModuleDiff:
 class TrainingReport:
     optimizer: str
     scheduler: str | None
-    losses: list[dict]  # {"step", "torch", "paddle", "abs_diff"}
-    loss_tolerance: float
+    verdict: TrainingVerdict  # the losses and the start judged (parameters reported, not judged, by diff)
     parameters: list[TensorStats]
     known_differences: list[str]
 
     @property
+    def losses(self) -> list[dict]:  # {"step", "torch", "paddle", "abs_diff"}
+        return self.verdict.loss_rows()
+
+    @property
+    def loss_tolerance(self) -> float:
+        return self.verdict.loss_tolerance
+
+    @property
     def max_loss_diff(self) -> float:
-        return max((row["abs_diff"] for row in self.losses), default=0.0)
+        return self.verdict.max_loss_diff
 
     @property
     def passed(self) -> bool:
-        """The losses decide. Parameter differences are reported but not judged: Adam turns a gradient that is
-        pure rounding noise (a conv bias followed by BatchNorm) into learning-rate-sized steps of either sign."""
-        return self.max_loss_diff <= self.loss_tolerance
+        """Losses within tolerance and the runs started from the same weights. Parameter differences are reported
+        but not judged: Adam turns a gradient that is pure rounding noise (a conv bias followed by BatchNorm) into
+        learning-rate-sized steps of either sign."""
+        return self.verdict.passed
 
     def as_dict(self) -> dict:
-        losses = [{key: json_number(value) if isinstance(value, float) else value for key, value in row.items()}
-                  for row in self.losses]
-        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "losses": losses,
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "losses": self.losses,
                 "loss_tolerance": self.loss_tolerance, "max_loss_diff": json_number(self.max_loss_diff),
-                "passed": self.passed,
+                "passed": self.passed, "failures": self.verdict.failures,
                 "known_differences": self.known_differences,
                 "parameters": [stats.as_dict() for stats in self.parameters]}
 
