@@ -80,10 +80,10 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
         compare = _single_step if single_step else _full_forward
         modules = compare(torch_module, paddle_layer, batches[0], pairing, streams, tolerances, train, notes,
                           positions)
-        gradients = None
+        gradient_stats = None
         if grad:
-            gradients = _gradients(torch_module, paddle_layer, batches[0], weights, streams, loss_fn,
-                                   grad_tolerances)
+            gradient_stats = _gradients(torch_module, paddle_layer, batches[0], weights, streams, loss_fn,
+                                        grad_tolerances)
         training = None
         if steps > 0:
             from paddleport.parity.porting.training import train_both
@@ -95,7 +95,7 @@ def diff(torch_module, paddle_layer, inputs: Inputs | Sequence[Inputs], rules: S
     return DiffReport(
         mode="single-step" if single_step else "full", train_mode=train, weights=weights.as_dict(), modules=modules,
         unmatched_torch=pairing.unmatched_torch, unmatched_paddle=pairing.unmatched_paddle, tree=pairing.tree,
-        gradients=gradients, training=training, notes=sorted(set(notes), key=notes.index))
+        gradients=gradient_stats, training=training, notes=sorted(set(notes), key=notes.index))
 
 
 class ModelPair:
