@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paddleport.convert.rules import embeddings_rules, layernorm, linear, parameter, single_output
-from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap, Rule
+from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPCopy, PaddleNLPMap, Rule
 from paddleport.convert.transforms import LINEAR_BIAS, OUTPUT_EMBEDDING, PARAMETER, PARAMETER_BIAS
 
 LAYER = "encoder.layer.{layer}"
@@ -78,15 +78,31 @@ def paddlenlp_classes(prefix: str, *tasks: str) -> dict[str, str]:
     return {f"{prefix}{task}": f"{prefix}{task}" for task in tasks}
 
 
-# BertForMaskedLM / BertForPretraining are not mapped: PaddleNLP's decoder (TransposedLinear, tied, and its bias
-# stored twice as decoder.bias and decoder_bias) is not converted yet.
 COMMON_PADDLENLP_TASKS = ("Model", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
+
+# BertLMPredictionHead (ERNIE's is the same): ``transform`` Linear, ``layer_norm``, and a TransposedLinear decoder
+# ([vocab, hidden], as transformers), tied to the word embeddings, whose bias PaddleNLP also links as
+# ``decoder_bias``: its state dict holds both names (and the tied weight), and so does what it saves.
+PADDLENLP_MLM_HEAD = (
+    Rule("cls.predictions.transform.dense", "cls.predictions.transform"),
+    Rule("cls.predictions.transform.LayerNorm", "cls.predictions.layer_norm"),
+    Rule("cls.predictions.bias", "cls.predictions.decoder_bias"),
+)
+
+
+def paddlenlp_decoder_copies(base_prefix: str, head: str, bias: str) -> tuple[PaddleNLPCopy, ...]:
+    """A tied TransposedLinear decoder ``head``.decoder: its weight is the word embeddings, its bias ``bias``."""
+    return (PaddleNLPCopy(f"{head}.decoder.bias", bias, "masked_lm"),
+            PaddleNLPCopy(f"{head}.decoder.weight", f"{base_prefix}embeddings.word_embeddings.weight", "masked_lm",
+                          when=lambda config: config.tie_word_embeddings))
+
 
 BERT_PADDLENLP = PaddleNLPMap(
     base_prefix="bert.",
-    rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA),
-    classes=paddlenlp_classes("Bert", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice"),
+    rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA, *PADDLENLP_MLM_HEAD),
+    classes=paddlenlp_classes("Bert", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice", "ForMaskedLM"),
     defaults=PADDLENLP_BERT_DEFAULTS,
+    copies=paddlenlp_decoder_copies("bert.", "cls.predictions", "cls.predictions.decoder_bias"),
 )
 
 

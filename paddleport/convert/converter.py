@@ -7,7 +7,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from paddleport.core.tensor_io import (
 from paddleport.errors import PaddleportError
 from paddleport.core.configuration import CONFIG_NAME, AutoConfig, PretrainedConfig, read_config_dict
 from paddleport.convert.paddlenlp import (
-    PaddleNLPSource, is_paddlenlp_checkpoint, paddlenlp_class, paddlenlp_config, paddlenlp_param,
+    PaddleNLPSource, active_copies, is_paddlenlp_checkpoint, paddlenlp_class, paddlenlp_config, paddlenlp_param,
     read_paddlenlp_config, write_paddlenlp_config,
 )
 from paddleport.fsutil import atomic_directory, check_output_target
@@ -135,7 +135,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
         config.check_against_weights({name: source.shape(name) for name in source.names()}, config_path)
         source_is_paddle = _check_layout(source, to)
         plan = plan_conversion(table, config, class_name, source, "hf" if source_is_paddle else "paddle")
-        target = _Target(to, source_is_paddle, table, table.classes[class_name].prefixed)
+        target = _Target(to, source_is_paddle, table, config, class_name)
         report = ConversionReport(
             direction=to, source=str(src), output=str(out), model_type=config.model_type, architecture=class_name,
             source_architecture=config.architecture, format=fmt, dtype=dtype, dropped=plan.dropped,
@@ -147,6 +147,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, to: str = "paddle", 
                 for record in report.tensors:
                     record.source = source.paddlenlp_name(record.source)
                 report.dropped = sorted(map(source.paddlenlp_name, report.dropped))
+                report.tied = sorted(report.tied + source.copies)
                 report.skipped_buffers = sorted(map(source.paddlenlp_name, report.skipped_buffers))
             if to == "paddlenlp":
                 write_paddlenlp_config(partial / CONFIG_NAME, _with_dtype(paddlenlp_values, dtype))
@@ -165,7 +166,12 @@ class _Target:
     to: str
     source_is_paddle: bool
     table: ArchitectureTable
-    prefixed: bool
+    config: PretrainedConfig
+    class_name: str
+
+    @property
+    def prefixed(self) -> bool:
+        return self.table.classes[self.class_name].prefixed
 
     def name_and_shape(self, spec: ParamSpec) -> tuple[str, tuple[int, ...]]:
         if self.to == "paddlenlp":
@@ -178,6 +184,13 @@ class _Target:
             transform = paddlenlp_param(self.table, spec, self.prefixed).transform
             return transform.transpose != (spec.transform.transpose and self.source_is_paddle)
         return spec.transform.transpose
+
+    def copies(self, written: set[str]) -> dict[str, str]:
+        """PaddleNLP names that repeat a written tensor (a tied decoder, a bias linked under two names) -> it."""
+        if self.to != "paddlenlp":
+            return {}
+        return {copy.name: copy.original for copy in active_copies(self.table, self.config, self.class_name)
+                if copy.original in written and copy.name not in written}
 
     def convert(self, array: np.ndarray, spec: ParamSpec) -> np.ndarray:
         if self.to == "paddlenlp":
@@ -315,10 +328,14 @@ def _write_weights(directory: Path, source: TensorSource, plan: Plan, target: _T
         records.append(TensorRecord(name, target_name, spec.transform.name, list(shape), target_dtype,
                                     list(source.shape(name)), source.dtype(name)))
     spec_of = {record.target: spec for record, (_, spec) in zip(records, plan.pairs)}
+    copy_of = target.copies({record.target for record in records})
+    records += [replace(next(r for r in records if r.target == original), target=copy, transform=f"copy of {original}")
+                for copy, original in copy_of.items()]
     source_of = {record.target: record.source for record in records}
     dtype_of = {record.target: record.dtype for record in records}
 
     def produce(target_name: str) -> np.ndarray:
+        target_name = copy_of.get(target_name, target_name)
         original = source.read(source_of[target_name])
         converted = _convert_tensor(original, spec_of[target_name], target, dtype_of[target_name])
         _check_cast(source_of[target_name], source.file_of(source_of[target_name]), original, converted)

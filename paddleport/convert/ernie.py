@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from paddleport.convert.bert import (
     COMMON_PADDLENLP_TASKS, ENCODER, HEADS, PADDLENLP_BERT_DEFAULTS, PADDLENLP_EMBEDDINGS, PADDLENLP_ENCODER,
-    PADDLENLP_QA, POOLER, paddlenlp_classes, tied_decoder,
+    PADDLENLP_MLM_HEAD, PADDLENLP_QA, POOLER, paddlenlp_classes, paddlenlp_decoder_copies, tied_decoder,
 )
 from paddleport.convert.rules import embeddings_rules, parameter
 from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap
@@ -20,14 +20,15 @@ BASE = (*embeddings_rules("hidden_size"), *TASK_TYPE_EMBEDDINGS, *ENCODER)
 # PaddleNLP 2.8's ERNIE (``ernie/modeling.py``): BERT's PaddleNLP names under ``ernie.``, task-type embeddings under
 # transformers' name. Its ``task_id`` (the task type PaddleNLP fills in when no task_type_ids are given; transformers
 # fills 0) stays in config.json. Its _init_weights sets every LayerNorm's epsilon to 1e-12, whatever
-# layer_norm_eps says. ErnieForMaskedLM is not mapped (BertForMaskedLM's decoder, see bert.py).
+# layer_norm_eps says. ErnieForMaskedLM has BERT's PaddleNLP head.
 ERNIE_PADDLENLP = PaddleNLPMap(
     base_prefix="ernie.",
-    rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA),
-    classes=paddlenlp_classes("Ernie", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice"),
+    rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA, *PADDLENLP_MLM_HEAD),
+    classes=paddlenlp_classes("Ernie", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice", "ForMaskedLM"),
     # ErnieConfig.__init__ (``ernie/configuration.py``)
     defaults=dict(PADDLENLP_BERT_DEFAULTS, task_type_vocab_size=3, use_task_id=False),
     fixed={"layer_norm_eps": 1e-12},
+    copies=paddlenlp_decoder_copies("ernie.", "cls.predictions", "cls.predictions.decoder_bias"),
 )
 
 ERNIE = ArchitectureTable(

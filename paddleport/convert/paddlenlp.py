@@ -114,6 +114,17 @@ class PaddleNLPSource(TensorSource):
         arrays = read_pdparams(path)
         known = paddlenlp_names(table, config, class_name)
         self._arrays, self._paddlenlp_name = {}, {}
+        self.copies: list[str] = []  # PaddleNLP names skipped as copies of another tensor
+        for copy in active_copies(table, config, class_name):
+            if copy.name in arrays and copy.name not in known:
+                array = arrays.pop(copy.name)
+                if copy.original not in arrays:  # the copy is the only holder: it is the original
+                    arrays[copy.original] = array
+                elif not np.array_equal(array, arrays[copy.original]):
+                    raise PaddleportError(path, f"tensor {copy.name} differs from {copy.original}, which PaddleNLP "
+                                                "ties it to")
+                else:
+                    self.copies.append(copy.name)
         for name, array in arrays.items():
             spec, prefixed = known.get(name, (None, False))
             if spec is None:
@@ -132,6 +143,12 @@ class PaddleNLPSource(TensorSource):
 
     def read(self, name: str) -> np.ndarray:
         return self._arrays[name]
+
+
+def active_copies(table: ArchitectureTable, config: PretrainedConfig, class_name: str) -> list:
+    """The copies ``class_name`` holds under ``config``."""
+    head = table.classes[class_name].head
+    return [copy for copy in paddlenlp_map(table, None).copies if copy.head == head and copy.when(config)]
 
 
 # --- configuration -------------------------------------------------------------------------------------------

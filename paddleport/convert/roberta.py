@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from paddleport.convert.bert import (
     BASE, COMMON_PADDLENLP_TASKS, PADDLENLP_BERT_DEFAULTS, PADDLENLP_EMBEDDINGS, PADDLENLP_ENCODER, PADDLENLP_QA, POOLER,
-    paddlenlp_classes,
+    paddlenlp_classes, paddlenlp_decoder_copies,
 )
 from paddleport.convert.rules import layernorm, linear, parameter, single_output
 from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap
@@ -34,12 +34,14 @@ HEADS = {
 
 
 # PaddleNLP 2.8's RoBERTa (``roberta/modeling.py``): BERT's PaddleNLP names under ``roberta.``; its config defaults
-# (``roberta/configuration.py``) are a Chinese RoBERTa's: pad id 0, 21128 words, LayerNorm eps 1e-12.
+# (``roberta/configuration.py``) are a Chinese RoBERTa's: pad id 0, 21128 words, LayerNorm eps 1e-12. Its LM
+# head keeps transformers' names; the decoder's bias is linked as ``lm_head.bias`` too.
 ROBERTA_PADDLENLP = PaddleNLPMap(
     base_prefix="roberta.",
     rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA),
-    classes=paddlenlp_classes("Roberta", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice"),
+    classes=paddlenlp_classes("Roberta", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice", "ForMaskedLM"),
     defaults=dict(PADDLENLP_BERT_DEFAULTS, vocab_size=21128),
+    copies=paddlenlp_decoder_copies("roberta.", "lm_head", "lm_head.bias"),
 )
 
 
