@@ -107,6 +107,25 @@ def test_legacy_model_config_json(tmp_path, converted):
     assert written["model_type"] == "bert" and written["layer_norm_eps"] == 1e-12
 
 
+def test_a_config_without_paddlenlp_version_is_told_by_the_names(tmp_path, converted):
+    """An older or hand-written PaddleNLP config.json (no paddlenlp_version): PaddleNLP's tensor names say it."""
+    hf, paddlenlp_dir, _ = converted["BertForSequenceClassification"]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "model_state.pdparams").write_bytes((paddlenlp_dir / "model_state.pdparams").read_bytes())
+    config = json.loads((paddlenlp_dir / "config.json").read_text())
+    del config["paddlenlp_version"]
+    (bare / "config.json").write_text(json.dumps(config))
+    convert_checkpoint(bare, tmp_path / "hf", to="hf", progress=False)
+    with open_checkpoint(hf) as original, open_checkpoint(tmp_path / "hf") as returned:
+        assert all(np.array_equal(original.read(name), returned.read(name)) for name in original.names())
+    # paddleport's own pdparams output is not mistaken for PaddleNLP's
+    convert_checkpoint(hf, tmp_path / "paddle", to="paddle", fmt="pdparams", progress=False)
+    convert_checkpoint(tmp_path / "paddle", tmp_path / "hf2", to="hf", progress=False)
+    sources = {record["source"] for record in json.loads((tmp_path / "hf2" / "conversion.json").read_text())["tensors"]}
+    assert "bert.encoder.layer.0.attention.self.query.weight" in sources
+
+
 def test_malicious_paddlenlp_checkpoint_runs_nothing(tmp_path, capsys, converted):
     """A PaddleNLP directory whose .pdparams pickle runs a command: one line, exit 2, nothing run or written."""
     hostile = tmp_path / "hostile"

@@ -155,13 +155,33 @@ def active_copies(table: ArchitectureTable, config: PretrainedConfig, class_name
 
 def is_paddlenlp_checkpoint(directory: Path) -> bool:
     """PaddleNLP's own files: ``model_state.pdparams`` beside a ``model_config.json`` or a ``config.json`` that
-    PaddleNLP wrote (it carries ``paddlenlp_version``)."""
+    PaddleNLP wrote (it carries ``paddlenlp_version``), or one without that key whose tensors carry names only
+    PaddleNLP uses (an older or hand-written config)."""
     directory = Path(directory)
     if not (directory / PDPARAMS_NAME).is_file():
         return False
     if (directory / LEGACY_CONFIG_NAME).is_file() and not (directory / CONFIG_NAME).is_file():
         return True
-    return (directory / CONFIG_NAME).is_file() and VERSION_KEY in read_config_dict(directory / CONFIG_NAME)
+    if not (directory / CONFIG_NAME).is_file():
+        return False
+    values = read_config_dict(directory / CONFIG_NAME)
+    return VERSION_KEY in values or _has_paddlenlp_names(directory, values)
+
+
+def _has_paddlenlp_names(directory: Path, values: dict[str, Any]) -> bool:
+    """Whether the ``.pdparams`` holds a name PaddleNLP's map gives and paddleport's own Paddle names do not."""
+    from paddleport.core.configuration import AutoConfig
+    from paddleport.registry import ARCHITECTURES
+
+    entry = ARCHITECTURES.get(values.get("model_type"))
+    if entry is None or entry.table.paddlenlp is None:
+        return False
+    config = AutoConfig.from_dict(values, source=directory / CONFIG_NAME)
+    class_name = config.architecture if config.architecture in entry.table.classes else entry.table.base_class()
+    paddleport_names = {spec.paddle_name for spec in entry.table.all_specs(config)}
+    paddleport_names |= {name.removeprefix(entry.table.base_prefix) for name in paddleport_names}
+    only_paddlenlp = set(paddlenlp_names(entry.table, config, class_name)) - paddleport_names
+    return not only_paddlenlp.isdisjoint(read_pdparams(directory / PDPARAMS_NAME))
 
 
 def _flatten_legacy(values: dict[str, Any]) -> dict[str, Any]:
