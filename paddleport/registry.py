@@ -44,6 +44,7 @@ TASKS = {
     "multiple_choice": "ForMultipleChoice",
     "masked_lm": "ForMaskedLM",
     "pretraining": "ForPreTraining",
+    "next_sentence_prediction": "ForNextSentencePrediction",
 }
 
 

@@ -16,7 +16,8 @@ from paddleport.registry import CLASS_ARCHITECTURE, SUPPORTED_CLASSES
 from tests.fixtures import make_tiny_hf_model, model_batch, qqp_batch
 
 ATOL = 1e-5
-HEAD_OUTPUTS = ("logits", "start_logits", "end_logits", "last_hidden_state", "pooler_output")
+HEAD_OUTPUTS = ("logits", "start_logits", "end_logits", "prediction_logits", "seq_relationship_logits",
+                "last_hidden_state", "pooler_output")
 
 
 def task_of(architecture: str) -> str:
@@ -48,14 +49,19 @@ def labels_for(architecture: str, inputs: dict, num_labels: int) -> dict:
         return {"labels": rng.integers(0, num_labels, size=len(kept))}
     if task == "multiple_choice":
         return {"labels": rng.integers(0, kept.shape[1], size=len(kept))}
+    if task == "next_sentence_prediction":
+        return {"labels": rng.integers(0, 2, size=len(kept))}
     if task == "token_classification":
         return {"labels": np.where(kept, rng.integers(0, num_labels, size=kept.shape), -100)}
     if task in ("masked_lm", "pretraining"):
         chosen = kept & (rng.random(kept.shape) < 0.3)
         chosen[:, 0] = True
+        masked = {"labels": np.where(chosen, inputs["input_ids"], -100)}
+        if CLASS_ARCHITECTURE[architecture].table.classes[architecture].head == "masked_lm_and_next_sentence":
+            return {**masked, "next_sentence_label": rng.integers(0, 2, size=len(kept))}  # ErnieForPreTraining
         if task == "pretraining":  # ElectraForPreTraining: 0/1 "replaced" targets at every kept token
             return {"labels": rng.integers(0, 2, size=kept.shape)}
-        return {"labels": np.where(chosen, inputs["input_ids"], -100)}
+        return masked
     if task == "question_answering":
         lengths = kept.sum(axis=1)
         start = (rng.random(len(kept)) * lengths).astype(np.int64)

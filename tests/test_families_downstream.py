@@ -13,17 +13,18 @@ from paddleport import models
 from paddleport.convert import convert_checkpoint
 from paddleport.data import QQP_KSHOT_DIR
 from paddleport.models import presets
+from paddleport.parity.outputs import HEAD_OUTPUTS, class_layout
 from tests.fixtures import make_tiny_hf_checkpoint, make_tiny_hf_model, model_batch, qqp_batch
 
 COMPARED = (
     "RobertaForSequenceClassification", "XLMRobertaForTokenClassification", "DistilBertForSequenceClassification",
     "DistilBertForQuestionAnswering", "ElectraForPreTraining", "ElectraForMaskedLM",
     "AlbertForSequenceClassification", "AlbertForMaskedLM", "BertForQuestionAnswering",
-    "SqueezeBertForTokenClassification", "ErnieForSequenceClassification",
+    "SqueezeBertForTokenClassification", "ErnieForPreTraining",
 )
 EXPORTED = ("RobertaForSequenceClassification", "XLMRobertaModel", "DistilBertModel",
             "DistilBertForQuestionAnswering", "ElectraForPreTraining", "AlbertForSequenceClassification",
-            "ErnieForQuestionAnswering")
+            "ErnieForPreTraining")
 BASE_MODELS = ("RobertaModel", "XLMRobertaModel", "DistilBertModel", "ElectraModel", "AlbertModel", "ErnieModel")
 
 
@@ -41,8 +42,8 @@ def test_compare_with_gradients_passes(tmp_path, architecture):
     report = compare_models(hf_dir, paddle_dir, grad=True, limit=10, batch_size=5)
     names = [diff.name for diff in report.tensors]
     assert names[:3] == ["embeddings", "layer.0", "layer.1"]
-    heads = {"start_logits", "end_logits"} if architecture.endswith("QuestionAnswering") else {"logits"}
-    assert heads <= set(names)
+    head = class_layout(json.loads((hf_dir / "config.json").read_text()), architecture).head
+    assert set(HEAD_OUTPUTS[head]) <= set(names)  # logits; start and end logits; ERNIE's MLM and NSP logits
     assert report.passed, (report.first_failure, report.grad.first_failure)
     assert all(diff.max_abs <= 1e-5 for diff in report.tensors)
     assert len(report.grad.tensors) > 20
@@ -72,6 +73,8 @@ def test_export_round_trip(tmp_path, architecture):
     assert ("task_type_ids" in predictor.input_names) == getattr(expected_inputs, "use_task_id", False)
     if architecture.endswith("QuestionAnswering"):
         assert report.outputs == ["start_logits", "end_logits"]
+    if architecture == "ErnieForPreTraining":  # one output per token, one per sequence
+        assert report.outputs == ["prediction_logits", "seq_relationship_logits"]
 
 
 def test_bench_runs_a_model_without_token_types(tmp_path):

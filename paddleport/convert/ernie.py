@@ -4,18 +4,33 @@ embeddings and encoder under ``ernie.``, plus ERNIE 2.0/3.0's task-type embeddin
 from __future__ import annotations
 
 from paddleport.convert.bert import (
-    COMMON_PADDLENLP_TASKS, ENCODER, HEADS, PADDLENLP_BERT_DEFAULTS, PADDLENLP_EMBEDDINGS, PADDLENLP_ENCODER,
+    COMMON_PADDLENLP_TASKS, ENCODER, MASKED_LM_HEAD, PADDLENLP_BERT_DEFAULTS, PADDLENLP_EMBEDDINGS, PADDLENLP_ENCODER,
     PADDLENLP_MLM_HEAD, PADDLENLP_QA, POOLER, paddlenlp_classes, paddlenlp_decoder_copies, tied_decoder,
 )
+from paddleport.convert.bert import HEADS as BERT_HEADS
 from paddleport.convert.rules import embeddings_rules, parameter
 from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap
-from paddleport.convert.transforms import EMBEDDING
+from paddleport.convert.transforms import EMBEDDING, LINEAR_BIAS, LINEAR_WEIGHT
 
 TASK_TYPE_EMBEDDINGS = parameter("embeddings.task_type_embeddings.weight",
                                  lambda c: (c.task_type_vocab_size, c.hidden_size), EMBEDDING,
                                  when=lambda c: c.use_task_id)
 
 BASE = (*embeddings_rules("hidden_size"), *TASK_TYPE_EMBEDDINGS, *ENCODER)
+
+# The next-sentence classifier on the pooled output (is-next / random), of ErnieForPreTraining and
+# ErnieForNextSentencePrediction
+NEXT_SENTENCE = (*parameter("cls.seq_relationship.weight", lambda c: (2, c.hidden_size), LINEAR_WEIGHT),
+                 *parameter("cls.seq_relationship.bias", lambda c: (2,), LINEAR_BIAS))
+
+HEADS = {
+    **{task: BERT_HEADS[task] for task in ("sequence_classification", "token_classification",
+                                           "question_answering", "multiple_choice", "masked_lm")},
+    # ErnieForPreTraining's two heads (masked LM over the tokens + next sentence over the pooled output): a head of
+    # its own name, since ELECTRA's "pretraining" head is another one (per-token logits)
+    "masked_lm_and_next_sentence": (*MASKED_LM_HEAD, *NEXT_SENTENCE),
+    "next_sentence_prediction": NEXT_SENTENCE,
+}
 
 # PaddleNLP 2.8's ERNIE (``ernie/modeling.py``): BERT's PaddleNLP names under ``ernie.``, task-type embeddings under
 # transformers' name. Its ``task_id`` (the task type PaddleNLP fills in when no task_type_ids are given; transformers
@@ -36,8 +51,6 @@ ERNIE = ArchitectureTable(
     base_prefix="ernie.",
     base=BASE,
     pooler=POOLER,
-    # BERT's heads under the same names; the next-sentence head of ErnieForPreTraining checkpoints is known, so that
-    # converting one into another class reports it as dropped
     heads=HEADS,
     classes={
         "ErnieModel": ClassLayout(prefixed=False, pooler=True),
@@ -46,6 +59,8 @@ ERNIE = ArchitectureTable(
         "ErnieForQuestionAnswering": ClassLayout(prefixed=True, pooler=False, head="question_answering"),
         "ErnieForMultipleChoice": ClassLayout(prefixed=True, pooler=True, head="multiple_choice"),
         "ErnieForMaskedLM": ClassLayout(prefixed=True, pooler=False, head="masked_lm"),
+        "ErnieForPreTraining": ClassLayout(prefixed=True, pooler=True, head="masked_lm_and_next_sentence"),
+        "ErnieForNextSentencePrediction": ClassLayout(prefixed=True, pooler=True, head="next_sentence_prediction"),
     },
     tied_to_embeddings=tied_decoder("ernie."),
     buffers=(r"embeddings\.position_ids$", r"embeddings\.token_type_ids$"),

@@ -13,7 +13,7 @@ from paddleport.registry import ARCHITECTURES, CLASS_ARCHITECTURE
 
 AUTO_NAMES = ("AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
               "AutoModelForQuestionAnswering", "AutoModelForMultipleChoice", "AutoModelForMaskedLM",
-              "AutoModelForPreTraining", "MODEL_CLASSES")
+              "AutoModelForPreTraining", "AutoModelForNextSentencePrediction", "MODEL_CLASSES")
 CONFIG_CLASSES = {entry.config_class.__name__: entry.config_class for entry in ARCHITECTURES.values()}
 
 __all__ = ["AutoConfig", "PretrainedConfig", *CONFIG_CLASSES, *CLASS_ARCHITECTURE, *AUTO_NAMES]

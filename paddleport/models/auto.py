@@ -64,5 +64,9 @@ class AutoModelForPreTraining(_AutoModelBase):
     task = "pretraining"
 
 
+class AutoModelForNextSentencePrediction(_AutoModelBase):
+    task = "next_sentence_prediction"
+
+
 MODEL_CLASSES: dict[str, type[PretrainedModel]] = {
     name: entry.model_class(name) for name, entry in CLASS_ARCHITECTURE.items()}

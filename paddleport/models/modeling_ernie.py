@@ -9,6 +9,8 @@ Parameter names equal the Hugging Face ones; ``nn.Linear`` weights are stored ``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
@@ -20,7 +22,9 @@ from paddleport.models.modeling_bert import (BertEmbeddings, BertEncoder, BertLM
 from paddleport.models.modeling_utils import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
+    ModelOutput,
     MultipleChoiceModelOutput,
+    NextSentencePredictorOutput,
     PretrainedModel,
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
@@ -75,6 +79,25 @@ class ErnieOnlyMLMHead(nn.Layer):
 
     def forward(self, sequence_output):
         return self.predictions(sequence_output)
+
+
+class ErnieOnlyNSPHead(nn.Layer):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.seq_relationship = Linear(config.hidden_size, 2)
+
+    def forward(self, pooled_output):
+        return self.seq_relationship(pooled_output)
+
+
+class ErniePreTrainingHeads(nn.Layer):
+    def __init__(self, config: ErnieConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.predictions = ErnieLMPredictionHead(config, word_embeddings)
+        self.seq_relationship = Linear(config.hidden_size, 2)
+
+    def forward(self, sequence_output, pooled_output):
+        return self.predictions(sequence_output), self.seq_relationship(pooled_output)
 
 
 class ErniePreTrainedModel(PretrainedModel):
@@ -210,3 +233,58 @@ class ErnieForMaskedLM(ErniePreTrainedModel):
         loss = None if labels is None else masked_lm_loss(logits, labels)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                               attentions=outputs.attentions)
+
+
+@dataclass
+class ErnieForPreTrainingOutput(ModelOutput):
+    loss: paddle.Tensor | None = None
+    prediction_logits: paddle.Tensor = None
+    seq_relationship_logits: paddle.Tensor = None
+    hidden_states: tuple[paddle.Tensor, ...] | None = None
+    attentions: tuple[paddle.Tensor, ...] | None = None
+
+
+class ErnieForPreTraining(ErniePreTrainedModel):
+    """Masked LM over the tokens and next-sentence prediction over the pooled output; the loss (both labels given)
+    is their sum, as transformers'."""
+
+    initialisable_prefixes = ("cls.", "ernie.pooler.")
+    main_output_names = ("prediction_logits", "seq_relationship_logits")
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__(config)
+        self.ernie = ErnieModel(config)
+        self.cls = ErniePreTrainingHeads(config, self.ernie.embeddings.word_embeddings)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, task_type_ids=None, position_ids=None,
+                labels=None, next_sentence_label=None, output_hidden_states=False, output_attentions=False):
+        outputs = self.ernie(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             task_type_ids=task_type_ids, position_ids=position_ids,
+                             output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        prediction_scores, seq_relationship_score = self.cls(outputs.last_hidden_state, outputs.pooler_output)
+        loss = None
+        if labels is not None and next_sentence_label is not None:
+            loss = (masked_lm_loss(prediction_scores, labels)
+                    + F.cross_entropy(seq_relationship_score.reshape([-1, 2]), next_sentence_label.reshape([-1])))
+        return ErnieForPreTrainingOutput(loss=loss, prediction_logits=prediction_scores,
+                                         seq_relationship_logits=seq_relationship_score,
+                                         hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
+class ErnieForNextSentencePrediction(ErniePreTrainedModel):
+    initialisable_prefixes = ("cls.", "ernie.pooler.")
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__(config)
+        self.ernie = ErnieModel(config)
+        self.cls = ErnieOnlyNSPHead(config)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, task_type_ids=None, position_ids=None,
+                labels=None, output_hidden_states=False, output_attentions=False):
+        outputs = self.ernie(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             task_type_ids=task_type_ids, position_ids=position_ids,
+                             output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        logits = self.cls(outputs.pooler_output)
+        loss = None if labels is None else F.cross_entropy(logits.reshape([-1, 2]), labels.reshape([-1]))
+        return NextSentencePredictorOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                           attentions=outputs.attentions)

@@ -86,6 +86,14 @@ class BaseModelOutput(ModelOutput):
 
 
 @dataclass
+class NextSentencePredictorOutput(ModelOutput):
+    loss: paddle.Tensor | None = None
+    logits: paddle.Tensor = None
+    hidden_states: tuple[paddle.Tensor, ...] | None = None
+    attentions: tuple[paddle.Tensor, ...] | None = None
+
+
+@dataclass
 class MaskedLMOutput(ModelOutput):
     loss: paddle.Tensor | None = None
     logits: paddle.Tensor = None

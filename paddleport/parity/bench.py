@@ -38,7 +38,8 @@ from paddleport.parity import devices
 from paddleport.parity.loading import CheckpointPair, architecture_of, read_config
 from paddleport.parity.onnx_runtime import onnxruntime_supports
 from paddleport.parity.metrics import difference, json_number
-from paddleport.registry import architecture_of_class, input_names_of, model_inputs
+from paddleport.parity.outputs import HEAD_OUTPUTS, class_layout
+from paddleport.registry import input_names_of, model_inputs
 
 MAX_ROW_SECONDS = 60.0  # stop timing a row after this long (at least MIN_ITERS calls)
 MIN_ITERS = 3
@@ -229,8 +230,8 @@ def ensure_onnx(model: BenchModel, exporter: str, torch_model, workdir: Path) ->
     if exporter not in model.onnx_files:
         path = workdir / f"{model.name}-{exporter}.onnx"
         if exporter == "torch.onnx":
-            task = architecture_of_class(model.architecture).task_of(model.architecture)
-            output_name = {"base": "last_hidden_state", "question_answering": "start_logits"}.get(task, "logits")
+            head = class_layout(model.config, model.architecture).head
+            output_name = next(iter(HEAD_OUTPUTS[head])) if head else "last_hidden_state"  # what main_output picks
             model.onnx_files[exporter] = export_torch_onnx(torch_model, path, output_name)
         else:
             model.onnx_files[exporter] = export_paddle_onnx(ensure_export(model, workdir), path)
@@ -254,8 +255,9 @@ class PathSpec:
 
 
 def main_output(output) -> Any:
-    """logits, the start logits of a span head, or the last hidden state of a base model."""
-    for name in ("logits", "start_logits", "last_hidden_state"):
+    """logits, the start logits of a span head, the masked-LM logits of a pre-training model, or the last hidden
+    state of a base model."""
+    for name in ("logits", "start_logits", "prediction_logits", "last_hidden_state"):
         if getattr(output, name, None) is not None:
             return getattr(output, name)
     raise ValueError(f"{type(output).__name__} has no logits or hidden state")

@@ -34,7 +34,7 @@ from paddleport.errors import PaddleportError
 from paddleport.parity import devices
 from paddleport.parity.inputs import DEFAULT_LIMIT, EncodedBatches, load_parity_batches
 from paddleport.parity.loading import CheckpointPair, check_pair, load_paddle_model, load_torch_model
-from paddleport.parity.outputs import compared_outputs, compared_positions
+from paddleport.parity.outputs import HEAD_OUTPUT_NAMES, class_layout, compared_outputs, compared_positions
 from paddleport.parity.report import GradReport, ParityReport, TensorDiff
 from paddleport.registry import architecture_of_class, model_inputs
 
@@ -43,8 +43,8 @@ from paddleport.registry import architecture_of_class, model_inputs
 DEFAULT_ATOL = {"float32": 1e-5, "float16": 5e-2, "bfloat16": 2.5e-1}
 GRAD_RTOL_OF_MAX = 1e-5
 MLM_LABEL_FRACTION = 0.15
-# The head outputs compared after the hidden states (a span head has two).
-TASK_OUTPUTS = ("logits", "start_logits", "end_logits")
+# The head outputs compared after the hidden states (a span head has two, ERNIE's pre-training heads two).
+TASK_OUTPUTS = HEAD_OUTPUT_NAMES
 # peft's PeftModel holds the transformers model as ``base_model.model``; paddleport's LoRA layers keep peft's
 # names below it (``query.base_layer``, ``query.lora_A.default``), so one rule matches the two adapted models.
 PEFT_RULES = [Rule("base_model.model.{top}", "{top}")]
@@ -305,8 +305,13 @@ def task_labels(pair: CheckpointPair, batch: dict[str, np.ndarray], seed: int) -
         kept = batch["attention_mask"].astype(bool)
         classes = rng.integers(0, pair.num_labels, size=kept.shape)
         return {"labels": np.where(kept, classes, -100).astype(np.int64)}
+    if class_layout(pair.config, pair.architecture).head == "masked_lm_and_next_sentence":  # ERNIE's pre-training
+        return {"labels": masked_lm_labels(batch, seed),
+                "next_sentence_label": rng.integers(0, 2, size=len(batch["input_ids"])).astype(np.int64)}
     if task == "pretraining":  # ELECTRA's discriminator: a seeded 0/1 "replaced" target per token
         return {"labels": rng.integers(0, 2, size=batch["input_ids"].shape).astype(np.int64)}
+    if task == "next_sentence_prediction":  # is-next (0) or random (1), per sequence
+        return {"labels": rng.integers(0, 2, size=len(batch["input_ids"])).astype(np.int64)}
     if task == "question_answering":
         lengths = batch["attention_mask"].sum(axis=1)
         start = (rng.random(lengths.shape) * lengths).astype(np.int64)

@@ -13,11 +13,18 @@ import numpy as np
 
 TOKEN = "token"
 SEQUENCE = "sequence"
-# What each head's logits are per: a label per sequence (or per choice), or one distribution per token.
-HEAD_LOGITS_LEVEL = {"sequence_classification": SEQUENCE, "multiple_choice": SEQUENCE, "masked_lm": TOKEN,
-                     "token_classification": TOKEN, "question_answering": TOKEN, "pretraining": TOKEN}
-# The head outputs of each head (a span head has two logits, per token).
-HEAD_OUTPUTS = {"question_answering": ("start_logits", "end_logits")}
+# The outputs of each head (a conversion table's head name), in forward order, and what each is per: a label per
+# sequence (or per choice), or one per token. A span head has two logits per token; ERNIE's pre-training heads
+# give masked-LM logits per token and next-sentence logits per sequence.
+HEAD_OUTPUTS = {
+    "sequence_classification": {"logits": SEQUENCE}, "multiple_choice": {"logits": SEQUENCE},
+    "masked_lm": {"logits": TOKEN}, "token_classification": {"logits": TOKEN},
+    "question_answering": {"start_logits": TOKEN, "end_logits": TOKEN},
+    "pretraining": {"logits": TOKEN},  # ELECTRA's discriminator: replaced or not, per token
+    "next_sentence_prediction": {"logits": SEQUENCE},
+    "masked_lm_and_next_sentence": {"prediction_logits": TOKEN, "seq_relationship_logits": SEQUENCE},
+}
+HEAD_OUTPUT_NAMES = tuple(dict.fromkeys(name for outputs in HEAD_OUTPUTS.values() for name in outputs))
 BASE_OUTPUT_LEVEL = {"embeddings": TOKEN, "last_hidden_state": TOKEN, "pooler_output": SEQUENCE}
 
 
@@ -43,18 +50,18 @@ def compared_outputs(config: dict, architecture: str) -> dict[str, str]:
     if layout.pooler:
         names["pooler_output"] = SEQUENCE
     if layout.head is not None:
-        names.update(dict.fromkeys(HEAD_OUTPUTS.get(layout.head, ("logits",)), HEAD_LOGITS_LEVEL[layout.head]))
+        names.update(HEAD_OUTPUTS[layout.head])
     return names
 
 
 def output_level(name: str, config: dict, architecture: str) -> str:
     """TOKEN or SEQUENCE for a named output of ``architecture`` (hidden states are ``layer.N`` or
     ``hidden_states[N]``)."""
-    if name in ("logits", "start_logits", "end_logits"):
+    if name in HEAD_OUTPUT_NAMES:
         head = class_layout(config, architecture).head
-        if head is None:
-            raise ValueError(f"{architecture} has no head, so no logits")
-        return HEAD_LOGITS_LEVEL[head]
+        if name not in HEAD_OUTPUTS.get(head, {}):
+            raise ValueError(f"{architecture} has no {name}")
+        return HEAD_OUTPUTS[head][name]
     if name in BASE_OUTPUT_LEVEL:
         return BASE_OUTPUT_LEVEL[name]
     if name.startswith(("layer.", "hidden_states[")):
