@@ -21,7 +21,7 @@ GOLDEN = json.loads((Path(__file__).parent / "data" / "paddlenlp_state_dicts.jso
 # One class per architecture with a head, and the bare models (the interop test covers the rest of GOLDEN).
 CLASSES = ["BertForSequenceClassification", "RobertaForSequenceClassification", "ElectraForPreTraining",
            "AlbertForSequenceClassification", "DistilBertForQuestionAnswering", "AlbertModel", "DistilBertModel",
-           "ErnieForQuestionAnswering", "BertForMaskedLM", "RobertaForMaskedLM"]
+           "ErnieForQuestionAnswering", "BertForMaskedLM", "RobertaForMaskedLM", "ErnieForPreTraining"]
 
 
 def num_labels(class_name: str) -> dict:
@@ -56,7 +56,8 @@ def test_names_and_shapes_are_paddlenlp_s(converted, class_name):
     # what PaddleNLP's class holds beyond transformers': a pooler BERT's span heads never read, ALBERT's positions
     assert all(".pooler." in name or name.endswith("embeddings.position_ids") for name in set(expected) - set(written))
     config = json.loads((paddlenlp_dir / "config.json").read_text())
-    assert config["architectures"] == [{"ElectraForPreTraining": "ElectraDiscriminator"}.get(class_name, class_name)]
+    renamed = {"ElectraForPreTraining": "ElectraDiscriminator", "ErnieForPreTraining": "ErnieForPretraining"}
+    assert config["architectures"] == [renamed.get(class_name, class_name)]
     assert "paddlenlp_version" in config
 
 

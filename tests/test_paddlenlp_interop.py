@@ -63,6 +63,7 @@ OUTPUTS = {
     "ErnieForTokenClassification": (("logits", TOKEN),),
     "ErnieForQuestionAnswering": (("start_logits", TOKEN), ("end_logits", TOKEN)),
     "ErnieForMaskedLM": (("logits", TOKEN),),
+    "ErnieForPreTraining": (("prediction_logits", TOKEN), ("seq_relationship_logits", SEQUENCE)),
 }
 
 # Tiny configs under PaddleNLP's own keys, for the models PaddleNLP builds and saves itself.

@@ -90,10 +90,12 @@ PADDLENLP_MLM_HEAD = (
 )
 
 
-def paddlenlp_decoder_copies(base_prefix: str, head: str, bias: str) -> tuple[PaddleNLPCopy, ...]:
-    """A tied TransposedLinear decoder ``head``.decoder: its weight is the word embeddings, its bias ``bias``."""
-    return (PaddleNLPCopy(f"{head}.decoder.bias", bias, "masked_lm"),
-            PaddleNLPCopy(f"{head}.decoder.weight", f"{base_prefix}embeddings.word_embeddings.weight", "masked_lm",
+def paddlenlp_decoder_copies(base_prefix: str, head: str, bias: str,
+                             heads: tuple[str, ...] = ("masked_lm",)) -> tuple[PaddleNLPCopy, ...]:
+    """A tied TransposedLinear decoder ``head``.decoder (in classes with one of the table's ``heads``): its weight
+    is the word embeddings, its bias ``bias``."""
+    return (PaddleNLPCopy(f"{head}.decoder.bias", bias, heads),
+            PaddleNLPCopy(f"{head}.decoder.weight", f"{base_prefix}embeddings.word_embeddings.weight", heads,
                           when=lambda config: config.tie_word_embeddings))
 
 

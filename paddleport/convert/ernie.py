@@ -35,15 +35,18 @@ HEADS = {
 # PaddleNLP 2.8's ERNIE (``ernie/modeling.py``): BERT's PaddleNLP names under ``ernie.``, task-type embeddings under
 # transformers' name. Its ``task_id`` (the task type PaddleNLP fills in when no task_type_ids are given; transformers
 # fills 0) stays in config.json. Its _init_weights sets every LayerNorm's epsilon to 1e-12, whatever
-# layer_norm_eps says. ErnieForMaskedLM has BERT's PaddleNLP head.
+# layer_norm_eps says. ErnieForMaskedLM has BERT's PaddleNLP head; ErnieForPreTraining is PaddleNLP's
+# ErnieForPretraining (that head plus cls.seq_relationship, a Linear under transformers' name).
 ERNIE_PADDLENLP = PaddleNLPMap(
     base_prefix="ernie.",
     rules=(*PADDLENLP_EMBEDDINGS, *PADDLENLP_ENCODER, *PADDLENLP_QA, *PADDLENLP_MLM_HEAD),
-    classes=paddlenlp_classes("Ernie", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice", "ForMaskedLM"),
+    classes={**paddlenlp_classes("Ernie", *COMMON_PADDLENLP_TASKS, "ForMultipleChoice", "ForMaskedLM"),
+             "ErnieForPreTraining": "ErnieForPretraining"},
     # ErnieConfig.__init__ (``ernie/configuration.py``)
     defaults=dict(PADDLENLP_BERT_DEFAULTS, task_type_vocab_size=3, use_task_id=False),
     fixed={"layer_norm_eps": 1e-12},
-    copies=paddlenlp_decoder_copies("ernie.", "cls.predictions", "cls.predictions.decoder_bias"),
+    copies=paddlenlp_decoder_copies("ernie.", "cls.predictions", "cls.predictions.decoder_bias",
+                                    heads=("masked_lm", "masked_lm_and_next_sentence")),
 )
 
 ERNIE = ArchitectureTable(

@@ -148,7 +148,7 @@ class PaddleNLPSource(TensorSource):
 def active_copies(table: ArchitectureTable, config: PretrainedConfig, class_name: str) -> list:
     """The copies ``class_name`` holds under ``config``."""
     head = table.classes[class_name].head
-    return [copy for copy in paddlenlp_map(table, None).copies if copy.head == head and copy.when(config)]
+    return [copy for copy in paddlenlp_map(table, None).copies if head in copy.heads and copy.when(config)]
 
 
 # --- configuration -------------------------------------------------------------------------------------------

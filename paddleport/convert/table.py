@@ -92,7 +92,7 @@ class PaddleNLPMap:
     values PaddleNLP's config class takes for keys a saved ``config.json`` may omit (its ``configuration.py``);
     ``fixed``: Hugging Face config values PaddleNLP's model computes with whatever its config says (ERNIE's
     LayerNorm epsilon): a checkpoint with another value is not written, and one read takes this value.
-    ``copies``: PaddleNLP names in a class with the table's head ``head`` that hold the same tensor as another
+    ``copies``: PaddleNLP names in a class with one of the table's ``heads`` that hold the same tensor as another
     PaddleNLP name (a tied MLM decoder, a bias PaddleNLP links under two names), ``when`` the config ties them:
     written as copies, and on reading skipped once checked equal to the original (or taken as the original where
     that is absent).
@@ -111,7 +111,7 @@ class PaddleNLPMap:
 class PaddleNLPCopy:
     name: str
     original: str
-    head: str
+    heads: tuple[str, ...]
     when: Callable[[PretrainedConfig], bool] = lambda config: True
 
 
