@@ -1,6 +1,6 @@
 """Full CPU comparison of published encoder configs (seeded random weights): bert-base-uncased and squeezebert-uncased
-by default, ``--models all`` adds roberta-base, xlm-roberta-base, distilbert-base-uncased, electra-base-discriminator
-and albert-base-v2.
+by default, ``--models all`` adds roberta-base, xlm-roberta-base, distilbert-base-uncased, electra-base-discriminator,
+albert-base-v2 and ernie-3.0-base-zh.
 
 Times torch eager, Paddle eager, paddle.inference and ONNX Runtime (torch.onnx and paddle2onnx exports) at
 batch 16 x 128 tokens in float32 and bfloat16 and prints, side by side, fastest-Paddle / torch-eager (float32,
@@ -28,6 +28,7 @@ MODELS = {
     "distilbert-base-uncased": ("DistilBertModel", presets.DISTILBERT_BASE_UNCASED),
     "electra-base-discriminator": ("ElectraModel", presets.ELECTRA_BASE_DISCRIMINATOR),
     "albert-base-v2": ("AlbertModel", presets.ALBERT_BASE_V2),
+    "ernie-3.0-base-zh": ("ErnieModel", presets.ERNIE_3_0_BASE_ZH),
 }
 DEFAULT_MODELS = ("bert-base-uncased", "squeezebert-uncased")
 
