@@ -207,3 +207,18 @@ def test_full_size_published_configs_match_transformers(tmp_path, name):
     assert len(expected.hidden_states) == len(actual.hidden_states)
     worst = max(diffs, key=diffs.get)
     assert diffs[worst] <= 1e-5, f"{name} {worst}: {diffs[worst]:.3g}"
+
+
+def test_ernie_task_types_config_and_weights_must_agree(tmp_path):
+    """use_task_id true over weights without task-type embeddings (or a use_task_id that is no boolean): one error
+    naming the file and the problem, nothing written."""
+    from paddleport.errors import PaddleportError
+
+    hf_dir = make_tiny_hf_checkpoint(tmp_path / "hf", "ErnieModel", use_task_id=False)
+    config = json.loads((hf_dir / "config.json").read_text())
+    for value, problem in ((True, "embeddings.task_type_embeddings.weight"),
+                           ("yes", "use_task_id must be true or false")):
+        (hf_dir / "config.json").write_text(json.dumps({**config, "use_task_id": value}))
+        with pytest.raises(PaddleportError, match=problem):
+            convert_checkpoint(hf_dir, tmp_path / "paddle", progress=False)
+        assert not (tmp_path / "paddle").exists()

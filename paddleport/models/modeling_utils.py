@@ -219,7 +219,7 @@ class PretrainedModel(nn.Layer):
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """The inputs this model takes (its architecture's, as its config selects them), from ``paddleport.registry``."""
+        """The inputs this model takes (its architecture's, as its config selects them): ``paddleport.registry``."""
         from paddleport.registry import input_names_of
 
         return input_names_of(self.config)
