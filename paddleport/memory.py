@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from paddleport.errors import PaddleportError
-from paddleport.peft.lora import LoraSettings, plan_for_checkpoint
+from paddleport.peft.lora import LoraSettings
+from paddleport.peft.methods import plan_for_checkpoint
 
 AMP_MODES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd")
@@ -96,7 +97,7 @@ def _parameter_counts(config: dict, request: MemoryRequest) -> tuple[int, int, i
     """(all elements, trained elements, Linear-weight elements, LoRA plan or None), from the tables."""
     from paddleport.convert import parameter_specs
     from paddleport.convert.transforms import LINEAR_WEIGHT
-    from paddleport.peft.lora import sequence_classification_class
+    from paddleport.peft.methods import sequence_classification_class
 
     settings = request.lora or LoraSettings(target_modules=(), modules_to_save=())
     if request.lora is not None:
@@ -233,7 +234,7 @@ def measure_training_step(request: MemoryRequest, framework: str, estimate: Memo
         raise PaddleportError("--model", "--measure needs a model directory (weights), not a config file")
     info = inspect_model_dir(model_dir)
     options = BackendOptions(amp=request.amp, gradient_checkpointing=request.gradient_checkpointing,
-                             lora=request.lora)
+                             peft=request.lora)
     backend = make_backend(framework, options)
     rng = np.random.default_rng(0)
     vocab = int(info.config["vocab_size"])

@@ -9,7 +9,8 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     from paddleport.memory import AMP_MODES, OPTIMIZERS
-    from paddleport.peft.lora import BIAS_MODES, PEFT_METHODS
+    from paddleport.peft.lora import BIAS_MODES
+    from paddleport.peft.methods import PEFT_METHODS
 
     parser = subparsers.add_parser(
         "estimate-memory", help="training memory of a model (parameters, gradients, optimizer, activations)",
@@ -36,11 +37,14 @@ def register(subparsers) -> None:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
+    from paddleport.errors import PaddleportError
     from paddleport.memory import MemoryRequest, estimate_memory, measure_training_step
-    from paddleport.peft.lora import settings_from_options
+    from paddleport.peft.methods import PeftOptions
 
-    lora = settings_from_options(args.peft, args.lora_r, args.lora_alpha, args.lora_dropout,
-                                 args.lora_target_modules, args.lora_bias)
+    lora = PeftOptions(peft=args.peft, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                       lora_target_modules=args.lora_target_modules, lora_bias=args.lora_bias).peft_settings()
+    if lora is not None and args.peft != "lora":
+        raise PaddleportError("--peft", f"the memory estimate covers none and lora, not {args.peft}")
     request = MemoryRequest(args.model, args.batch_size, args.max_length, args.amp, args.optimizer,
                             args.gradient_checkpointing, lora, args.num_labels)
     estimate = estimate_memory(request)

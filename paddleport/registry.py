@@ -63,6 +63,9 @@ class Architecture:
     labels_parameter: str
     # Inputs that only some configs' models take: name -> whether this config's do (ERNIE's task types).
     input_conditions: dict[str, Callable[[PretrainedConfig], bool]] = field(default_factory=dict)
+    # Why prompt tuning / p-tuning cannot adapt it (None: they can). peft prepends the virtual tokens as input
+    # embeddings, so the Paddle model must take ``inputs_embeds`` as transformers' does; a new entry opts in.
+    no_prompt_learning: str | None = "its Paddle model takes no inputs_embeds (paddleport has not added them)"
 
     @property
     def model_type(self) -> str:
@@ -105,21 +108,23 @@ def _always(config: PretrainedConfig) -> bool:
 
 ARCHITECTURES: dict[str, Architecture] = {entry.model_type: entry for entry in (
     Architecture(BertConfig, BERT, "Bert", "paddleport.models.modeling_bert", WITH_TOKEN_TYPES,
-                 "classifier.bias"),
+                 "classifier.bias", no_prompt_learning=None),
     Architecture(SqueezeBertConfig, SQUEEZEBERT, "SqueezeBert", "paddleport.models.modeling_squeezebert",
-                 WITH_TOKEN_TYPES, "classifier.bias"),
+                 WITH_TOKEN_TYPES, "classifier.bias", no_prompt_learning=None),
     Architecture(RobertaConfig, ROBERTA, "Roberta", "paddleport.models.modeling_roberta", WITH_TOKEN_TYPES,
-                 "classifier.out_proj.bias"),
+                 "classifier.out_proj.bias", no_prompt_learning=None),
     Architecture(XLMRobertaConfig, XLM_ROBERTA, "XLMRoberta", "paddleport.models.modeling_xlm_roberta",
-                 WITH_TOKEN_TYPES, "classifier.out_proj.bias"),
+                 WITH_TOKEN_TYPES, "classifier.out_proj.bias", no_prompt_learning=None),
     Architecture(DistilBertConfig, DISTILBERT, "DistilBert", "paddleport.models.modeling_distilbert",
-                 WITHOUT_TOKEN_TYPES, "classifier.bias"),
+                 WITHOUT_TOKEN_TYPES, "classifier.bias", no_prompt_learning=None),
     Architecture(ElectraConfig, ELECTRA, "Electra", "paddleport.models.modeling_electra", WITH_TOKEN_TYPES,
-                 "classifier.out_proj.bias"),
+                 "classifier.out_proj.bias", no_prompt_learning=None),
     Architecture(AlbertConfig, ALBERT, "Albert", "paddleport.models.modeling_albert", WITH_TOKEN_TYPES,
-                 "classifier.bias"),
+                 "classifier.bias", no_prompt_learning=None),
     Architecture(ErnieConfig, ERNIE, "Ernie", "paddleport.models.modeling_ernie", WITH_TASK_TYPES,
-                 "classifier.bias", input_conditions={"task_type_ids": lambda config: config.use_task_id}),
+                 "classifier.bias", input_conditions={"task_type_ids": lambda config: config.use_task_id},
+                 no_prompt_learning="peft extends token_type_ids but not ERNIE's task_type_ids for the virtual "
+                                    "tokens, and paddleport's ERNIE takes no inputs_embeds"),
 )}
 
 # Every class name paddleport converts and runs, and the architecture it belongs to.

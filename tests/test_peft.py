@@ -15,7 +15,8 @@ from paddleport.errors import PaddleportError
 from paddleport.glue_runners import GlueRunConfig, run_glue
 from paddleport.glue_runners.parity import TrainParityConfig, run_train_parity
 from paddleport.peft.adapters import convert_adapter, load_adapted_model, merge_adapter
-from paddleport.peft.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSettings, plan_for_checkpoint
+from paddleport.peft.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSettings
+from paddleport.peft.methods import plan_for_checkpoint
 from tests.fixtures import make_tiny_hf_checkpoint
 
 FRAMEWORKS = ("torch", "paddle")
@@ -131,12 +132,12 @@ def test_lora_dropout_draws_the_shared_masks(tiny_bert, tmp_path):
     from paddleport.peft.lora import LoraSettings
 
     settings = LoraSettings(r=2, lora_alpha=4, lora_dropout=0.2, target_modules=("query",))
-    torch_backend = make_backend("torch", BackendOptions(dropout_masks="shared", lora=settings))
+    torch_backend = make_backend("torch", BackendOptions(dropout_masks="shared", peft=settings))
     torch_backend.load_model(tiny_bert, 2, tmp_path)
     lora_dropouts = {name: type(module) for name, module in torch_backend.model.base_model.model.named_modules()
                      if "lora_dropout." in name}
     assert lora_dropouts and set(lora_dropouts.values()) == {SharedMaskDropout}
-    paddle_backend = make_backend("paddle", BackendOptions(dropout_masks="shared", lora=settings))
+    paddle_backend = make_backend("paddle", BackendOptions(dropout_masks="shared", peft=settings))
     paddle_backend.load_model(tiny_bert, 2, tmp_path)
     paddle_names = {name for name, layer in paddle_backend.model.named_sublayers() if "lora_dropout." in name}
     assert paddle_names == set(lora_dropouts)

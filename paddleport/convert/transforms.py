@@ -50,6 +50,9 @@ LINEAR_BIAS = Transform("linear_bias", kind="bias")
 CONV1D_WEIGHT = Transform("conv1d_weight")
 CONV1D_BIAS = Transform("conv1d_bias", kind="bias")
 EMBEDDING = Transform("embedding")
+# torch.nn.LSTM and paddle.nn.LSTM hold the same [4 x hidden, in] gate matrices (gates i, f, g, o) and biases.
+LSTM_WEIGHT = Transform("lstm_weight")
+LSTM_BIAS = Transform("lstm_bias", kind="bias")
 LAYERNORM_WEIGHT = Transform("layernorm_weight", kind="layernorm")
 LAYERNORM_BIAS = Transform("layernorm_bias", kind="bias")
 # A free parameter (the MLM output bias) and an untied MLM decoder, which both frameworks hold as

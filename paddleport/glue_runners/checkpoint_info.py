@@ -17,7 +17,7 @@ from paddleport.checkpoint import check_checkpoint
 from paddleport.core.configuration import AutoConfig, max_input_length
 from paddleport.core.tensor_io import is_paddle_checkpoint
 from paddleport.errors import PaddleportError
-from paddleport.peft.lora import is_lora_parameter, lora_initial_value
+from paddleport.peft.methods import initial_values
 from paddleport.registry import Architecture, architecture
 
 
@@ -41,13 +41,20 @@ class ModelDirInfo:
         """The longest input the model takes (RoBERTa's positions start after the padding index)."""
         return max_input_length(self.config, self.path / "config.json")
 
-    def fit_max_length(self, requested: int | None, default: int, option: str = "--max-length") -> int:
-        """Tokens per sequence: ``default`` clamped to the model's positions, or what the user asked if it fits."""
+    def fit_max_length(self, requested: int | None, default: int, option: str = "--max-length",
+                       reserved: int = 0) -> int:
+        """Tokens per sequence: ``default`` clamped to the model's positions, or what the user asked if it fits;
+        ``reserved`` positions are taken by virtual tokens (prompt tuning, p-tuning) in front of the text."""
+        available = self.max_positions - reserved
+        if available <= 0:
+            raise PaddleportError("--num-virtual-tokens", f"{reserved} virtual tokens leave none of the model's "
+                                                          f"{self.max_positions} positions for the text")
         if requested is None:
-            return min(default, self.max_positions)
-        if requested > self.max_positions:
+            return min(default, available)
+        if requested > available:
+            virtual = f" less {reserved} virtual tokens" if reserved else ""
             raise PaddleportError(option, f"{requested} exceeds the model's max_position_embeddings "
-                                          f"{self.max_positions} ({self.path / 'config.json'})")
+                                          f"{self.max_positions}{virtual} ({self.path / 'config.json'})")
         return requested
 
     @property
@@ -83,18 +90,16 @@ def fresh_parameters(model_shapes: dict[str, tuple[int, ...]], info: ModelDirInf
     """Initial values (Hugging Face layout) of the model parameters the checkpoint does not hold.
 
     As transformers initialises them: biases 0, LayerNorm weights 1 (which parameter is which, the
-    architecture's conversion table says), other weights ~ N(0, initializer_range); LoRA matrices as peft
-    initialises them (``paddleport.peft.lora.lora_initial_value``); each parameter draws from its own generator
+    architecture's conversion table says), other weights ~ N(0, initializer_range); adapter parameters as torch +
+    peft initialise them (``paddleport.peft.methods.initial_values``); each parameter draws from its own generator
     seeded by (seed, name), so values do not depend on order.
     """
     kinds = info.architecture.parameter_kinds(AutoConfig.from_dict(info.config, source=info.path / "config.json"))
-    values = {}
-    for name in sorted(model_shapes):
-        if info.has_parameter(name):
-            continue
-        shape = model_shapes[name]
-        if is_lora_parameter(name):
-            values[name] = lora_initial_value(name, shape, seed)
+    missing = {name: shape for name, shape in model_shapes.items() if not info.has_parameter(name)}
+    values = initial_values(missing, seed)
+    for name in sorted(missing):
+        shape = missing[name]
+        if name in values:
             continue
         kind = kinds.get(name, kinds.get(info.architecture.base_prefix + name))
         if kind is None:

@@ -90,12 +90,16 @@ def _add_run_glue(subparsers) -> None:
 
 
 def _add_peft_options(parser) -> None:
-    from paddleport.peft.lora import BIAS_MODES, PEFT_METHODS
+    from paddleport.peft.lora import BIAS_MODES
+    from paddleport.peft.methods import PEFT_METHODS
+    from paddleport.peft.prompt import ENCODER_TYPES
 
     peft = parser.add_argument_group("parameter-efficient fine-tuning (the same meaning in both frameworks)")
     peft.add_argument("--peft", choices=PEFT_METHODS, default="none",
-                      help="lora: train a LoRA adapter (torch: Hugging Face peft; Paddle: paddleport.peft) and the "
-                           "classifier (modules_to_save); saved as a peft adapter directory")
+                      help="train an adapter and the classifier (modules_to_save) instead of the model (torch: Hugging "
+                           "Face peft; Paddle: paddleport.peft's layers), saved as a peft adapter directory: lora, "
+                           "prompt (prompt tuning: virtual tokens prepended to the input embeddings) or p-tuning "
+                           "(virtual tokens from an MLP/LSTM prompt encoder)")
     peft.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
     peft.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA scaling numerator: alpha / r (default 16)")
     peft.add_argument("--lora-dropout", type=float, default=0.1,
@@ -104,6 +108,13 @@ def _add_peft_options(parser) -> None:
                       help="comma-separated transformers module names to wrap (default query,value)")
     peft.add_argument("--lora-bias", choices=BIAS_MODES, default="none",
                       help="biases trained too: none, all, or those of the wrapped modules (lora_only)")
+    peft.add_argument("--num-virtual-tokens", type=int, default=20,
+                      help="prompt, p-tuning: virtual tokens prepended to every input (default 20; they take "
+                           "positions, so --max-length + this must fit the model's max_position_embeddings)")
+    peft.add_argument("--encoder-reparameterization-type", choices=ENCODER_TYPES, default="MLP",
+                      help="p-tuning: the prompt encoder, MLP (3 Linears) or LSTM (bidirectional, 2 layers, + MLP)")
+    peft.add_argument("--encoder-hidden-size", type=int,
+                      help="p-tuning: the prompt encoder's hidden size (default: the word-embedding width)")
 
 
 def _add_train_parity(subparsers) -> None:

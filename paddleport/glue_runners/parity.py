@@ -27,13 +27,13 @@ from paddleport.glue_runners.tasks import get_task
 from paddleport.parity.metrics import json_number
 from paddleport.parity.porting.training import (PARAM_NOISE_ULPS, PARAM_RTOL_OF_MOVEMENT, TrainedRun,
                                                 TrainingVerdict, judge_training, run_side)
-from paddleport.peft.lora import LoraOptions, plan_for_checkpoint
+from paddleport.peft.methods import PeftOptions, plan_for_checkpoint, virtual_tokens
 
 DEFAULT_MAX_LENGTH = 64
 
 
 @dataclass
-class TrainParityConfig(LoraOptions):
+class TrainParityConfig(PeftOptions):
     model: Path
     steps: int = 20
     task: str = "qqp"
@@ -70,7 +70,7 @@ def train_steps(framework: str, config: TrainParityConfig, batches: list[dict], 
     """One framework's run: run-glue's backend (model, AdamW, schedule, shared dropout masks) stepped by the
     engine; the loss of each step and the parameters before and after (Hugging Face names and layout)."""
     info = inspect_model_dir(config.model)
-    options = BackendOptions(dropout_masks="shared", lora=config.lora_settings())
+    options = BackendOptions(dropout_masks="shared", peft=config.peft_settings())
     backend = load_backend_model(make_backend(framework, options), info, num_labels, config.seed, work_dir)
     backend.set_train_mode(config.dropout)  # dropout off, or on with the same masks in both frameworks
     backend.build_optimizer(OptimizerConfig(
@@ -85,11 +85,13 @@ def run_train_parity(config: TrainParityConfig) -> dict:
     task = get_task(config.task)
     info = inspect_model_dir(config.model)
     check_head(info, task.num_labels, task.name)
-    if config.lora_settings() is not None:
-        plan_for_checkpoint(info.config, task.num_labels, config.lora_settings())
+    if config.peft_settings() is not None:
+        plan_for_checkpoint(info.config, task.num_labels, config.peft_settings())
     train = load_glue_data(task, DataSource(data_dir=config.data_dir)).train.head(config.steps * config.batch_size)
     tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
-    features = tokenize_split(train, tokenizer, info.fit_max_length(config.max_length, DEFAULT_MAX_LENGTH))
+    max_length = info.fit_max_length(config.max_length, DEFAULT_MAX_LENGTH,
+                                     reserved=virtual_tokens(config.peft_settings()))
+    features = tokenize_split(train, tokenizer, max_length)
     batches = parity_batches(features, config.steps, config.batch_size, config.seed, tokenizer.pad_token_id)
     with tempfile.TemporaryDirectory(prefix="paddleport-parity-") as temporary:
         work_dir = Path(config.work_dir or temporary)

@@ -25,7 +25,7 @@ from paddleport.glue_runners.metrics import predictions_from_logits
 from paddleport.glue_runners.reporting import peak_rss_mb, plot_curves, summary_text, write_json
 from paddleport.glue_runners.tasks import GlueTask, get_task
 from paddleport.glue_runners.trainer import TRAIN_LOG_FILE, EvalSet, Trainer, TrainingPlan
-from paddleport.peft.lora import LoraOptions, plan_for_checkpoint
+from paddleport.peft.methods import PeftOptions, plan_for_checkpoint, virtual_tokens
 
 FRAMEWORKS = ("torch", "paddle")
 RUN_CONFIG_FILE = "run_config.json"
@@ -38,14 +38,15 @@ Result = TypeVar("Result")
 RESUME_KEYS = ("framework", "task", "model", "max_train_samples", "max_length", "batch_size", "lr", "epochs",
                "max_steps", "warmup_ratio", "weight_decay", "seed", "grad_accum", "max_grad_norm", "amp",
                "group_by_length", "dropout_masks", "peft", "lora_r", "lora_alpha", "lora_dropout",
-               "lora_target_modules", "lora_bias")
+               "lora_target_modules", "lora_bias", "num_virtual_tokens", "encoder_reparameterization_type",
+               "encoder_hidden_size")
 
 
 DEFAULT_MAX_LENGTH = 128
 
 
 @dataclass
-class GlueRunConfig(LoraOptions):
+class GlueRunConfig(PeftOptions):
     """Every option of ``paddleport run-glue`` (see the CLI help for each)."""
 
     framework: str
@@ -133,7 +134,7 @@ def validate_options(config: GlueRunConfig, launch: LaunchInfo | None = None) ->
                                                    f"({', '.join(_task_metrics(task))})")
     check_distributed_options(config.framework, launch or detect_launch(), config.sharding, config.device,
                               config.amp, config.batch_size)
-    config.lora_settings()
+    config.peft_settings()
     return task
 
 
@@ -358,9 +359,10 @@ def _run_glue(config: GlueRunConfig, launch: LaunchInfo) -> dict:
     task = validate_options(config, launch)
     info = inspect_model_dir(config.model)
     check_head(info, task.num_labels, task.name)
-    config = replace(config, max_length=info.fit_max_length(config.max_length, DEFAULT_MAX_LENGTH))
-    if config.lora_settings() is not None:  # targets, layer kinds: checked on the config, before training
-        plan_for_checkpoint(info.config, task.num_labels, config.lora_settings())
+    config = replace(config, max_length=info.fit_max_length(config.max_length, DEFAULT_MAX_LENGTH,
+                                                            reserved=virtual_tokens(config.peft_settings())))
+    if config.peft_settings() is not None:  # what the method needs of the model: checked before training
+        plan_for_checkpoint(info.config, task.num_labels, config.peft_settings())
     data = load_run_data(config, task)
     tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
     with output_dir_lock(config, launch):
@@ -392,7 +394,7 @@ def start_backend(config: GlueRunConfig, launch: LaunchInfo) -> Backend:
     has checked it; the global batch is announced."""
     options = BackendOptions(config.device, config.amp, config.gradient_checkpointing,
                              launch=launch, sharding=config.sharding, dropout_masks=config.dropout_masks,
-                             lora=config.lora_settings())
+                             peft=config.peft_settings())
     backend = make_backend(config.framework, options)  # checks the device
     backend.barrier()
     if backend.is_main and not config.resume:

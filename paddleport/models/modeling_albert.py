@@ -148,9 +148,10 @@ class AlbertModel(AlbertPreTrainedModel):
         self.pooler = Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
         self.pooler_activation = nn.Tanh() if add_pooling_layer else None
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, output_attentions=False):
-        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
+        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
+                                           inputs_embeds=inputs_embeds)
         mask = layer_attention_mask(attention_mask, embedding_output.dtype, self.config.num_attention_heads)
         sequence_output, hidden_states, attentions = self.encoder(
             embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
@@ -209,11 +210,11 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         self.dropout = Dropout(config.classifier_dropout_prob)
         self.classifier = Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         outputs = self.albert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                               position_ids=position_ids, output_hidden_states=output_hidden_states,
-                              output_attentions=output_attentions)
+                              output_attentions=output_attentions, inputs_embeds=inputs_embeds)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,

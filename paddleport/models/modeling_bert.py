@@ -45,13 +45,15 @@ class BertEmbeddings(nn.Layer):
         self.LayerNorm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids, token_type_ids=None, position_ids=None):
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
+        # inputs_embeds (as transformers): word vectors given instead of ids, e.g. with prompt-tuning's virtual tokens
+        words = self.embed_words(input_ids) if inputs_embeds is None else inputs_embeds
         if position_ids is None:
-            position_ids = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0)
+            position_ids = paddle.arange(words.shape[1], dtype="int64").unsqueeze(0)
         if token_type_ids is None:
-            token_type_ids = paddle.zeros_like(input_ids)
-        embeddings = (self.embed_words(input_ids) + self.position_embeddings(position_ids)
-                      + self.token_type_embeddings(token_type_ids))
+            ids = input_ids if inputs_embeds is None else inputs_embeds[:, :, 0]
+            token_type_ids = paddle.zeros_like(ids, dtype="int64")
+        embeddings = words + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(embeddings))
 
     def embed_words(self, input_ids):
@@ -190,9 +192,10 @@ class BertModel(BertPreTrainedModel):
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, output_attentions=False):
-        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
+        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
+                                           inputs_embeds=inputs_embeds)
         mask = layer_attention_mask(attention_mask, embedding_output.dtype, self.config.num_attention_heads)
         sequence_output, hidden_states, attentions = self.encoder(
             embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
@@ -216,11 +219,11 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.dropout = Dropout(classifier_dropout(config))
         self.classifier = Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                             position_ids=position_ids, output_hidden_states=output_hidden_states,
-                            output_attentions=output_attentions)
+                            output_attentions=output_attentions, inputs_embeds=inputs_embeds)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,

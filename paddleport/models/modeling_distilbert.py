@@ -54,13 +54,16 @@ class Embeddings(nn.Layer):
         self.LayerNorm = LayerNorm(config.dim, epsilon=LAYER_NORM_EPS)
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, input_ids, position_ids=None):
+    def forward(self, input_ids=None, position_ids=None, inputs_embeds=None):
+        if inputs_embeds is None:
+            embedded = self.word_embeddings(input_ids)
+            # torch's padding_idx: the pad row gets no gradient
+            embedded = paddle.where((input_ids == self.word_embeddings.padding_row).unsqueeze(-1), embedded.detach(),
+                                    embedded)
+        else:  # as transformers: word vectors given instead of ids (prompt-tuning's virtual tokens)
+            embedded = inputs_embeds
         if position_ids is None:
-            position_ids = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0)
-        embedded = self.word_embeddings(input_ids)
-        # torch's padding_idx: the pad row gets no gradient
-        embedded = paddle.where((input_ids == self.word_embeddings.padding_row).unsqueeze(-1), embedded.detach(),
-                                embedded)
+            position_ids = paddle.arange(embedded.shape[1], dtype="int64").unsqueeze(0)
         return self.dropout(self.LayerNorm(embedded + self.position_embeddings(position_ids)))
 
 
@@ -157,9 +160,9 @@ class DistilBertModel(DistilBertPreTrainedModel):
         self.embeddings = Embeddings(config)
         self.transformer = Transformer(config)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, output_hidden_states=False,
-                output_attentions=False):
-        embeddings = self.embeddings(input_ids, position_ids=position_ids)
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, output_hidden_states=False,
+                output_attentions=False, inputs_embeds=None):
+        embeddings = self.embeddings(input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
         mask = layer_attention_mask(attention_mask, embeddings.dtype, self.config.n_heads)
         hidden_state, hidden_states, attentions = self.transformer(
             embeddings, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
@@ -199,10 +202,11 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
         self.classifier = Linear(config.dim, config.num_labels)
         self.dropout = Dropout(config.seq_classif_dropout)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, labels=None, output_hidden_states=False,
-                output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, labels=None, output_hidden_states=False,
+                output_attentions=False, inputs_embeds=None):
         outputs = self.distilbert(input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                  output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+                                  output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                                  inputs_embeds=inputs_embeds)
         pooled_output = F.relu(self.pre_classifier(outputs.last_hidden_state[:, 0]))
         logits = self.classifier(self.dropout(pooled_output))
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)

@@ -94,9 +94,10 @@ class ElectraModel(ElectraPreTrainedModel):
             self.embeddings_project = Linear(config.embedding_size, config.hidden_size)
         self.encoder = ElectraEncoder(config)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, output_attentions=False):
-        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
+        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
+                                           inputs_embeds=inputs_embeds)
         if hasattr(self, "embeddings_project"):
             embedding_output = self.embeddings_project(embedding_output)
         mask = layer_attention_mask(attention_mask, embedding_output.dtype, self.config.num_attention_heads)
@@ -155,11 +156,11 @@ class ElectraForSequenceClassification(ElectraPreTrainedModel):
         self.electra = ElectraModel(config)
         self.classifier = ElectraClassificationHead(config)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         outputs = self.electra(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                position_ids=position_ids, output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions)
+                               output_attentions=output_attentions, inputs_embeds=inputs_embeds)
         logits = self.classifier(outputs.last_hidden_state)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,

@@ -44,12 +44,17 @@ class RobertaEmbeddings(BertEmbeddings):
         self.padding_idx = config.pad_token_id
         self.position_embeddings.padding_row = config.pad_token_id  # torch's padding_idx: zero at init
 
-    def forward(self, input_ids, token_type_ids=None, position_ids=None):
-        if position_ids is None:
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
+        words = self.embed_words(input_ids) if inputs_embeds is None else inputs_embeds
+        if position_ids is None and inputs_embeds is None:
             position_ids = create_position_ids_from_input_ids(input_ids, self.padding_idx)
+        elif position_ids is None:  # transformers: no ids to find the padding in, so every position counts
+            start = self.padding_idx + 1
+            position_ids = paddle.arange(start, start + words.shape[1], dtype="int64").unsqueeze(0)
         if token_type_ids is None:
-            token_type_ids = paddle.zeros_like(input_ids)
-        embeddings = (self.embed_words(input_ids) + self.token_type_embeddings(token_type_ids)
+            ids = input_ids if inputs_embeds is None else inputs_embeds[:, :, 0]
+            token_type_ids = paddle.zeros_like(ids, dtype="int64")
+        embeddings = (words + self.token_type_embeddings(token_type_ids)
                       + self.embed_positions(position_ids))
         return self.dropout(self.LayerNorm(embeddings))
 
@@ -81,9 +86,10 @@ class RobertaModel(RobertaPreTrainedModel):
         self.encoder = RobertaEncoder(config)
         self.pooler = RobertaPooler(config) if add_pooling_layer else None
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, output_attentions=False):
-        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
+        embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
+                                           inputs_embeds=inputs_embeds)
         mask = layer_attention_mask(attention_mask, embedding_output.dtype, self.config.num_attention_heads)
         sequence_output, hidden_states, attentions = self.encoder(
             embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
@@ -154,11 +160,11 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
         self.roberta = RobertaModel(config, add_pooling_layer=False)
         self.classifier = RobertaClassificationHead(config)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         outputs = self.roberta(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                position_ids=position_ids, output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions)
+                               output_attentions=output_attentions, inputs_embeds=inputs_embeds)
         logits = self.classifier(outputs.last_hidden_state)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,

@@ -44,9 +44,12 @@ def _register_compare(subparsers) -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--json", type=Path, dest="json_path", help="write the report as JSON here")
-    parser.add_argument("--hf-adapter", type=Path, help="peft LoRA directory applied to HF_DIR (transformers + peft)")
+    parser.add_argument("--hf-adapter", type=Path,
+                        help="peft adapter directory (LoRA, prompt tuning, p-tuning) applied to HF_DIR (transformers + "
+                             "peft)")
     parser.add_argument("--paddle-adapter", type=Path,
-                        help="LoRA directory (either layout) applied to PADDLE_DIR (paddleport's LoRA layers)")
+                        help="the same kind of adapter directory (either layout) applied to PADDLE_DIR (paddleport's "
+                             "adapter layers)")
     parser.set_defaults(func=run_compare)
 
 

@@ -68,8 +68,9 @@ def compare_models(
 ) -> ParityReport:
     """Run both models on the same real inputs and report per-tensor differences (see module doc).
 
-    With ``hf_adapter`` / ``paddle_adapter`` (peft LoRA directories), the compared models are the bases with
-    their adapters applied: transformers + peft against paddleport's model with its LoRA layers."""
+    With ``hf_adapter`` / ``paddle_adapter`` (peft adapter directories: LoRA, prompt tuning, p-tuning), the compared
+    models are the bases with their adapters applied: transformers + peft against paddleport's model with its adapter
+    layers (per-token outputs then include the virtual tokens a prompt-learning adapter prepends)."""
     pair = check_pair(hf_dir, paddle_dir)
     if architecture_of_class(pair.architecture).task_of(pair.architecture) == "multiple_choice":
         raise PaddleportError(hf_dir, f"{pair.architecture} takes [batch, choices, seq] inputs; compare feeds "
@@ -79,20 +80,22 @@ def compare_models(
     max_length = _checked_max_length(pair, max_length)
     encoded = load_parity_batches(hf_dir, inputs, batch_size=batch_size, max_length=max_length, limit=limit, seed=seed)
     with contextlib.ExitStack() as stack:
-        rules = None  # the conversion table's
+        rules, virtual_tokens = None, 0  # the conversion table's rules; no virtual tokens
         if hf_adapter is None and paddle_adapter is None:
             torch_model, paddle_model = load_torch_model(pair), load_paddle_model(pair)
         else:
-            torch_model, paddle_model = _load_adapted_pair(pair, hf_adapter, paddle_adapter, grad, stack)
-            pair.architecture = type(paddle_model).__name__
-            rules = PEFT_RULES
+            from paddleport.peft import methods
+
+            torch_model, paddle_model, plan = _load_adapted_pair(pair, hf_adapter, paddle_adapter, grad, stack)
+            pair.architecture = type(methods.framework_module(plan, "paddle").inner_model(paddle_model)).__name__
+            rules, virtual_tokens = peft_rules(plan), methods.virtual_tokens(plan.settings)
         return _compare_loaded(pair, torch_model, paddle_model, encoded, atol=atol, grad=grad, dtype=dtype,
-                               device=device, seed=seed, rules=rules)
+                               device=device, seed=seed, rules=rules, virtual_tokens=virtual_tokens)
 
 
 def _load_adapted_pair(pair: CheckpointPair, hf_adapter, paddle_adapter, grad: bool, stack: contextlib.ExitStack):
-    """transformers + peft with ``hf_adapter`` on the HF base, paddleport + LoRA with ``paddle_adapter`` on the
-    Paddle base (each adapter in either layout)."""
+    """transformers + peft with ``hf_adapter`` on the HF base, paddleport's adapter layers with ``paddle_adapter`` on
+    the Paddle base (each adapter in either layout); and the Paddle adapter's plan."""
     import tempfile
 
     from paddleport.peft.adapters import load_adapted_model
@@ -101,15 +104,28 @@ def _load_adapted_pair(pair: CheckpointPair, hf_adapter, paddle_adapter, grad: b
         raise PaddleportError("--hf-adapter" if hf_adapter is None else "--paddle-adapter",
                               "adapters are compared in pairs: give both --hf-adapter and --paddle-adapter")
     if grad:
-        raise PaddleportError("--grad", "gradients of adapted models are compared by train-parity --peft lora")
+        raise PaddleportError("--grad", "gradients of adapted models are compared by train-parity --peft")
     work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="paddleport-compare-")))
-    torch_model, _ = load_adapted_model(Path(hf_adapter), pair.hf_dir, "torch", work / "torch")
-    paddle_model, _ = load_adapted_model(Path(paddle_adapter), pair.paddle_dir, "paddle", work / "paddle")
-    return torch_model, paddle_model
+    torch_model, torch_plan = load_adapted_model(Path(hf_adapter), pair.hf_dir, "torch", work / "torch")
+    paddle_model, plan = load_adapted_model(Path(paddle_adapter), pair.paddle_dir, "paddle", work / "paddle")
+    if torch_plan.settings != plan.settings:
+        raise PaddleportError("--paddle-adapter", f"is another adapter than --hf-adapter ({plan.settings} vs "
+                                                  f"{torch_plan.settings})")
+    return torch_model, paddle_model, plan
+
+
+def peft_rules(plan) -> list:
+    """The engine's rules pairing peft's adapted model with paddleport's: a LoRA PeftModel holds the transformers
+    model as ``base_model.model`` (paddleport's LoRA layers keep peft's names below it); a prompt-learning one holds
+    it as ``base_model``, as paddleport's wrapper does (same names: no rule)."""
+    from paddleport.peft.lora import LoraPlan
+
+    return PEFT_RULES if isinstance(plan, LoraPlan) else []
 
 
 def _compare_loaded(pair: CheckpointPair, torch_model, paddle_model, encoded: EncodedBatches, *, atol: float,
-                    grad: bool, dtype: str, device: str, seed: int, rules: list | None = None) -> ParityReport:
+                    grad: bool, dtype: str, device: str, seed: int, rules: list | None = None,
+                    virtual_tokens: int = 0) -> ParityReport:
     """The two loaded models through the porting engine, matched by the conversion table's rules
     (``rules`` for models outside it: adapted ones)."""
     from paddleport.parity.porting.engine import ModelPair
@@ -118,7 +134,7 @@ def _compare_loaded(pair: CheckpointPair, torch_model, paddle_model, encoded: En
     with exact_float32_matmuls(device):
         _prepare(torch_model, paddle_model, dtype, device)
         models = ModelPair(torch_model, paddle_model, table_rules(pair) if rules is None else rules)
-        tensors = forward_diffs(models, encoded, expected, pair.input_names)
+        tensors = forward_diffs(models, encoded, expected, pair.input_names, virtual_tokens)
         grad_report = None
         if grad:
             grad_report = gradient_diffs(models, pair, encoded.batches[0], atol=atol, seed=seed)
@@ -191,12 +207,14 @@ def _prepare(torch_model, paddle_model, dtype: str, device: str) -> None:
 # --- forward ---------------------------------------------------------------------------------
 
 def forward_diffs(models, encoded: EncodedBatches, expected: dict[str, str],
-                  input_names: tuple[str, ...]) -> list[TensorDiff]:
+                  input_names: tuple[str, ...], virtual_tokens: int = 0) -> list[TensorDiff]:
     """Per-tensor differences over every batch, in forward order: the engine records both models' outputs and
     the pooler's (the only modules watched), each output compared at the positions its meaning keeps.
 
     ``expected`` (``outputs.compared_outputs``) names every tensor to compare and whether it is per token or per
     sequence; an output missing from either framework, or one not expected, is an error, never a silent skip.
+    ``virtual_tokens``: the models prepend that many attended tokens (a prompt-learning adapter), which the
+    per-token outputs hold in front of the text's.
     """
     from paddleport.parity.porting.engine import record_paddle, record_torch
 
@@ -212,8 +230,10 @@ def forward_diffs(models, encoded: EncodedBatches, expected: dict[str, str],
                 raise PaddleportError(None, f"the {framework} model produced {', '.join(named)}; expected "
                                             f"{', '.join(expected)}")
         for name, level in expected.items():
-            diffs[name].update(ours[name], reference[name], compared_positions(level, batch["attention_mask"]),
-                               batch=index)
+            mask = batch["attention_mask"]
+            if virtual_tokens:
+                mask = np.concatenate([np.ones((mask.shape[0], virtual_tokens), mask.dtype), mask], axis=1)
+            diffs[name].update(ours[name], reference[name], compared_positions(level, mask), batch=index)
     return list(diffs.values())
 
 

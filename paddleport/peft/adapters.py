@@ -12,8 +12,11 @@ import numpy as np
 from paddleport.core.tensor_io import PADDLE_FORMAT_TAG, SafetensorsSource, write_safetensors_stream
 from paddleport.errors import PaddleportError
 from paddleport.fsutil import atomic_directory, check_output_target
-from paddleport.peft.lora import (ADAPTER_WEIGHTS, SAVED_PREFIX, check_adapter_fits, plan_for_checkpoint,
-                                  read_adapter_settings, transform_of_adapter_key)
+from paddleport.peft.lora import ADAPTER_WEIGHTS, SAVED_PREFIX, check_adapter_fits
+from paddleport.peft.methods import (framework_module, plan_for_checkpoint, read_adapter_settings,
+                                     transform_of_adapter_key)
+from paddleport.peft.prompt import SAVED_PREFIX as PROMPT_SAVED_PREFIX
+from paddleport.peft.prompt import PromptSettings
 
 HF_FORMAT_TAG = "pt"
 FRAMEWORKS = ("torch", "paddle")
@@ -45,7 +48,7 @@ def convert_adapter(src: str | Path, out: str | Path, *, to: str, force: bool = 
     src, out = Path(src), Path(out)
     if to not in ("paddle", "hf"):
         raise PaddleportError("--to", f"a peft adapter converts with --to paddle or hf, not {to!r}")
-    read_adapter_settings(src)  # a LoRA adapter paddleport implements
+    settings = read_adapter_settings(src)  # an adapter paddleport implements
     check_output_target(out, reads_from=[src])
     if out.exists() and not force:
         raise PaddleportError(out, "output already exists (pass --force to replace it)")
@@ -55,7 +58,7 @@ def convert_adapter(src: str | Path, out: str | Path, *, to: str, force: bool = 
                                                      f"-layout tensors (use --to {'hf' if to == 'paddle' else 'paddle'})")
     with SafetensorsSource([src / ADAPTER_WEIGHTS]) as source:
         names = source.names()
-        transforms = {name: transform_of_adapter_key(name) for name in names}
+        transforms = {name: transform_of_adapter_key(settings, name) for name in names}
         plan = [(name, source.dtype(name), tuple(source.shape(name)) if transforms[name] is None
                  else transforms[name].paddle_shape(tuple(source.shape(name)))) for name in names]
 
@@ -77,9 +80,13 @@ def convert_adapter(src: str | Path, out: str | Path, *, to: str, force: bool = 
 
 def adapter_num_labels(adapter_dir: Path, base_config: dict) -> int:
     """Label count of the adapter's classifier (modules_to_save), else the base model's."""
+    from paddleport.registry import architecture
+
+    labels = architecture(base_config.get("model_type"), "config.json").labels_parameter
     with SafetensorsSource([Path(adapter_dir) / ADAPTER_WEIGHTS]) as source:
-        if SAVED_PREFIX + "classifier.bias" in source.names():
-            return int(source.shape(SAVED_PREFIX + "classifier.bias")[0])
+        for key in (SAVED_PREFIX + labels, PROMPT_SAVED_PREFIX + labels):  # LoRA's, prompt learning's
+            if key in source.names():
+                return int(source.shape(key)[0])
     return len(base_config.get("id2label") or {}) or int(base_config.get("num_labels", 2))
 
 
@@ -98,7 +105,7 @@ def _base_in_layout(base_dir: Path, framework: str, work: Path) -> Path:
 
 def load_adapted_model(adapter_dir: Path, base_dir: Path, framework: str, work: Path):
     """The base model (sequence classification, the adapter's label count) with the adapter applied, eval mode:
-    a peft model (torch) or paddleport's model with LoRA layers (Paddle). Returns (model, plan)."""
+    a peft model (torch) or paddleport's model with its adapter layers (Paddle). Returns (model, plan)."""
     from paddleport.glue_runners.checkpoint_info import inspect_model_dir
 
     settings = read_adapter_settings(adapter_dir)
@@ -109,11 +116,11 @@ def load_adapted_model(adapter_dir: Path, base_dir: Path, framework: str, work: 
         shapes = {name: tuple(source.shape(name)) for name in source.names()}
     check_adapter_fits(plan, shapes, adapter_layout(adapter_dir), Path(adapter_dir) / ADAPTER_WEIGHTS)
     base = _base_in_layout(Path(base_dir), framework, work)
+    module = framework_module(plan, framework)
     if framework == "torch":
         import transformers
 
         from paddleport.parity.loading import quiet_transformers
-        from paddleport.peft import torch_lora
 
         quiet_transformers()
         adapter = adapter_dir
@@ -121,20 +128,19 @@ def load_adapted_model(adapter_dir: Path, base_dir: Path, framework: str, work: 
             adapter = work / "adapter"
             convert_adapter(adapter_dir, adapter, to="hf", force=True)
         model = transformers.AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=num_labels)
-        adapted = torch_lora.apply_lora(model, plan)
-        torch_lora.load_adapter_weights(adapted, plan, adapter)
+        adapted = module.apply(model, plan)
+        module.load_adapter_weights(adapted, plan, adapter)
         return adapted.eval(), plan
     import logging
 
     from paddleport.models import AutoModelForSequenceClassification
-    from paddleport.peft import paddle_lora
 
     logging.getLogger("paddleport.models").setLevel(logging.ERROR)  # the classifier comes from the adapter
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=num_labels)
-    paddle_lora.apply_lora(model, plan)
-    paddle_lora.load_adapter_weights(model, plan, adapter_dir)
-    model.eval()
-    return model, plan
+    adapted = module.apply(model, plan)
+    module.load_adapter_weights(adapted, plan, adapter_dir)
+    adapted.eval()
+    return adapted, plan
 
 
 def merge_adapter(adapter_dir: str | Path, base_dir: str | Path, out: str | Path, *, framework: str = "torch",
@@ -142,7 +148,9 @@ def merge_adapter(adapter_dir: str | Path, base_dir: str | Path, out: str | Path
     """The base model with the adapter (either layout) folded into its weights, saved as a plain checkpoint of
     ``framework``, which converts like any other."""
     adapter_dir, base_dir, out = Path(adapter_dir), Path(base_dir), Path(out)
-    read_adapter_settings(adapter_dir)
+    if isinstance(read_adapter_settings(adapter_dir), PromptSettings):
+        raise PaddleportError(adapter_dir, "holds virtual tokens (prompt tuning / p-tuning), which extend the input: "
+                                           "there are no weights to merge them into")
     if framework not in FRAMEWORKS:
         raise PaddleportError("--framework", f"must be torch or paddle, not {framework!r}")
     check_output_target(out, reads_from=[adapter_dir, base_dir])

@@ -29,7 +29,6 @@ from paddleport.convert.table import ParamSpec
 from paddleport.convert.transforms import LINEAR_WEIGHT, Transform
 from paddleport.errors import PaddleportError
 
-PEFT_METHODS = ("none", "lora")
 BIAS_MODES = ("none", "all", "lora_only")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -98,8 +97,8 @@ UNSUPPORTED_OPTIONS = {"use_dora": False, "rank_pattern": {}, "alpha_pattern": {
                        "use_qalora": False, "alora_invocation_tokens": None}
 
 
-def read_adapter_settings(adapter_dir: Path) -> LoraSettings:
-    """The LoRA settings of an adapter directory; other PEFT types and unimplemented LoRA options are errors."""
+def read_adapter_config(adapter_dir: Path) -> tuple[dict, Path]:
+    """``adapter_config.json`` of an adapter directory, parsed, and its path."""
     path = Path(adapter_dir) / ADAPTER_CONFIG
     if not path.is_file():
         raise PaddleportError(adapter_dir, f"has no {ADAPTER_CONFIG} (not a peft adapter directory)")
@@ -107,8 +106,13 @@ def read_adapter_settings(adapter_dir: Path) -> LoraSettings:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise PaddleportError(path, f"is not valid JSON ({error})") from None
-    if config.get("peft_type") != "LORA":
-        raise PaddleportError(path, f"peft_type {config.get('peft_type')!r} is not supported (only LORA)")
+    if not isinstance(config, dict):
+        raise PaddleportError(path, "is not a JSON object")
+    return config, path
+
+
+def lora_settings_from_config(config: dict, path: Path) -> LoraSettings:
+    """The LoRA settings of a LORA ``adapter_config.json``; unimplemented LoRA options are errors."""
     for key, default in UNSUPPORTED_OPTIONS.items():
         if config.get(key, default) not in (default, [], {}) and config.get(key) is not None:
             raise PaddleportError(path, f"option {key}={config[key]!r} is not supported by paddleport")
@@ -144,6 +148,15 @@ def matches_target(module: str, targets: tuple[str, ...] | str) -> bool:
     if isinstance(targets, str):
         return re.fullmatch(targets, module) is not None
     return any(module == target or module.endswith("." + target) for target in targets)
+
+
+def saved_by_peft(parameter_name: str, modules_to_save) -> bool:
+    """peft's modules_to_save rule: the parameter lies in a module whose name ends with one of the names, as a plain
+    string (DistilBERT's ``pre_classifier`` ends with ``classifier``), children included (RoBERTa's
+    ``classifier.dense``)."""
+    parts = parameter_name.split(".")[:-1]
+    modules = [".".join(parts[:end]) for end in range(1, len(parts) + 1)]
+    return any(module.endswith(name) for module in modules for name in modules_to_save)
 
 
 @dataclass(frozen=True)
@@ -222,17 +235,15 @@ def plan_lora(config: dict, architecture: str, settings: LoraSettings) -> LoraPl
             raise PaddleportError("--peft", f"LoRA cannot wrap {module} of {architecture}: it is a "
                                             f"{weights[module].transform.name.split('_')[0]} layer, not a Linear "
                                             "(paddleport's LoRA and its conversion cover Linear layers only)")
-        if any(matches_target(module, (name,)) for name in settings.modules_to_save):
+        if saved_by_peft(weights[module].hf_name, settings.modules_to_save):
             raise PaddleportError("--lora-target-modules", f"{module} is also in modules_to_save")
-    saved_modules = {module for module in weights if any(matches_target(module, (name,))
-                                                         for name in settings.modules_to_save)}
     params = []
     wrapped_set = set(wrapped)
     for spec in specs:
         module, leaf = _module_of(spec.hf_name)
         is_wrapped = module in wrapped_set
         paddle_name = f"{module}.base_layer.{leaf}" if is_wrapped else spec.paddle_name
-        if module in saved_modules:
+        if saved_by_peft(spec.hf_name, settings.modules_to_save):
             trainable, saved_key = True, SAVED_PREFIX + spec.hf_name
         elif leaf == "bias" and (settings.bias == "all" or (settings.bias == "lora_only" and is_wrapped)):
             trainable = True
@@ -284,49 +295,9 @@ def check_adapter_fits(plan: LoraPlan, stored: dict[str, tuple[int, ...]], layou
             raise PaddleportError(where, f"is an adapter for another base model: {key} has shape {tuple(shape)}, "
                                          f"this base model needs {tuple(want)}")
     present = {canonical_name(key) for key in stored}
-    missing = [param.saved_key for param in expected.values() if param.name not in present]
+    missing = [key for key, param in expected.items() if key not in stored and param.name not in present]
     if missing:
         raise PaddleportError(where, f"lacks {len(missing)} tensors of this adapter: {', '.join(missing[:4])}")
-
-
-def settings_from_options(method: str, r: int, alpha: float, dropout: float, target_modules: str, bias: str
-                          ) -> LoraSettings | None:
-    """``--peft METHOD --lora-*`` -> LoRA settings (None for ``--peft none``), checked."""
-    if method not in PEFT_METHODS:
-        raise PaddleportError("--peft", f"unknown method {method!r}; choose one of {', '.join(PEFT_METHODS)}")
-    if method == "none":
-        return None
-    return LoraSettings(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=parse_target_modules(target_modules),
-                        bias=bias).check()
-
-
-@dataclass(kw_only=True)
-class LoraOptions:
-    """``--peft`` and ``--lora-*`` as run-glue and train-parity take them (their configs inherit these fields)."""
-
-    peft: str = "none"  # "lora": train a LoRA adapter (paddleport.peft), saved in peft's layout
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.1
-    lora_target_modules: str = "query,value"
-    lora_bias: str = "none"
-
-    def lora_settings(self) -> LoraSettings | None:
-        return settings_from_options(self.peft, self.lora_r, self.lora_alpha, self.lora_dropout,
-                                     self.lora_target_modules, self.lora_bias)
-
-
-def sequence_classification_class(config: dict) -> str:
-    """The sequence-classification class of ``config``'s model type (what run-glue trains)."""
-    from paddleport.registry import architecture
-
-    return architecture(config.get("model_type"), "config.json").class_name("sequence_classification")
-
-
-def plan_for_checkpoint(config: dict, num_labels: int, settings: LoraSettings) -> LoraPlan:
-    """The plan for ``config``'s sequence-classification model with ``num_labels`` labels."""
-    config = {key: value for key, value in config.items() if key not in ("id2label", "label2id")}
-    return plan_lora(config | {"num_labels": num_labels}, sequence_classification_class(config), settings)
 
 
 def _rule_patterns():

@@ -70,7 +70,7 @@ def _parent_and_leaf(model: nn.Layer, name: str) -> tuple[nn.Layer, str]:
     return parent, leaf
 
 
-def apply_lora(model: nn.Layer, plan: LoraPlan) -> nn.Layer:
+def apply(model: nn.Layer, plan: LoraPlan) -> nn.Layer:
     """Wrap the planned modules of ``model`` in place and set which parameters train (as peft marks them)."""
     settings = plan.settings
     for module in plan.wrapped:
@@ -88,6 +88,11 @@ def apply_lora(model: nn.Layer, plan: LoraPlan) -> nn.Layer:
     if names != {param.paddle_name for param in plan.params}:
         unexpected = sorted(names ^ {param.paddle_name for param in plan.params})
         raise PaddleportError(None, f"the adapted model and its LoRA plan disagree on {', '.join(unexpected[:4])}")
+    return model
+
+
+def inner_model(model: nn.Layer) -> nn.Layer:
+    """The model whose sub-layer names are the Hugging Face ones (LoRA adapts it in place)."""
     return model
 
 

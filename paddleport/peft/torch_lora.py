@@ -17,7 +17,7 @@ def lora_config(settings: LoraSettings):
                            use_rslora=settings.use_rslora, task_type="SEQ_CLS")
 
 
-def apply_lora(model, plan: LoraPlan):
+def apply(model, plan: LoraPlan):
     """``peft.get_peft_model`` with the plan's settings; checks peft trains exactly the planned parameters."""
     import peft
 
@@ -28,6 +28,12 @@ def apply_lora(model, plan: LoraPlan):
         raise PaddleportError(None, f"peft and paddleport's LoRA plan train different parameters: "
                                     f"{', '.join(sorted(trainable ^ planned)[:4])}")
     return adapted
+
+
+def save_adapter(adapted, plan: LoraPlan, directory: Path, base_model: str | None) -> None:
+    """peft's adapter directory (adapter_config.json + adapter_model.safetensors)."""
+    adapted.peft_config["default"].base_model_name_or_path = base_model
+    adapted.save_pretrained(str(directory))
 
 
 def inner_model(adapted):

@@ -13,7 +13,7 @@ import numpy as np
 from paddleport.dropout_masks import DropoutMaskStream
 from paddleport.errors import PaddleportError
 from paddleport.glue_runners.distributed import LaunchInfo
-from paddleport.peft.lora import LoraPlan, LoraSettings, plan_lora
+from paddleport.peft.methods import PeftPlan, PeftSettings, plan_peft
 from paddleport.glue_runners.training_state import derived_seed
 
 AMP_MODES = ("none", "bf16", "fp16")
@@ -38,7 +38,7 @@ class BackendOptions:
     launch: LaunchInfo = field(default_factory=LaunchInfo)  # a torchrun / paddle.distributed.launch process
     sharding: str = "none"  # one of distributed.SHARDING_MODES (checked before the backend is made)
     dropout_masks: str = "native"  # one of dropout_masks.MODES: "native", or "shared" with the other framework
-    lora: LoraSettings | None = None  # train a LoRA adapter (paddleport.peft) instead of the whole model
+    peft: PeftSettings | None = None  # train an adapter (paddleport.peft.methods) instead of the whole model
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -71,7 +71,7 @@ class Backend(ABC):
     """
 
     name: str
-    lora: LoraPlan | None = None  # set by load_model when training a LoRA adapter
+    peft: PeftPlan | None = None  # set by load_model when training an adapter
 
     def __init__(self, options: BackendOptions):
         self.options = options
@@ -132,20 +132,21 @@ class Backend(ABC):
         """Leave the process group (end of a distributed run)."""
 
     # -- model ---------------------------------------------------------------------------------
-    def lora_plan(self, model_dir: Path, num_labels: int, class_name: str) -> LoraPlan | None:
-        """The LoRA plan for the loaded model (None without ``options.lora``); both frameworks use the same one."""
-        if self.options.lora is None:
+    def peft_plan(self, model_dir: Path, num_labels: int, class_name: str) -> PeftPlan | None:
+        """The adapter's plan for the loaded model (None without ``options.peft``); both frameworks use the same
+        one."""
+        if self.options.peft is None:
             return None
         import json
 
         config = json.loads((Path(model_dir) / "config.json").read_text())
         config = {key: value for key, value in config.items() if key not in ("id2label", "label2id")}
-        return plan_lora(config | {"num_labels": num_labels}, class_name, self.options.lora)
+        return plan_peft(config | {"num_labels": num_labels}, class_name, self.options.peft)
 
     def trainable_parameter_count(self) -> int:
-        """Elements the optimizer updates: every parameter, or a LoRA adapter's."""
+        """Elements the optimizer updates: every parameter, or an adapter's."""
         shapes = self.parameter_shapes()
-        names = set(shapes) if self.lora is None else {param.name for param in self.lora.trainable}
+        names = set(shapes) if self.peft is None else {param.name for param in self.peft.trainable}
         return int(sum(np.prod(shapes[name], dtype=np.int64) for name in names))
 
     @abstractmethod

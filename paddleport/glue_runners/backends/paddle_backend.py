@@ -185,13 +185,13 @@ class PaddleBackend(Backend):
             model_dir = converted
         with self._names_guard():
             self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels)
-            self.lora = self.lora_plan(model_dir, num_labels, type(self.model).__name__)
-            if self.lora is not None:
-                from paddleport.peft.paddle_lora import apply_lora
+            self.peft = self.peft_plan(model_dir, num_labels, type(self.model).__name__)
+            if self.peft is not None:
+                from paddleport.peft.methods import framework_module
 
-                apply_lora(self.model, self.lora)
-        if self.lora is not None:
-            self.specs = self.lora.by_paddle_name()
+                self.model = framework_module(self.peft, "paddle").apply(self.model, self.peft)
+        if self.peft is not None:
+            self.specs = self.peft.by_paddle_name()
         else:
             self.specs = {spec.paddle_name: spec
                           for spec in parameter_specs(self.model.config, type(self.model).__name__)}
@@ -199,9 +199,17 @@ class PaddleBackend(Backend):
         if self.mask_stream is not None:
             from paddleport.models.layers import share_dropout_masks
 
-            share_dropout_masks(self.model, self.mask_stream)
+            share_dropout_masks(self._inner_model(), self.mask_stream)  # keyed by Hugging Face module names
         if self.options.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            self._inner_model().gradient_checkpointing_enable()
+
+    def _inner_model(self):
+        """The paddleport model (an adapter may wrap it; its sub-layers keep the Hugging Face names)."""
+        if self.peft is None:
+            return self.model
+        from paddleport.peft.methods import framework_module
+
+        return framework_module(self.peft, "paddle").inner_model(self.model)
 
     def _named_parameters(self):
         for name, param in self.model.named_parameters():
@@ -223,18 +231,18 @@ class PaddleBackend(Backend):
                 param.set_value(self.paddle.to_tensor(value).astype(param.dtype))
 
     def save_model(self, directory: Path) -> None:
-        if self.lora is not None:  # peft's adapter layout, Paddle-layout tensors
-            from paddleport.peft.paddle_lora import save_adapter
+        if self.peft is not None:  # peft's adapter layout, Paddle-layout tensors
+            from paddleport.peft.methods import framework_module
 
-            save_adapter(self.model, self.lora, directory, self.base_model_dir)
+            framework_module(self.peft, "paddle").save_adapter(self.model, self.peft, directory, self.base_model_dir)
         else:
             self.model.save_pretrained(directory)
 
     def load_model_weights(self, directory: Path) -> None:
-        if self.lora is not None:
-            from paddleport.peft.paddle_lora import load_adapter_weights
+        if self.peft is not None:
+            from paddleport.peft.methods import framework_module
 
-            return load_adapter_weights(self.model, self.lora, directory)
+            return framework_module(self.peft, "paddle").load_adapter_weights(self.model, self.peft, directory)
         from paddleport.models.modeling_utils import read_paddle_state_dict
 
         self.model.load_weights(read_paddle_state_dict(Path(directory)))
@@ -272,7 +280,7 @@ class PaddleBackend(Backend):
 
     def _model_inputs(self, tensors: dict) -> dict:
         """The inputs the architecture takes (DistilBERT: no token types)."""
-        return {name: tensors[name] for name in self.model.input_names}
+        return {name: tensors[name] for name in self._inner_model().input_names}
 
     def _logits(self, tensors: dict):
         with self._autocast():

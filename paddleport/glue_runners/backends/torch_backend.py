@@ -146,31 +146,35 @@ class TorchBackend(Backend):
             model = transformers.AutoModelForSequenceClassification.from_pretrained(
                 str(model_dir), num_labels=num_labels).to(self.device)
         self.regression = num_labels == 1
-        self.lora = self.lora_plan(model_dir, num_labels, type(model).__name__)
+        self.peft = self.peft_plan(model_dir, num_labels, type(model).__name__)
         if self.options.gradient_checkpointing:
             enable = getattr(model, "activation_checkpointing_enable", None) or \
                 model.gradient_checkpointing_enable  # the transformers 5 name, else the older one
             enable()
-            if self.lora is not None:
+            if self.peft is not None:
                 model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need grads
-        if self.lora is not None:
-            from paddleport.peft.torch_lora import apply_lora
+        if self.mask_stream is not None:
+            from paddleport.glue_runners.backends.torch_dropout import share_dropout_masks
 
-            self.model = apply_lora(model, self.lora)
+            # before the adapter: peft's copies of a module_to_save (RoBERTa's classifier dropout) keep the sites of
+            # the Hugging Face names, as Paddle's unwrapped module has them
+            share_dropout_masks(model, self.mask_stream)
+        if self.peft is not None:
+            from paddleport.peft.methods import framework_module
+
+            self.model = framework_module(self.peft, "torch").apply(model, self.peft)
         else:
             self.model = model
         self.input_names = input_names_of(model.config)  # DistilBERT: no token types; ERNIE 3.0: task types
         if self.mask_stream is not None:
-            from paddleport.glue_runners.backends.torch_dropout import share_dropout_masks
-
-            share_dropout_masks(model, self.mask_stream)  # the transformers model: LoRA dropouts by module name
+            share_dropout_masks(model, self.mask_stream)  # the adapter's own dropouts (LoRA's), by module name
 
     def _named_parameters(self):
-        """Hugging Face names (canonical LoRA names when adapted) and parameters."""
-        if self.lora is not None:
-            from paddleport.peft.torch_lora import canonical_parameters
+        """Hugging Face names (canonical adapter names when adapted) and parameters."""
+        if self.peft is not None:
+            from paddleport.peft.methods import framework_module
 
-            return canonical_parameters(self.model)
+            return framework_module(self.peft, "torch").canonical_parameters(self.model)
         return self.model.named_parameters()
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -186,9 +190,10 @@ class TorchBackend(Backend):
                 params[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
     def save_model(self, directory: Path) -> None:
-        if self.lora is not None:  # a peft adapter directory (adapter_config.json + adapter_model.safetensors)
-            self.model.peft_config["default"].base_model_name_or_path = self.base_model_dir
-            self.model.save_pretrained(str(directory))
+        if self.peft is not None:  # a peft adapter directory (adapter_config.json + adapter_model.safetensors)
+            from paddleport.peft.methods import framework_module
+
+            framework_module(self.peft, "torch").save_adapter(self.model, self.peft, directory, self.base_model_dir)
         elif self._fsdp:
             state, self._gathered_model_state = self._gathered_model_state, None
             if state is None:
@@ -198,10 +203,10 @@ class TorchBackend(Backend):
             self.model.save_pretrained(str(directory))
 
     def load_model_weights(self, directory: Path) -> None:
-        if self.lora is not None:
-            from paddleport.peft.torch_lora import load_adapter_weights
+        if self.peft is not None:
+            from paddleport.peft.methods import framework_module
 
-            return load_adapter_weights(self.model, self.lora, directory)
+            return framework_module(self.peft, "torch").load_adapter_weights(self.model, self.peft, directory)
         from safetensors.torch import load_file
 
         state = load_file(str(Path(directory) / "model.safetensors"), device=str(self.device))

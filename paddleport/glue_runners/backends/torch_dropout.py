@@ -28,6 +28,13 @@ class SharedMaskDropout(nn.Dropout):
         super().__init__(p)
         self.stream, self.site = stream, site
 
+    def __deepcopy__(self, memo):
+        """A copy (peft's trainable copy of a module_to_save) draws from the same stream, the run's, at the same
+        site: the Hugging Face module name the Paddle model keeps."""
+        copied = SharedMaskDropout(self.p, self.stream, self.site)
+        copied.train(self.training)
+        return copied
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x

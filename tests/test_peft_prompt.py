@@ -1,0 +1,230 @@
+"""Prompt tuning and p-tuning in both frameworks: the adapted forward against peft's on every architecture,
+train-parity, run-glue, adapter conversion and compare, bad input (tiny seeded models)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from paddleport.data import QQP_KSHOT_DIR
+from paddleport.errors import PaddleportError
+from paddleport.glue_runners import GlueRunConfig, run_glue
+from paddleport.glue_runners.parity import TrainParityConfig, run_train_parity
+from paddleport.peft.adapters import convert_adapter, load_adapted_model, merge_adapter
+from paddleport.peft.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from paddleport.peft.methods import framework_module, plan_for_checkpoint
+from paddleport.peft.prompt import ENCODER_STATE, PROMPT_EMBEDDINGS, PromptSettings, prompt_initial_values
+from paddleport.registry import ARCHITECTURES
+from tests.fixtures import make_tiny_hf_checkpoint
+
+FRAMEWORKS = ("torch", "paddle")
+PROMPT = dict(method="prompt", num_virtual_tokens=3)
+P_TUNING_MLP = dict(method="p-tuning", num_virtual_tokens=3, encoder_hidden_size=16)
+P_TUNING_LSTM = dict(P_TUNING_MLP, encoder_reparameterization_type="LSTM")
+# Every method on several architectures, each architecture once (the forward is the same code for every method).
+VARIANT_OF = {"bert": PROMPT, "squeezebert": P_TUNING_LSTM, "roberta": P_TUNING_MLP, "xlm-roberta": PROMPT,
+              "distilbert": P_TUNING_MLP, "electra": P_TUNING_LSTM, "albert": PROMPT}
+
+
+def _inputs(model_type: str, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, 5000, size=(3, 9))
+    batch = {"input_ids": ids, "attention_mask": np.array([[1] * 9, [1] * 5 + [0] * 4, [1] * 2 + [0] * 7])}
+    if ARCHITECTURES[model_type].has_token_types:
+        batch["token_type_ids"] = np.array([[0] * 4 + [1] * 5] * 3)
+    return batch
+
+
+def _logits(model, framework: str, batch: dict[str, np.ndarray]) -> np.ndarray:
+    if framework == "torch":
+        import torch
+
+        with torch.no_grad():
+            return model(**{key: torch.tensor(value) for key, value in batch.items()}).logits.numpy()
+    import paddle
+
+    with paddle.no_grad():
+        return model(**{key: paddle.to_tensor(value) for key, value in batch.items()}).logits.numpy()
+
+
+@pytest.mark.parametrize("model_type", sorted(VARIANT_OF))
+def test_adapted_forward_equals_peft_on_every_architecture(model_type, tmp_path):
+    """Same prompt parameters in both: the Paddle wrapper computes what peft's forward computes (virtual tokens,
+    extended mask and token types, the model's positions for inputs_embeds), padding rows included."""
+    import paddle
+    import torch
+    import transformers
+
+    from paddleport.convert import convert_checkpoint
+    from paddleport.models import AutoModelForSequenceClassification
+
+    class_name = ARCHITECTURES[model_type].class_name("sequence_classification")
+    hf_dir = make_tiny_hf_checkpoint(tmp_path / "hf", class_name)
+    convert_checkpoint(hf_dir, tmp_path / "paddle", to="paddle")
+    plan = plan_for_checkpoint(json.loads((hf_dir / "config.json").read_text()), 2,
+                               PromptSettings(**VARIANT_OF[model_type]))
+    torch_model = framework_module(plan, "torch").apply(
+        transformers.AutoModelForSequenceClassification.from_pretrained(str(hf_dir)), plan).eval()
+    paddle_model = framework_module(plan, "paddle").apply(
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "paddle"), plan)
+    paddle_model.eval()
+    by_name = {param.name: param for param in plan.params}
+    torch_parameters = dict(framework_module(plan, "torch").canonical_parameters(torch_model))
+    paddle_state = paddle_model.state_dict()
+    values = prompt_initial_values({param.name: param.hf_shape for param in plan.params}, seed=3)
+    assert set(values) == {param.name for param in plan.encoder_params} and len(values) > 1 + 2 * (
+        plan.settings.method == "p-tuning")
+    with torch.no_grad():
+        for name, value in values.items():
+            torch_parameters[name].copy_(torch.from_numpy(value))
+            paddle_state[by_name[name].paddle_name].set_value(
+                paddle.to_tensor(by_name[name].transform.to_paddle(value)))
+    batch = _inputs(model_type)
+    torch_logits, paddle_logits = _logits(torch_model, "torch", batch), _logits(paddle_model, "paddle", batch)
+    assert np.abs(torch_logits - paddle_logits).max() <= 1e-5
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(str(hf_dir)).eval()
+    assert np.abs(_logits(base, "torch", batch) - torch_logits).max() > 1e-3  # the virtual tokens matter
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return make_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_bert"), "BertModel")
+
+
+@pytest.fixture(scope="module")
+def tiny_roberta(tmp_path_factory):
+    return make_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_roberta"), "RobertaForSequenceClassification")
+
+
+@pytest.mark.parametrize("model, options", [
+    ("tiny_roberta", dict(peft="prompt", num_virtual_tokens=4)),  # the classifier head's own dropout, shared
+    ("tiny_bert", dict(peft="p-tuning", num_virtual_tokens=4, encoder_reparameterization_type="LSTM",
+                       encoder_hidden_size=8)),
+])
+def test_train_parity_with_virtual_tokens(model, options, request):
+    report = run_train_parity(TrainParityConfig(model=request.getfixturevalue(model), steps=5, dropout=True, lr=1e-2,
+                                                num_threads=1, **options))
+    assert report["passed"] and report["max_loss_diff"] <= 1e-4
+    assert report["max_param_diff"] <= 1e-4
+
+
+def test_p_tuning_trains_in_both_frameworks_alike_and_saves_peft_directories(tiny_bert, tmp_path):
+    import peft
+    import transformers
+    from safetensors.numpy import load_file
+
+    options = dict(peft="p-tuning", num_virtual_tokens=4, encoder_hidden_size=16)
+    results = {}
+    for framework in FRAMEWORKS:
+        results[framework] = run_glue(GlueRunConfig(
+            framework=framework, model=tiny_bert, output_dir=tmp_path / framework, data_dir=QQP_KSHOT_DIR,
+            max_length=60, batch_size=8, epochs=1, lr=1e-2, num_threads=1, progress=False, verbose=False,
+            dropout_masks="shared", **options))
+    assert results["torch"]["trainable_parameters"] == results["paddle"]["trainable_parameters"]
+    assert abs(results["torch"]["epochs"][0]["train_loss"] - results["paddle"]["epochs"][0]["train_loss"]) <= 1e-5
+    torch_dir, paddle_dir = tmp_path / "torch" / "final_model", tmp_path / "paddle" / "final_model"
+    assert json.loads((torch_dir / ADAPTER_CONFIG).read_text())["peft_type"] == "P_TUNING"
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2)
+    peft.PeftModel.from_pretrained(base, str(torch_dir))  # a standard peft directory
+    assert (paddle_dir / ENCODER_STATE).is_file()
+    converted = tmp_path / "paddle_as_hf"
+    convert_adapter(paddle_dir, converted, to="hf")
+    by_torch, by_paddle = load_file(str(torch_dir / ADAPTER_WEIGHTS)), load_file(str(converted / ADAPTER_WEIGHTS))
+    assert by_torch.keys() == by_paddle.keys() and PROMPT_EMBEDDINGS in by_torch
+    assert max(np.abs(by_torch[key] - by_paddle[key]).max() for key in by_torch) <= 1e-5
+    # the torch-trained adapter, converted to Paddle, gives the torch logits
+    torch_as_paddle = tmp_path / "torch_as_paddle"
+    convert_adapter(torch_dir, torch_as_paddle, to="paddle")
+    batch = _inputs("bert", seed=2)
+    torch_model, _ = load_adapted_model(torch_dir, tiny_bert, "torch", tmp_path / "w1")
+    paddle_model, _ = load_adapted_model(torch_as_paddle, tiny_bert, "paddle", tmp_path / "w2")
+    assert np.abs(_logits(torch_model, "torch", batch) - _logits(paddle_model, "paddle", batch)).max() <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def hf_prompt_adapter(tiny_roberta, tmp_path_factory):
+    """A prompt-tuning directory written by peft itself, with a non-trivial prompt and classifier."""
+    import peft
+    import torch
+    import transformers
+
+    torch.manual_seed(1)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(tiny_roberta))
+    adapted = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=5))
+    with torch.no_grad():
+        for param in adapted.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.2)
+    out = tmp_path_factory.mktemp("prompt_adapters") / "hf"
+    adapted.save_pretrained(str(out))
+    return out
+
+
+def test_hf_prompt_adapter_round_trips_bit_for_bit_and_compares(hf_prompt_adapter, tiny_roberta, tmp_path):
+    from safetensors.numpy import load_file
+
+    from paddleport.convert import convert_checkpoint
+    from paddleport.parity.compare import compare_models
+
+    paddle_adapter, back = tmp_path / "paddle", tmp_path / "back"
+    convert_adapter(hf_prompt_adapter, paddle_adapter, to="paddle")
+    convert_adapter(paddle_adapter, back, to="hf")
+    original, returned = load_file(str(hf_prompt_adapter / ADAPTER_WEIGHTS)), load_file(str(back / ADAPTER_WEIGHTS))
+    assert original.keys() == returned.keys()
+    assert all(np.array_equal(original[key], returned[key]) for key in original)
+    assert (back / ADAPTER_CONFIG).read_bytes() == (hf_prompt_adapter / ADAPTER_CONFIG).read_bytes()
+    transposed = load_file(str(paddle_adapter / ADAPTER_WEIGHTS))
+    key = "base_model.classifier.dense.weight"
+    assert np.array_equal(transposed[key], original[key].T)
+    assert np.array_equal(transposed[PROMPT_EMBEDDINGS], original[PROMPT_EMBEDDINGS])
+
+    paddle_base = tmp_path / "paddle_base"
+    convert_checkpoint(tiny_roberta, paddle_base, to="paddle")
+    report = compare_models(tiny_roberta, paddle_base, hf_adapter=hf_prompt_adapter, paddle_adapter=paddle_adapter,
+                            limit=8, max_length=32)
+    assert report.passed and {diff.name for diff in report.tensors} >= {"embeddings", "layer.1", "logits"}
+    assert max(diff.max_abs for diff in report.tensors) <= 1e-5
+
+
+def _cli(*arguments) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "paddleport", *map(str, arguments)], capture_output=True, text=True)
+
+
+def test_bad_prompt_input_is_one_line_before_training(tiny_bert, hf_prompt_adapter, tmp_path, monkeypatch):
+    config = json.loads((tiny_bert / "config.json").read_text())
+    cases = [
+        (PromptSettings(num_virtual_tokens=0), "--num-virtual-tokens: must be positive"),
+        (PromptSettings(method="p-tuning", encoder_hidden_size=-1), "--encoder-hidden-size: must be positive"),
+    ]
+    for settings, message in cases:
+        with pytest.raises(PaddleportError, match=message):
+            plan_for_checkpoint(config, 2, settings)
+    # an architecture whose Paddle model takes no inputs_embeds is refused with the registry's reason
+    import paddleport.registry as registry
+
+    refused = replace(registry.ARCHITECTURES["bert"], no_prompt_learning="no inputs_embeds here")
+    monkeypatch.setitem(registry.CLASS_ARCHITECTURE, "BertForSequenceClassification", refused)
+    with pytest.raises(PaddleportError, match="p-tuning cannot adapt bert: no inputs_embeds here"):
+        plan_for_checkpoint(config, 2, PromptSettings(method="p-tuning"))
+    monkeypatch.undo()
+
+    out = tmp_path / "run"
+    too_long = _cli("run-glue", "--framework", "paddle", "--model", tiny_bert, "--output-dir", out, "--peft", "prompt",
+                    "--num-virtual-tokens", "100", "--max-length", "64")
+    lines = too_long.stderr.strip().splitlines()
+    assert too_long.returncode == 2 and len(lines) == 1, too_long.stderr
+    assert "--max-length" in lines[0] and "less 100 virtual tokens" in lines[0] and not out.exists()
+
+    other = make_tiny_hf_checkpoint(tmp_path / "other", "RobertaForSequenceClassification", hidden_size=48)
+    wrong_base = _cli("compare", other, other, "--hf-adapter", hf_prompt_adapter, "--paddle-adapter",
+                      hf_prompt_adapter)
+    lines = wrong_base.stderr.strip().splitlines()
+    assert wrong_base.returncode == 2 and len(lines) == 1 and "adapter for another base model" in lines[0], lines
+    with pytest.raises(PaddleportError, match="no weights to merge them into"):
+        merge_adapter(hf_prompt_adapter, other, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
