@@ -20,7 +20,7 @@ from paddleport.peft.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from paddleport.peft.methods import framework_module, plan_for_checkpoint
 from paddleport.peft.prompt import ENCODER_STATE, PROMPT_EMBEDDINGS, PromptSettings, prompt_initial_values
 from paddleport.registry import ARCHITECTURES
-from tests.fixtures import make_tiny_hf_checkpoint
+from tests.fixtures import make_tiny_hf_checkpoint, tiny_config
 
 FRAMEWORKS = ("torch", "paddle")
 PROMPT = dict(method="prompt", num_virtual_tokens=3)
@@ -35,7 +35,7 @@ def _inputs(model_type: str, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     ids = rng.integers(1000, 5000, size=(3, 9))
     batch = {"input_ids": ids, "attention_mask": np.array([[1] * 9, [1] * 5 + [0] * 4, [1] * 2 + [0] * 7])}
-    if ARCHITECTURES[model_type].has_token_types:
+    if "token_type_ids" in ARCHITECTURES[model_type].input_names:
         batch["token_type_ids"] = np.array([[0] * 4 + [1] * 5] * 3)
     return batch
 
@@ -52,10 +52,11 @@ def _logits(model, framework: str, batch: dict[str, np.ndarray]) -> np.ndarray:
         return model(**{key: paddle.to_tensor(value) for key, value in batch.items()}).logits.numpy()
 
 
-@pytest.mark.parametrize("model_type", sorted(VARIANT_OF))
+@pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))
 def test_adapted_forward_equals_peft_on_every_architecture(model_type, tmp_path):
     """Same prompt parameters in both: the Paddle wrapper computes what peft's forward computes (virtual tokens,
-    extended mask and token types, the model's positions for inputs_embeds), padding rows included."""
+    extended mask and token types, the model's positions for inputs_embeds), padding rows included. An
+    architecture the registry refuses is refused with its reason, before any model is built."""
     import paddle
     import torch
     import transformers
@@ -63,11 +64,16 @@ def test_adapted_forward_equals_peft_on_every_architecture(model_type, tmp_path)
     from paddleport.convert import convert_checkpoint
     from paddleport.models import AutoModelForSequenceClassification
 
-    class_name = ARCHITECTURES[model_type].class_name("sequence_classification")
+    entry = ARCHITECTURES[model_type]
+    class_name = entry.class_name("sequence_classification")
+    settings = PromptSettings(**VARIANT_OF.get(model_type, PROMPT))
+    if entry.no_prompt_learning:
+        with pytest.raises(PaddleportError, match=f"cannot adapt {model_type}: "):
+            plan_for_checkpoint(tiny_config(class_name).to_dict(), 2, settings)
+        return
     hf_dir = make_tiny_hf_checkpoint(tmp_path / "hf", class_name)
     convert_checkpoint(hf_dir, tmp_path / "paddle", to="paddle")
-    plan = plan_for_checkpoint(json.loads((hf_dir / "config.json").read_text()), 2,
-                               PromptSettings(**VARIANT_OF[model_type]))
+    plan = plan_for_checkpoint(json.loads((hf_dir / "config.json").read_text()), 2, settings)
     torch_model = framework_module(plan, "torch").apply(
         transformers.AutoModelForSequenceClassification.from_pretrained(str(hf_dir)), plan).eval()
     paddle_model = framework_module(plan, "paddle").apply(
@@ -77,8 +83,7 @@ def test_adapted_forward_equals_peft_on_every_architecture(model_type, tmp_path)
     torch_parameters = dict(framework_module(plan, "torch").canonical_parameters(torch_model))
     paddle_state = paddle_model.state_dict()
     values = prompt_initial_values({param.name: param.hf_shape for param in plan.params}, seed=3)
-    assert set(values) == {param.name for param in plan.encoder_params} and len(values) > 1 + 2 * (
-        plan.settings.method == "p-tuning")
+    assert set(values) == {param.name for param in plan.encoder_params}  # the table, and p-tuning's encoder
     with torch.no_grad():
         for name, value in values.items():
             torch_parameters[name].copy_(torch.from_numpy(value))
@@ -228,3 +233,24 @@ def test_bad_prompt_input_is_one_line_before_training(tiny_bert, hf_prompt_adapt
     with pytest.raises(PaddleportError, match="no weights to merge them into"):
         merge_adapter(hf_prompt_adapter, other, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
+
+
+def test_layer_norm_input_gradient_under_a_frozen_weight():
+    """Paddle 3.3.1's CPU layer_norm backward drops a frozen weight from the input's gradient; paddleport's
+    LayerNorm fallback (used where the kernels are not) applies the weight after the norm instead."""
+    import paddle
+    import torch
+
+    from paddleport.models.layers import LayerNorm, _paddle_layer_norm
+
+    rng = np.random.default_rng(0)
+    x, weight, upstream = (rng.standard_normal(shape).astype(np.float32) for shape in ((2, 5, 8), (8,), (2, 5, 8)))
+    layer = LayerNorm(8)
+    layer.weight.set_value(paddle.to_tensor(weight))
+    layer.weight.stop_gradient = layer.bias.stop_gradient = True
+    ours = paddle.to_tensor(x, stop_gradient=False)
+    (_paddle_layer_norm(layer, ours) * paddle.to_tensor(upstream)).sum().backward()
+    reference = torch.tensor(x, requires_grad=True)
+    normalized = torch.nn.functional.layer_norm(reference, (8,), torch.tensor(weight), torch.zeros(8), 1e-5)
+    (normalized * torch.tensor(upstream)).sum().backward()
+    assert np.abs(ours.grad.numpy() - reference.grad.numpy()).max() <= 1e-5

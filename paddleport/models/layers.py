@@ -81,11 +81,23 @@ class Linear(nn.Linear):
 
 # --- LayerNorm, GELU, Dropout, attention softmax ---------------------------------------------------
 
+def _paddle_layer_norm(layer_norm: nn.LayerNorm, x):
+    """``nn.LayerNorm.forward``, except for an input that needs a gradient under a frozen weight (LoRA, prompt
+    tuning): Paddle 3.3.1's CPU ``layer_norm`` backward then leaves the weight out of the input's gradient (computes
+    it as for a weight of ones), so the weight and bias are applied after an unscaled norm."""
+    frozen_weight = layer_norm.weight is not None and layer_norm.weight.stop_gradient
+    if not (frozen_weight and not x.stop_gradient and paddle.is_grad_enabled()):
+        return nn.LayerNorm.forward(layer_norm, x)
+    normalized = F.layer_norm(x, layer_norm._normalized_shape, epsilon=layer_norm._epsilon)
+    scaled = normalized * layer_norm.weight
+    return scaled if layer_norm.bias is None else scaled + layer_norm.bias
+
+
 class LayerNorm(nn.LayerNorm):
     def forward(self, x):
         kernels = _cpu_kernels_for(x)
         if kernels is None or not _kernel_can_normalise(self):
-            return nn.LayerNorm.forward(self, x)
+            return _paddle_layer_norm(self, x)
         return kernels.pp_layer_norm(x, self.weight, self.bias, self._epsilon)[0]
 
 
@@ -202,7 +214,7 @@ class ChannelLayerNorm(nn.LayerNorm):
     def forward(self, x):
         kernels = _cpu_kernels_for(x)
         if kernels is None:
-            return nn.LayerNorm.forward(self, x.transpose([0, 2, 1])).transpose([0, 2, 1])
+            return _paddle_layer_norm(self, x.transpose([0, 2, 1])).transpose([0, 2, 1])
         return kernels.pp_channel_layer_norm(x, self.weight, self.bias, self._epsilon)[0]
 
 

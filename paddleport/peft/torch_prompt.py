@@ -36,7 +36,9 @@ def apply(model, plan: PromptPlan):
     adapted = peft.get_peft_model(model, prompt_config(plan))
     names = {name for name, _ in canonical_parameters(adapted)}
     trainable = {canonical_prompt_name(name) for name, param in adapted.named_parameters() if param.requires_grad}
-    planned = {param.name for param in plan.trainable} if not plan.settings.inference else set()
+    planned = {param.name for param in plan.trainable}
+    if plan.settings.inference:  # loaded to run: what trains does not matter (peft leaves the table trainable)
+        trainable = planned
     if names != {param.name for param in plan.params} or trainable != planned:
         different = (names ^ {param.name for param in plan.params}) | (trainable ^ planned)
         raise PaddleportError(None, f"peft and paddleport's prompt plan disagree on {', '.join(sorted(different)[:4])}")
