@@ -176,3 +176,22 @@ def spy(monkeypatch, owner, name: str) -> list:
 
     monkeypatch.setattr(owner, name, recorded)
     return calls
+
+
+def adapter_round_trip(adapter_dir: Path, work: Path) -> tuple[dict, dict, Path]:
+    """Convert a peft adapter directory to Paddle and back, check every tensor and adapter_config.json come back
+    bit for bit; returns (original tensors, Paddle-layout tensors, the Paddle-layout directory)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from paddleport.peft.adapters import convert_adapter
+    from paddleport.peft.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+    paddle_dir, back = Path(work) / "paddle", Path(work) / "back"
+    convert_adapter(adapter_dir, paddle_dir, to="paddle")
+    convert_adapter(paddle_dir, back, to="hf")
+    original, returned = load_file(str(adapter_dir / ADAPTER_WEIGHTS)), load_file(str(back / ADAPTER_WEIGHTS))
+    assert original.keys() == returned.keys()
+    assert all(np.array_equal(original[key], returned[key]) for key in original)
+    assert (back / ADAPTER_CONFIG).read_bytes() == (adapter_dir / ADAPTER_CONFIG).read_bytes()
+    return original, load_file(str(paddle_dir / ADAPTER_WEIGHTS)), paddle_dir

@@ -17,7 +17,7 @@ from paddleport.glue_runners.parity import TrainParityConfig, run_train_parity
 from paddleport.peft.adapters import convert_adapter, load_adapted_model, merge_adapter
 from paddleport.peft.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSettings
 from paddleport.peft.methods import plan_for_checkpoint
-from tests.fixtures import make_tiny_hf_checkpoint
+from tests.fixtures import adapter_round_trip, make_tiny_hf_checkpoint
 
 FRAMEWORKS = ("torch", "paddle")
 LORA = dict(peft="lora", lora_r=4, lora_alpha=8.0, lora_dropout=0.1, lora_target_modules="query,value")
@@ -72,16 +72,7 @@ def _logits(model, framework, ids, mask):
 
 
 def test_hf_adapter_round_trips_bit_for_bit_and_matches_across_frameworks(hf_adapter, tiny_classifier, tmp_path):
-    from safetensors.numpy import load_file
-
-    paddle_dir, back = tmp_path / "paddle", tmp_path / "back"
-    convert_adapter(hf_adapter, paddle_dir, to="paddle")
-    convert_adapter(paddle_dir, back, to="hf")
-    original, returned = load_file(str(hf_adapter / ADAPTER_WEIGHTS)), load_file(str(back / ADAPTER_WEIGHTS))
-    assert original.keys() == returned.keys()
-    assert all(np.array_equal(original[key], returned[key]) for key in original)
-    assert (back / ADAPTER_CONFIG).read_bytes() == (hf_adapter / ADAPTER_CONFIG).read_bytes()
-    transposed = load_file(str(paddle_dir / ADAPTER_WEIGHTS))
+    original, transposed, paddle_dir = adapter_round_trip(hf_adapter, tmp_path)
     key = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight"
     assert np.array_equal(transposed[key], original[key].T)
 

@@ -20,7 +20,7 @@ from paddleport.peft.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from paddleport.peft.methods import framework_module, plan_for_checkpoint
 from paddleport.peft.prompt import ENCODER_STATE, PROMPT_EMBEDDINGS, PromptSettings, prompt_initial_values
 from paddleport.registry import ARCHITECTURES
-from tests.fixtures import make_tiny_hf_checkpoint, tiny_config
+from tests.fixtures import adapter_round_trip, make_tiny_hf_checkpoint, tiny_config
 
 FRAMEWORKS = ("torch", "paddle")
 PROMPT = dict(method="prompt", num_virtual_tokens=3)
@@ -171,19 +171,10 @@ def hf_prompt_adapter(tiny_roberta, tmp_path_factory):
 
 
 def test_hf_prompt_adapter_round_trips_bit_for_bit_and_compares(hf_prompt_adapter, tiny_roberta, tmp_path):
-    from safetensors.numpy import load_file
-
     from paddleport.convert import convert_checkpoint
     from paddleport.parity.compare import compare_models
 
-    paddle_adapter, back = tmp_path / "paddle", tmp_path / "back"
-    convert_adapter(hf_prompt_adapter, paddle_adapter, to="paddle")
-    convert_adapter(paddle_adapter, back, to="hf")
-    original, returned = load_file(str(hf_prompt_adapter / ADAPTER_WEIGHTS)), load_file(str(back / ADAPTER_WEIGHTS))
-    assert original.keys() == returned.keys()
-    assert all(np.array_equal(original[key], returned[key]) for key in original)
-    assert (back / ADAPTER_CONFIG).read_bytes() == (hf_prompt_adapter / ADAPTER_CONFIG).read_bytes()
-    transposed = load_file(str(paddle_adapter / ADAPTER_WEIGHTS))
+    original, transposed, paddle_adapter = adapter_round_trip(hf_prompt_adapter, tmp_path)
     key = "base_model.classifier.dense.weight"
     assert np.array_equal(transposed[key], original[key].T)
     assert np.array_equal(transposed[PROMPT_EMBEDDINGS], original[PROMPT_EMBEDDINGS])
@@ -201,6 +192,8 @@ def _cli(*arguments) -> subprocess.CompletedProcess:
 
 
 def test_bad_prompt_input_is_one_line_before_training(tiny_bert, hf_prompt_adapter, tmp_path, monkeypatch):
+    from tests.test_output_safety import messages
+
     config = json.loads((tiny_bert / "config.json").read_text())
     cases = [
         (PromptSettings(num_virtual_tokens=0), "--num-virtual-tokens: must be positive"),
@@ -221,14 +214,14 @@ def test_bad_prompt_input_is_one_line_before_training(tiny_bert, hf_prompt_adapt
     out = tmp_path / "run"
     too_long = _cli("run-glue", "--framework", "paddle", "--model", tiny_bert, "--output-dir", out, "--peft", "prompt",
                     "--num-virtual-tokens", "100", "--max-length", "64")
-    lines = too_long.stderr.strip().splitlines()
+    lines = messages(too_long.stderr)
     assert too_long.returncode == 2 and len(lines) == 1, too_long.stderr
     assert "--max-length" in lines[0] and "less 100 virtual tokens" in lines[0] and not out.exists()
 
     other = make_tiny_hf_checkpoint(tmp_path / "other", "RobertaForSequenceClassification", hidden_size=48)
     wrong_base = _cli("compare", other, other, "--hf-adapter", hf_prompt_adapter, "--paddle-adapter",
                       hf_prompt_adapter)
-    lines = wrong_base.stderr.strip().splitlines()
+    lines = messages(wrong_base.stderr)
     assert wrong_base.returncode == 2 and len(lines) == 1 and "adapter for another base model" in lines[0], lines
     with pytest.raises(PaddleportError, match="no weights to merge them into"):
         merge_adapter(hf_prompt_adapter, other, tmp_path / "merged")
