@@ -168,8 +168,8 @@ def input_names_of(config: dict[str, Any] | PretrainedConfig) -> tuple[str, ...]
 
 def model_inputs(batch: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     """The arrays of ``batch`` (numpy, by input name) a model taking ``names`` is fed. A tokenizer gives no task
-    types: a batch without ``task_type_ids`` feeds zeros, the task type transformers' and PaddleNLP's ERNIE use when
-    none is passed."""
+    types: a batch without ``task_type_ids`` feeds zeros, the task type transformers' ERNIE uses when none is passed
+    (PaddleNLP's fills in its config's ``task_id``, 0 by default)."""
     import numpy as np
 
     inputs = {name: batch[name] for name in names if name in batch}
