@@ -247,3 +247,22 @@ def test_layer_norm_input_gradient_under_a_frozen_weight():
     normalized = torch.nn.functional.layer_norm(reference, (8,), torch.tensor(weight), torch.zeros(8), 1e-5)
     (normalized * torch.tensor(upstream)).sum().backward()
     assert np.abs(ours.grad.numpy() - reference.grad.numpy()).max() <= 1e-5
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_p_tuning_checkpoint_reloads_its_encoder_exactly(framework, tiny_bert, tmp_path):
+    """peft's file holds only the encoder's output: run-glue's checkpoints keep the MLP/LSTM beside it, so a
+    resumed run continues from the same encoder."""
+    from paddleport.glue_runners.backends.base import BackendOptions, make_backend
+    from paddleport.glue_runners.checkpoint_info import inspect_model_dir
+    from paddleport.glue_runners.runner import load_backend_model
+
+    options = BackendOptions(peft=PromptSettings(**P_TUNING_LSTM))
+    saved, resumed = (load_backend_model(make_backend(framework, options), inspect_model_dir(tiny_bert), 2, seed,
+                                         tmp_path / f"work{seed}") for seed in (0, 5))
+    saved.save_model(tmp_path / "checkpoint")
+    assert (tmp_path / "checkpoint" / ENCODER_STATE).is_file()
+    resumed.load_model_weights(tmp_path / "checkpoint")
+    expected, loaded = saved.get_parameters(), resumed.get_parameters()
+    assert any("lstm_head" in name for name in expected)
+    assert all(np.array_equal(expected[name], loaded[name]) for name in expected)
