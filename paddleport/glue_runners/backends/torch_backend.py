@@ -166,7 +166,7 @@ class TorchBackend(Backend):
         else:
             self.model = model
         self.input_names = input_names_of(model.config)  # DistilBERT: no token types; ERNIE 3.0: task types
-        if self.mask_stream is not None:
+        if self.mask_stream is not None and self.peft is not None:
             share_dropout_masks(model, self.mask_stream)  # the adapter's own dropouts (LoRA's), by module name
 
     def _named_parameters(self):
