@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from paddleport.convert.albert import ALBERT
 from paddleport.convert.bert import BERT
+from paddleport.convert.deberta_v2 import DEBERTA_V2
 from paddleport.convert.distilbert import DISTILBERT
 from paddleport.convert.electra import ELECTRA
 from paddleport.convert.ernie import ERNIE
@@ -24,8 +25,8 @@ from paddleport.convert.roberta import ROBERTA, XLM_ROBERTA
 from paddleport.convert.squeezebert import SQUEEZEBERT
 from paddleport.convert.table import ArchitectureTable, ParamSpec
 from paddleport.core.configuration import (
-    AlbertConfig, BertConfig, DistilBertConfig, ElectraConfig, ErnieConfig, PretrainedConfig, RobertaConfig,
-    SqueezeBertConfig, XLMRobertaConfig,
+    AlbertConfig, BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, ErnieConfig, PretrainedConfig,
+    RobertaConfig, SqueezeBertConfig, XLMRobertaConfig,
 )
 from paddleport.errors import PaddleportError
 
@@ -125,6 +126,11 @@ ARCHITECTURES: dict[str, Architecture] = {entry.model_type: entry for entry in (
                  "classifier.bias", input_conditions={"task_type_ids": lambda config: config.use_task_id},
                  no_prompt_learning="peft extends token_type_ids but not ERNIE's task_type_ids for the virtual "
                                     "tokens, and paddleport's ERNIE takes no inputs_embeds"),
+    # DeBERTa-v3 (type_vocab_size 0) has no token types: transformers accepts and ignores token_type_ids, an
+    # exported program would have an input nothing reads
+    Architecture(DebertaV2Config, DEBERTA_V2, "DebertaV2", "paddleport.models.modeling_deberta_v2",
+                 WITH_TOKEN_TYPES, "classifier.bias",
+                 input_conditions={"token_type_ids": lambda config: config.type_vocab_size > 0}),
 )}
 
 # Every class name paddleport converts and runs, and the architecture it belongs to.

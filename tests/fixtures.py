@@ -29,8 +29,17 @@ TINY_ELECTRA = dict(TINY_BERT, embedding_size=24)
 TINY_ALBERT = dict(TINY_BERT, embedding_size=24, num_hidden_groups=1, inner_group_num=1, hidden_act="gelu_new")
 # ERNIE 3.0's task-type embeddings on (the tests also run ERNIE 1.0's form, use_task_id false); ERNIE 3.0's 4 segments
 TINY_ERNIE = dict(TINY_BERT, type_vocab_size=4, use_task_id=True, task_type_vocab_size=3, layer_norm_eps=1e-5)
+# DeBERTa-v3's options (relative attention c2p + p2c, log buckets, LayerNorm-ed relative embeddings, no absolute
+# positions, no token types) with separate position projections, the ConvLayer and a factorised embedding; buckets
+# of 8 and max_relative_positions 32 put most distances of a 40-token batch in log buckets
+TINY_DEBERTA_V2 = dict(
+    TINY_BERT, type_vocab_size=0, embedding_size=24, relative_attention=True, position_buckets=8,
+    max_relative_positions=32, pos_att_type="p2c|c2p", norm_rel_ebd="layer_norm", share_att_key=False,
+    position_biased_input=False, conv_kernel_size=3, layer_norm_eps=1e-7,
+)
 TINY = {"bert": TINY_BERT, "squeezebert": TINY_SQUEEZEBERT, "roberta": TINY_ROBERTA, "xlm-roberta": TINY_ROBERTA,
-        "distilbert": TINY_DISTILBERT, "electra": TINY_ELECTRA, "albert": TINY_ALBERT, "ernie": TINY_ERNIE}
+        "distilbert": TINY_DISTILBERT, "electra": TINY_ELECTRA, "albert": TINY_ALBERT, "ernie": TINY_ERNIE,
+        "deberta-v2": TINY_DEBERTA_V2}
 
 
 def tiny_config(architecture: str, **overrides):

@@ -20,12 +20,14 @@ COMPARED = (
     "RobertaForSequenceClassification", "XLMRobertaForTokenClassification", "DistilBertForSequenceClassification",
     "DistilBertForQuestionAnswering", "ElectraForPreTraining", "ElectraForMaskedLM",
     "AlbertForSequenceClassification", "AlbertForMaskedLM", "BertForQuestionAnswering",
-    "SqueezeBertForTokenClassification", "ErnieForPreTraining",
+    "SqueezeBertForTokenClassification", "ErnieForPreTraining", "DebertaV2ForSequenceClassification",
+    "DebertaV2ForMaskedLM",
 )
 EXPORTED = ("RobertaForSequenceClassification", "XLMRobertaModel", "DistilBertModel",
             "DistilBertForQuestionAnswering", "ElectraForPreTraining", "AlbertForSequenceClassification",
-            "ErnieForPreTraining")
-BASE_MODELS = ("RobertaModel", "XLMRobertaModel", "DistilBertModel", "ElectraModel", "AlbertModel", "ErnieModel")
+            "ErnieForPreTraining", "DebertaV2ForSequenceClassification")
+BASE_MODELS = ("RobertaModel", "XLMRobertaModel", "DistilBertModel", "ElectraModel", "AlbertModel", "ErnieModel",
+               "DebertaV2Model")
 
 
 def converted(root: Path, architecture: str, **overrides) -> tuple[Path, Path]:
@@ -69,7 +71,8 @@ def test_export_round_trip(tmp_path, architecture):
     predictor = Predictor(report.out_dir)
     expected_inputs = models.AutoConfig.from_pretrained(paddle_dir)
     assert tuple(predictor.input_names) == getattr(models, architecture).from_pretrained(paddle_dir).input_names
-    assert ("token_type_ids" in predictor.input_names) == (expected_inputs.model_type != "distilbert")
+    has_token_types = expected_inputs.model_type != "distilbert" and expected_inputs.type_vocab_size > 0
+    assert ("token_type_ids" in predictor.input_names) == has_token_types  # DeBERTa-v3's tiny config: none
     assert ("task_type_ids" in predictor.input_names) == getattr(expected_inputs, "use_task_id", False)
     if architecture.endswith("QuestionAnswering"):
         assert report.outputs == ["start_logits", "end_logits"]
@@ -103,9 +106,10 @@ def test_train_parity(tmp_path, architecture):
     assert len(report["losses"]) == 20 and report["max_loss_diff"] <= 1e-4
 
 
-@pytest.mark.parametrize("architecture", ["DistilBertModel", "ErnieModel"])
+@pytest.mark.parametrize("architecture", ["DistilBertModel", "ErnieModel", "DebertaV2Model"])
 def test_run_glue_feeds_each_model_its_inputs(tmp_path, architecture):
-    """DistilBERT gets no token types; ERNIE 3.0 (use_task_id) gets task types, which the tokenizer does not give."""
+    """DistilBERT gets no token types, nor does the tiny DeBERTa-v3 config (type_vocab_size 0); ERNIE 3.0
+    (use_task_id) gets task types, which the tokenizer does not give."""
     from paddleport.glue_runners import GlueRunConfig, run_glue
 
     model = make_tiny_hf_checkpoint(tmp_path / "model", architecture)
@@ -170,6 +174,84 @@ def test_scibert_vocabulary_converts_and_runs(tmp_path):
     assert np.abs(expected - paddle_model(input_ids=paddle.to_tensor(ids)).logits.numpy()).max() <= 1e-5
 
 
+# DeBERTa-v2/v3 options the tiny registry config (tests/fixtures.py) leaves out; each against transformers.
+DEBERTA_VARIANTS = {
+    "v3-shared-keys": ("DebertaV2Model", dict(share_att_key=True, embedding_size=32, conv_kernel_size=0,
+                                             position_buckets=256, max_relative_positions=-1)),
+    "v2-token-types-absolute-positions-c2p": ("DebertaV2Model", dict(
+        type_vocab_size=2, position_biased_input=True, position_buckets=-1, max_relative_positions=16,
+        pos_att_type=["c2p"], norm_rel_ebd="none")),
+    "p2c-only-grouped-conv": ("DebertaV2ForSequenceClassification", dict(
+        pos_att_type="p2c", conv_kernel_size=5, conv_groups=2, conv_act="gelu", cls_dropout=0.2,
+        pooler_hidden_act="tanh")),
+    "no-relative-attention": ("DebertaV2ForTokenClassification", dict(relative_attention=False,
+                                                                      position_biased_input=True)),
+    "masked-lm-not-legacy": ("DebertaV2ForMaskedLM", dict(legacy=False, embedding_size=32)),
+    "masked-lm-untied": ("DebertaV2ForMaskedLM", dict(tie_word_embeddings=False)),
+}
+
+
+@pytest.mark.parametrize("variant", list(DEBERTA_VARIANTS))
+def test_deberta_options_match_transformers_and_round_trip(tmp_path, variant):
+    from safetensors.numpy import load_file
+
+    from tests.fixtures import assert_within, forward_diffs
+
+    architecture, overrides = DEBERTA_VARIANTS[variant]
+    hf_model = make_tiny_hf_model(architecture, seed=2, **overrides)
+    hf_model.save_pretrained(tmp_path / "hf")
+    report = convert_checkpoint(tmp_path / "hf", tmp_path / "paddle", progress=False)
+    assert not report.dropped and not report.newly_initialised
+    paddle_model = getattr(models, architecture).from_pretrained(tmp_path / "paddle")
+    batch = {name: value for name, value in qqp_batch(pairs=3).items() if name in paddle_model.input_names}
+    assert ("token_type_ids" in batch) == (hf_model.config.type_vocab_size > 0)
+    assert_within(forward_diffs(hf_model, paddle_model, batch), 1e-5)
+    convert_checkpoint(tmp_path / "paddle", tmp_path / "back", to="hf", progress=False)
+    before, after = load_file(tmp_path / "hf" / "model.safetensors"), load_file(tmp_path / "back" / "model.safetensors")
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("buckets, max_position", [(256, 512), (8, 32), (6, 17)])
+def test_deberta_relative_position_buckets_equal_transformers(buckets, max_position):
+    """Every bucket up to 1,024 tokens (deberta-v3-base: 256 buckets over 512 positions): float32 log and ceil in
+    transformers' order, so no distance lands in a neighbouring bucket."""
+    import torch
+    from transformers.models.deberta_v2 import modeling_deberta_v2 as reference
+
+    from paddleport.models.modeling_deberta_v2 import build_relative_position
+
+    length = 1024
+    states = torch.zeros(1, length, 1)
+    want = reference.build_relative_position(states, states, bucket_size=buckets, max_position=max_position)
+    np.testing.assert_array_equal(build_relative_position(length, length, buckets, max_position).numpy(),
+                                  want.numpy())
+
+
+def test_deberta_pretraining_checkpoint_heads_are_reported_as_dropped(tmp_path):
+    """microsoft/deberta-v3-base holds the replaced-token-detection head (mask_predictions) and an lm_predictions
+    head beside the encoder; transformers ignores them, the converter names them."""
+    from safetensors.numpy import load_file, save_file
+
+    hf_dir = make_tiny_hf_checkpoint(tmp_path / "hf", "DebertaV2Model")
+    weights = load_file(hf_dir / "model.safetensors")
+    rng = np.random.default_rng(0)
+    hidden, vocab = 32, 30522
+    extras = {"mask_predictions.dense.weight": (hidden, hidden), "mask_predictions.dense.bias": (hidden,),
+              "mask_predictions.LayerNorm.weight": (hidden,), "mask_predictions.LayerNorm.bias": (hidden,),
+              "mask_predictions.classifier.weight": (1, hidden), "mask_predictions.classifier.bias": (1,),
+              "lm_predictions.lm_head.dense.weight": (hidden, hidden), "lm_predictions.lm_head.dense.bias": (hidden,),
+              "lm_predictions.lm_head.LayerNorm.weight": (hidden,), "lm_predictions.lm_head.LayerNorm.bias": (hidden,),
+              "lm_predictions.lm_head.bias": (vocab,)}
+    weights = {f"deberta.{name}": value for name, value in weights.items()}
+    weights.update({name: rng.standard_normal(shape).astype(np.float32) for name, shape in extras.items()})
+    save_file(weights, str(hf_dir / "model.safetensors"), metadata={"format": "pt"})
+    report = convert_checkpoint(hf_dir, tmp_path / "paddle", arch="DebertaV2ForSequenceClassification",
+                                progress=False)
+    assert report.dropped == sorted(extras)
+    assert report.newly_initialised == ["classifier.bias", "classifier.weight", "pooler.dense.bias",
+                                        "pooler.dense.weight"]
+
+
 FULL_SIZE = {
     "roberta-base": ("RobertaForSequenceClassification", presets.ROBERTA_BASE),
     "xlm-roberta-base": ("XLMRobertaForSequenceClassification", presets.XLM_ROBERTA_BASE),
@@ -178,6 +260,7 @@ FULL_SIZE = {
     "albert-base-v2": ("AlbertForSequenceClassification", presets.ALBERT_BASE_V2),
     "scibert-scivocab-uncased": ("BertForSequenceClassification", presets.SCIBERT_SCIVOCAB_UNCASED),
     "ernie-3.0-base-zh": ("ErnieForSequenceClassification", presets.ERNIE_3_0_BASE_ZH),
+    "deberta-v3-base": ("DebertaV2ForSequenceClassification", presets.DEBERTA_V3_BASE),
 }
 
 

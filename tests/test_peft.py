@@ -108,11 +108,19 @@ def test_merged_model_equals_the_adapted_one(framework, hf_adapter, tiny_classif
     assert np.abs(_logits(adapted, framework, ids, mask) - _logits(merged_model, framework, ids, mask)).max() <= 1e-5
 
 
-@pytest.mark.parametrize("architecture", ["BertModel", "ErnieModel"])  # ERNIE 3.0: with task-type embeddings
-def test_train_parity_with_lora_and_its_dropout(architecture, tiny_bert, tmp_path):
-    model = tiny_bert if architecture == "BertModel" else make_tiny_hf_checkpoint(tmp_path / "model", architecture)
+@pytest.mark.parametrize("architecture, targets", [
+    ("BertModel", "query,value"),
+    ("ErnieModel", "query,value"),  # ERNIE 3.0: with task-type embeddings
+    # DeBERTa-v3's shared keys: query_proj also projects the relative embeddings, so its LoRA (and LoRA dropout)
+    # runs twice per layer
+    ("DebertaV2Model", "query_proj,value_proj"),
+])
+def test_train_parity_with_lora_and_its_dropout(architecture, targets, tiny_bert, tmp_path):
+    overrides = {"share_att_key": True} if architecture == "DebertaV2Model" else {}
+    model = tiny_bert if architecture == "BertModel" else make_tiny_hf_checkpoint(tmp_path / "model", architecture,
+                                                                                    **overrides)
     report = run_train_parity(TrainParityConfig(model=model, steps=5, dropout=True, lr=1e-2, num_threads=1,
-                                                lora_bias="all", **LORA))
+                                                lora_bias="all", **dict(LORA, lora_target_modules=targets)))
     assert report["passed"] and report["max_loss_diff"] <= 1e-4
     assert report["max_param_diff"] <= 1e-4
 

@@ -10,7 +10,7 @@ import pytest
 
 import paddleport
 from paddleport.registry import (ARCHITECTURES, SUPPORTED_CLASSES, TASKS, WITH_TASK_TYPES, WITH_TOKEN_TYPES,
-                                 WITHOUT_TOKEN_TYPES)
+                                 WITHOUT_TOKEN_TYPES, input_names_of)
 
 PACKAGE = Path(paddleport.__file__).parent
 MODEL_TYPES = set(ARCHITECTURES)
@@ -24,7 +24,7 @@ def _own_files(path: Path) -> bool:
     """An architecture's own files (its model file and table) may name its classes; the registry lists them."""
     relative = path.relative_to(PACKAGE).as_posix()
     return (relative == "registry.py" or relative.startswith("models/modeling_")
-            or (relative.startswith("convert/") and path.stem in {*MODEL_TYPES, "xlm_roberta"}))
+            or (relative.startswith("convert/") and path.stem in {t.replace("-", "_") for t in MODEL_TYPES}))
 
 
 def _collections(tree: ast.AST):
@@ -132,6 +132,10 @@ def test_model_inputs_come_from_the_registry():
         config = entry.config_class(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=8,
                                     embedding_size=32)
         assert model_class(config).input_names == entry.inputs_for(config)
+    deberta = ARCHITECTURES["deberta-v2"]  # DeBERTa-v3 has no token types; DeBERTa-v2 with type_vocab_size 2 has
+    assert input_names_of({"model_type": "deberta-v2", "type_vocab_size": 0}) == WITHOUT_TOKEN_TYPES
+    assert input_names_of({"model_type": "deberta-v2", "type_vocab_size": 2}) == WITH_TOKEN_TYPES
+    assert deberta.inputs_for(deberta.config_class()) == WITHOUT_TOKEN_TYPES  # transformers' default: 0
 
 
 @pytest.mark.parametrize("use_task_id", [True, False])
@@ -140,7 +144,7 @@ def test_ernie_takes_task_types_only_where_its_config_has_them(use_task_id):
     them (a tokenizer gives none) feeds zeros, the task type transformers uses when none is passed."""
     import numpy as np
 
-    from paddleport.registry import input_names_of, model_inputs
+    from paddleport.registry import model_inputs
 
     config = {"model_type": "ernie", "use_task_id": use_task_id}
     expected = WITH_TASK_TYPES if use_task_id else WITH_TOKEN_TYPES

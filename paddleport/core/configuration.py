@@ -378,6 +378,89 @@ class SqueezeBertConfig(PretrainedConfig):
                 raise PaddleportError(source, f"{name}={groups} does not divide its {in_channels} input channels")
 
 
+class DebertaV2Config(PretrainedConfig):
+    """DeBERTa-v2/v3 (``model_type`` "deberta-v2"): disentangled attention over relative positions (``pos_att_type``
+    c2p and/or p2c, log buckets when ``position_buckets`` > 0, ``share_att_key``, ``norm_rel_ebd``), the first
+    layer's ``ConvLayer`` (``conv_kernel_size`` > 0), optional absolute positions (``position_biased_input``) and
+    token types (``type_vocab_size`` 0: none), ``embedding_size`` projected to ``hidden_size`` (``embed_proj``).
+
+    Options transformers reads with ``getattr`` defaults are defaulted here alike; ``embedding_size`` and
+    ``pooler_hidden_size`` default to ``hidden_size`` without being written into the config."""
+
+    model_type = "deberta-v2"
+    defaults = dict(
+        vocab_size=128100, hidden_size=1536, num_hidden_layers=24, num_attention_heads=24, intermediate_size=6144,
+        hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+        type_vocab_size=0, initializer_range=0.02, layer_norm_eps=1e-7, relative_attention=False,
+        max_relative_positions=-1, pad_token_id=0, position_biased_input=True, pos_att_type=None, pooler_dropout=0.0,
+        pooler_hidden_act="gelu", legacy=True, tie_word_embeddings=True, problem_type=None, share_att_key=False,
+        position_buckets=-1, norm_rel_ebd="none", conv_kernel_size=0, conv_groups=1, conv_act="tanh",
+        cls_dropout=None,
+    )
+    fields = {**PretrainedConfig.fields, "type_vocab_size": Field(int, minimum=0), "embedding_size": COUNT,
+              "pooler_hidden_size": COUNT, "position_buckets": Field(int), "max_relative_positions": Field(int),
+              "conv_kernel_size": Field(int, minimum=0), "conv_groups": COUNT, "pooler_dropout": PROBABILITY,
+              "cls_dropout": Field(float, minimum=0.0, maximum=1.0, nullable=True)}
+    tensor_dims = {name: (rows, "embedding_size") for name, (rows, _) in PretrainedConfig.tensor_dims.items()}
+    ATTENTION_TYPES = ("c2p", "p2c")
+    REL_EMBEDDING_NORMS = ("none", "layer_norm")
+    # transformers reads these with getattr(config, name, config.hidden_size)
+    HIDDEN_SIZED = ("embedding_size", "pooler_hidden_size")
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.HIDDEN_SIZED:
+            return self.hidden_size
+        return super().__getattr__(name)
+
+    @property
+    def position_attention_types(self) -> list[str]:
+        """``pos_att_type`` as a list (config.json may hold "p2c|c2p" or ["p2c", "c2p"])."""
+        kinds = self.pos_att_type or []
+        if isinstance(kinds, str):
+            kinds = kinds.lower().split("|")
+        return [kind.strip() for kind in kinds]
+
+    @property
+    def rel_embedding_norms(self) -> list[str]:
+        return [norm.strip() for norm in str(self.norm_rel_ebd).lower().split("|")]
+
+    @property
+    def relative_span(self) -> int:
+        """Relative distances the attention embeds on each side: ``position_buckets`` when bucketed, else
+        ``max_relative_positions`` (``max_position_embeddings`` when below 1)."""
+        if self.position_buckets > 0:
+            return self.position_buckets
+        return self.max_relative_positions if self.max_relative_positions >= 1 else self.max_position_embeddings
+
+    def validate(self, source: str | Path) -> None:
+        super().validate(source)
+        unknown = [kind for kind in self.position_attention_types if kind not in self.ATTENTION_TYPES]
+        if unknown:
+            raise PaddleportError(source, f"pos_att_type {unknown[0]!r} is not supported by DeBERTa-v2 "
+                                          f"(supported: {', '.join(self.ATTENTION_TYPES)})")
+        unknown = [norm for norm in self.rel_embedding_norms if norm not in self.REL_EMBEDDING_NORMS]
+        if unknown:
+            raise PaddleportError(source, f"norm_rel_ebd {unknown[0]!r} is not supported "
+                                          f"(supported: {', '.join(self.REL_EMBEDDING_NORMS)})")
+        for name in ("conv_act", "pooler_hidden_act"):
+            if getattr(self, name) not in SUPPORTED_ACTIVATIONS:
+                raise PaddleportError(source, f"{name} {getattr(self, name)!r} is not supported "
+                                              f"(supported: {', '.join(SUPPORTED_ACTIVATIONS)})")
+        if self.conv_kernel_size > 0 and (self.conv_kernel_size % 2 == 0 or self.hidden_size % self.conv_groups):
+            raise PaddleportError(source, f"conv_kernel_size {self.conv_kernel_size} must be odd and conv_groups "
+                                          f"{self.conv_groups} must divide hidden_size {self.hidden_size} "
+                                          "(the ConvLayer keeps the sequence length)")
+        if self.pooler_hidden_size != self.hidden_size:
+            raise PaddleportError(source, f"pooler_hidden_size {self.pooler_hidden_size} != hidden_size "
+                                          f"{self.hidden_size} is not supported (transformers' ContextPooler feeds "
+                                          "a hidden_size classifier)")
+        head_size = getattr(self, "attention_head_size", None)
+        if head_size is not None and head_size * self.num_attention_heads != self.hidden_size:
+            raise PaddleportError(source, f"attention_head_size {head_size} x num_attention_heads "
+                                          f"{self.num_attention_heads} != hidden_size {self.hidden_size} is not "
+                                          "supported")
+
+
 def read_config_dict(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

@@ -42,3 +42,12 @@ ERNIE_3_0_BASE_ZH = dict(
     hidden_act="gelu", max_position_embeddings=2048, type_vocab_size=4, use_task_id=True, task_type_vocab_size=3,
     layer_norm_eps=1e-5, pad_token_id=0,
 )
+# config.json of microsoft/deberta-v3-base: relative attention only (256 log buckets over 512 positions, p2c + c2p,
+# shared key projections, LayerNorm-ed relative embeddings), no absolute positions, no token types
+DEBERTA_V3_BASE = dict(
+    vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+    type_vocab_size=0, layer_norm_eps=1e-7, initializer_range=0.02, relative_attention=True, position_buckets=256,
+    max_relative_positions=-1, pos_att_type="p2c|c2p", norm_rel_ebd="layer_norm", share_att_key=True,
+    position_biased_input=False, pad_token_id=0,
+)

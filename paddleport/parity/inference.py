@@ -40,6 +40,9 @@ def make_config(export_dir: str | Path, options: PredictorOptions):
     program, params = program_files(export_dir)
     config = inference.Config(str(program), str(params))
     config.switch_ir_optim(True)
+    # Paddle 3.3's constant folding fails ("Tensor holds no memory") on a subgraph fed by parameters alone, such as
+    # DeBERTa's LayerNorm of its relative-position embeddings; encoders have nothing else it could fold.
+    config.delete_pass("constant_folding_pass")
     config.disable_glog_info()
     if options.device == "gpu":
         precision = {"float32": inference.PrecisionType.Float32, "float16": inference.PrecisionType.Half,
