@@ -130,7 +130,8 @@ ARCHITECTURES: dict[str, Architecture] = {entry.model_type: entry for entry in (
     # exported program would have an input nothing reads
     Architecture(DebertaV2Config, DEBERTA_V2, "DebertaV2", "paddleport.models.modeling_deberta_v2",
                  WITH_TOKEN_TYPES, "classifier.bias",
-                 input_conditions={"token_type_ids": lambda config: config.type_vocab_size > 0}),
+                 input_conditions={"token_type_ids": lambda config: config.type_vocab_size > 0},
+                 no_prompt_learning=None),
 )}
 
 # Every class name paddleport converts and runs, and the architecture it belongs to.

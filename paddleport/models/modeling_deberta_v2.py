@@ -235,15 +235,16 @@ class DebertaV2Embeddings(nn.Layer):
 
     embed_words = BertEmbeddings.embed_words  # the padding row gets no gradient, like torch's padding_idx
 
-    def forward(self, input_ids, token_type_ids=None, position_ids=None, mask=None):
-        embeddings = self.embed_words(input_ids)
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, mask=None, inputs_embeds=None):
+        # inputs_embeds (as transformers): word vectors given instead of ids, e.g. with prompt-tuning's virtual tokens
+        embeddings = self.embed_words(input_ids) if inputs_embeds is None else inputs_embeds
         if self.position_embeddings is not None:
             if position_ids is None:
-                position_ids = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0)
+                position_ids = paddle.arange(embeddings.shape[1], dtype="int64").unsqueeze(0)
             embeddings = embeddings + self.position_embeddings(position_ids)
         if self.token_type_embeddings is not None:
             if token_type_ids is None:
-                token_type_ids = paddle.zeros_like(input_ids)
+                token_type_ids = paddle.zeros_like(embeddings[:, :, 0], dtype="int64")
             embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         if self.embed_proj is not None:
             embeddings = self.embed_proj(embeddings)
@@ -329,12 +330,13 @@ class DebertaV2Model(DebertaV2PreTrainedModel):
         self.embeddings = DebertaV2Embeddings(config)
         self.encoder = DebertaV2Encoder(config)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         if attention_mask is None:
-            attention_mask = paddle.ones_like(input_ids)
+            attention_mask = paddle.ones_like(input_ids if inputs_embeds is None else inputs_embeds[:, :, 0],
+                                              dtype="int64")
         embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
-                                           mask=attention_mask)
+                                           mask=attention_mask, inputs_embeds=inputs_embeds)
         sequence_output, hidden_states, attentions = self.encoder(
             embedding_output, attention_mask, output_hidden_states=output_hidden_states,
             output_attentions=output_attentions)
@@ -414,11 +416,11 @@ class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
         else:
             self.lm_predictions = DebertaV2OnlyMLMHead(config)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         outputs = self.deberta(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                position_ids=position_ids, output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions)
+                               output_attentions=output_attentions, inputs_embeds=inputs_embeds)
         if self.legacy:
             logits = self.cls(outputs.last_hidden_state)
         else:
@@ -470,11 +472,11 @@ class DebertaV2ForSequenceClassification(DebertaV2PreTrainedModel):
         self.classifier = Linear(config.hidden_size, config.num_labels)
         self.dropout = Dropout(cls_dropout(config))
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         outputs = self.deberta(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                position_ids=position_ids, output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions)
+                               output_attentions=output_attentions, inputs_embeds=inputs_embeds)
         logits = self.classifier(self.dropout(self.pooler(outputs.last_hidden_state)))
         loss = None if labels is None else deberta_sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
@@ -491,11 +493,11 @@ class DebertaV2ForTokenClassification(DebertaV2PreTrainedModel):
         self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         outputs = self.deberta(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                position_ids=position_ids, output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions)
+                               output_attentions=output_attentions, inputs_embeds=inputs_embeds)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None if labels is None else token_classification_loss(logits, labels)
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
@@ -511,11 +513,12 @@ class DebertaV2ForQuestionAnswering(DebertaV2PreTrainedModel):
         self.deberta = DebertaV2Model(config)
         self.qa_outputs = Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                start_positions=None, end_positions=None, output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                start_positions=None, end_positions=None, output_hidden_states=False, output_attentions=False,
+                inputs_embeds=None):
         outputs = self.deberta(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                position_ids=position_ids, output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions)
+                               output_attentions=output_attentions, inputs_embeds=inputs_embeds)
         start_logits, end_logits = (part.squeeze(-1) for part in
                                     self.qa_outputs(outputs.last_hidden_state).split(2, axis=-1))
         loss = None
@@ -536,14 +539,15 @@ class DebertaV2ForMultipleChoice(DebertaV2PreTrainedModel):
         self.classifier = Linear(config.hidden_size, 1)
         self.dropout = Dropout(cls_dropout(config))
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         """Inputs are [batch, choices, seq]; logits [batch, choices]."""
-        num_choices = input_ids.shape[1]
+        num_choices = (input_ids if inputs_embeds is None else inputs_embeds).shape[1]
+        flat_embeds = None if inputs_embeds is None else inputs_embeds.reshape([-1] + inputs_embeds.shape[-2:])
         outputs = self.deberta(flatten_choices(input_ids), attention_mask=flatten_choices(attention_mask),
                                token_type_ids=flatten_choices(token_type_ids),
                                position_ids=flatten_choices(position_ids), output_hidden_states=output_hidden_states,
-                               output_attentions=output_attentions)
+                               output_attentions=output_attentions, inputs_embeds=flat_embeds)
         logits = self.classifier(self.dropout(self.pooler(outputs.last_hidden_state))).reshape([-1, num_choices])
         loss = None if labels is None else F.cross_entropy(logits, labels.reshape([-1]))
         return MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
