@@ -4,8 +4,6 @@ train-parity, run-glue, adapter conversion and compare, bad input (tiny seeded m
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 
 import numpy as np
@@ -187,12 +185,8 @@ def test_hf_prompt_adapter_round_trips_bit_for_bit_and_compares(hf_prompt_adapte
     assert max(diff.max_abs for diff in report.tensors) <= 1e-5
 
 
-def _cli(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "paddleport", *map(str, arguments)], capture_output=True, text=True)
-
-
-def test_bad_prompt_input_is_one_line_before_training(tiny_bert, hf_prompt_adapter, tmp_path, monkeypatch):
-    from tests.test_output_safety import messages
+def test_bad_prompt_input_is_one_line_before_training(tiny_bert, hf_prompt_adapter, tmp_path, monkeypatch, capsys):
+    from tests.test_output_safety import run_cli
 
     config = json.loads((tiny_bert / "config.json").read_text())
     cases = [
@@ -212,17 +206,15 @@ def test_bad_prompt_input_is_one_line_before_training(tiny_bert, hf_prompt_adapt
     monkeypatch.undo()
 
     out = tmp_path / "run"
-    too_long = _cli("run-glue", "--framework", "paddle", "--model", tiny_bert, "--output-dir", out, "--peft", "prompt",
-                    "--num-virtual-tokens", "100", "--max-length", "64")
-    lines = messages(too_long.stderr)
-    assert too_long.returncode == 2 and len(lines) == 1, too_long.stderr
+    code, lines = run_cli(capsys, "run-glue", "--framework", "paddle", "--model", tiny_bert, "--output-dir", out,
+                          "--peft", "prompt", "--num-virtual-tokens", "100", "--max-length", "64")
+    assert code == 2 and len(lines) == 1, lines
     assert "--max-length" in lines[0] and "less 100 virtual tokens" in lines[0] and not out.exists()
 
     other = make_tiny_hf_checkpoint(tmp_path / "other", "RobertaForSequenceClassification", hidden_size=48)
-    wrong_base = _cli("compare", other, other, "--hf-adapter", hf_prompt_adapter, "--paddle-adapter",
-                      hf_prompt_adapter)
-    lines = messages(wrong_base.stderr)
-    assert wrong_base.returncode == 2 and len(lines) == 1 and "adapter for another base model" in lines[0], lines
+    code, lines = run_cli(capsys, "compare", other, other, "--hf-adapter", hf_prompt_adapter, "--paddle-adapter",
+                          hf_prompt_adapter)
+    assert code == 2 and len(lines) == 1 and "adapter for another base model" in lines[0], lines
     with pytest.raises(PaddleportError, match="no weights to merge them into"):
         merge_adapter(hf_prompt_adapter, other, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
