@@ -21,7 +21,8 @@ GOLDEN = json.loads((Path(__file__).parent / "data" / "paddlenlp_state_dicts.jso
 # One class per architecture with a head, and the bare models (the interop test covers the rest of GOLDEN).
 CLASSES = ["BertForSequenceClassification", "RobertaForSequenceClassification", "ElectraForPreTraining",
            "AlbertForSequenceClassification", "DistilBertForQuestionAnswering", "AlbertModel", "DistilBertModel",
-           "ErnieForQuestionAnswering", "BertForMaskedLM", "RobertaForMaskedLM", "ErnieForPreTraining"]
+           "ErnieForQuestionAnswering", "BertForMaskedLM", "RobertaForMaskedLM", "ErnieForPreTraining",
+           "DebertaV2ForSequenceClassification"]
 
 
 def num_labels(class_name: str) -> dict:
@@ -29,8 +30,10 @@ def num_labels(class_name: str) -> dict:
 
 
 def overrides(class_name: str) -> dict:
-    """PaddleNLP's ERNIE computes with LayerNorm epsilon 1e-12 only (the tiny ERNIE has ERNIE 3.0's 1e-5)."""
-    return dict(num_labels(class_name), **({"layer_norm_eps": 1e-12} if class_name.startswith("Ernie") else {}))
+    """PaddleNLP's ERNIE computes with LayerNorm epsilon 1e-12 only (the tiny ERNIE has ERNIE 3.0's 1e-5), its
+    DeBERTa's ConvLayer with GELU (the tiny DeBERTa's is tanh)."""
+    fixed = {"Ernie": {"layer_norm_eps": 1e-12}, "DebertaV2": {"conv_act": "gelu"}}
+    return dict(num_labels(class_name), **next((v for k, v in fixed.items() if class_name.startswith(k)), {}))
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +159,10 @@ def test_unsupported_paddlenlp_requests_are_one_line(tmp_path, capsys, converted
     ernie_3 = make_tiny_hf_checkpoint(tmp_path / "ernie", "ErnieModel")  # layer_norm_eps 1e-5
     one_line_exit_2(capsys, ["convert", ernie_3, tmp_path / "d", "--to", "paddlenlp"],
                     "layer_norm_eps is 1e-05", "always computes with 1e-12")
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    deberta_tanh = make_tiny_hf_checkpoint(tmp_path / "deberta", "DebertaV2Model")  # a ConvLayer with tanh
+    one_line_exit_2(capsys, ["convert", deberta_tanh, tmp_path / "e", "--to", "paddlenlp"],
+                    "conv_act is tanh", "always computes with gelu")
+    assert not any((tmp_path / name).exists() for name in "abcde")
 
 
 def test_reading_takes_the_epsilon_paddlenlp_computes_with(tmp_path, converted):

@@ -64,6 +64,10 @@ OUTPUTS = {
     "ErnieForQuestionAnswering": (("start_logits", TOKEN), ("end_logits", TOKEN)),
     "ErnieForMaskedLM": (("logits", TOKEN),),
     "ErnieForPreTraining": (("prediction_logits", TOKEN), ("seq_relationship_logits", SEQUENCE)),
+    "DebertaV2Model": (("last_hidden_state", TOKEN),),
+    "DebertaV2ForSequenceClassification": (("logits", SEQUENCE),),
+    "DebertaV2ForTokenClassification": (("logits", TOKEN),),
+    "DebertaV2ForQuestionAnswering": (("start_logits", TOKEN), ("end_logits", TOKEN)),
 }
 
 # Tiny configs under PaddleNLP's own keys, for the models PaddleNLP builds and saves itself.
@@ -77,6 +81,11 @@ PADDLENLP_TINY_BY_TYPE = {
     "distilbert": {k: v for k, v in PADDLENLP_TINY.items() if k != "type_vocab_size"},
     # ERNIE 3.0's form: task-type embeddings on, 4 segments
     "ernie": dict(PADDLENLP_TINY, type_vocab_size=4, use_task_id=True, task_type_vocab_size=3, layer_norm_eps=1e-5),
+    # DeBERTa-v3's form: relative attention only, log buckets, shared keys, normalised relative embeddings, no
+    # token types (the ConvLayer of v2's first layer too)
+    "deberta-v2": dict(PADDLENLP_TINY, type_vocab_size=0, relative_attention=True, position_buckets=8,
+                       max_relative_positions=32, pos_att_type="p2c|c2p", norm_rel_ebd="layer_norm",
+                       share_att_key=True, position_biased_input=False, conv_kernel_size=3, layer_norm_eps=1e-7),
 }
 
 
@@ -86,10 +95,11 @@ def labels(class_name: str) -> dict:
 
 
 def hf_overrides(class_name: str) -> dict:
-    """PaddleNLP's ERNIE computes its LayerNorms with epsilon 1e-12 whatever its config says (the tiny transformers
-    ERNIE has ERNIE 3.0's 1e-5, which --to paddlenlp refuses); the models PaddleNLP saves keep 1e-5 in their
-    config, which --to hf must replace."""
-    return dict(labels(class_name), **({"layer_norm_eps": 1e-12} if class_name.startswith("Ernie") else {}))
+    """PaddleNLP's ERNIE computes its LayerNorms with epsilon 1e-12 and DeBERTa's ConvLayer with GELU whatever its
+    config says (the tiny transformers ERNIE has ERNIE 3.0's 1e-5, the DeBERTa tanh, which --to paddlenlp refuses);
+    the models PaddleNLP saves keep 1e-5 and no conv_act in their config, which --to hf must replace."""
+    fixed = {"Ernie": {"layer_norm_eps": 1e-12}, "DebertaV2": {"conv_act": "gelu"}}  # PaddleNLP computes with these
+    return dict(labels(class_name), **next((v for k, v in fixed.items() if class_name.startswith(k)), {}))
 
 
 def seeded_inputs(seed: int = 0, lengths=(16, 11, 5, 1)) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from paddleport.convert.bert import tied_decoder
 from paddleport.convert.rules import embedding, layernorm, linear, parameter, single_output
-from paddleport.convert.table import ArchitectureTable, ClassLayout
+from paddleport.convert.table import ArchitectureTable, ClassLayout, PaddleNLPMap
 from paddleport.convert.transforms import (
     CONV1D_BIAS, CONV1D_WEIGHT, EMBEDDING, LINEAR_BIAS, LINEAR_WEIGHT, OUTPUT_EMBEDDING, PARAMETER_BIAS,
 )
@@ -116,6 +116,29 @@ HEADS = {
     "pretraining_extras": PRETRAINING_EXTRAS,
 }
 
+# PaddleNLP 2.8's DeBERTa-v2 (``deberta_v2/modeling.py``) keeps transformers' names under ``deberta.`` (the
+# ContextPooler's ``pooler.dense`` on the head). Its config class holds ``share_attn_key``, but its model reads
+# transformers' keys (``share_att_key``, ``position_buckets``, ``norm_rel_ebd``, ``conv_kernel_size``...) with
+# getattr defaults, listed below. Its ConvLayer applies GELU whatever ``conv_act`` says (transformers' default is
+# tanh). Its DebertaV2ForMaskedLM (an untied [in, out] Linear decoder) is not mapped.
+DEBERTA_V2_PADDLENLP = PaddleNLPMap(
+    base_prefix="deberta.",
+    rules=(),
+    classes={f"DebertaV2{task}": f"DebertaV2{task}" for task in (
+        "Model", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMultipleChoice")},
+    # DebertaV2Config.__init__ (``deberta_v2/configuration.py``) and modeling.py's getattr defaults
+    defaults=dict(
+        vocab_size=128100, hidden_size=1536, num_hidden_layers=24, num_attention_heads=24, intermediate_size=6144,
+        hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+        type_vocab_size=0, initializer_range=0.02, layer_norm_eps=1e-7, relative_attention=False,
+        max_relative_positions=-1, pad_token_id=0, position_biased_input=True, pos_att_type=None, pooler_dropout=0,
+        pooler_hidden_act="gelu", share_att_key=False, position_buckets=-1, norm_rel_ebd="none", conv_kernel_size=0,
+        conv_groups=1, conv_act="tanh",
+    ),
+    fixed={"conv_act": "gelu"},
+    fixed_when={"conv_act": _conv},
+)
+
 DEBERTA_V2 = ArchitectureTable(
     model_type="deberta-v2",
     base_prefix="deberta.",
@@ -135,4 +158,5 @@ DEBERTA_V2 = ArchitectureTable(
     # the legacy head's decoder is the word embeddings plus cls.predictions.bias, as in BERT
     tied_to_embeddings=tied_decoder("deberta."),
     buffers=(r"embeddings\.position_ids$",),
+    paddlenlp=DEBERTA_V2_PADDLENLP,
 )

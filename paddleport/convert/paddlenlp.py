@@ -224,12 +224,20 @@ def read_paddlenlp_config(directory: Path) -> tuple[Path, dict[str, Any], str]:
     values = {**mapping.defaults, **values}
     hf_values = {mapping.config_keys.get(key, key): value for key, value in values.items()
                  if key not in PADDLENLP_ONLY_KEYS}
-    hf_values.update(mapping.fixed)  # what PaddleNLP's model computes with, whatever its config says
     hf_values["model_type"] = model_type
     hf_values["architectures"] = [transformers_class(table, nlp_class, path)]
     if "num_labels" in hf_values and "id2label" not in hf_values:
         hf_values["id2label"] = {str(i): f"LABEL_{i}" for i in range(int(hf_values.pop("num_labels")))}
+    # what PaddleNLP's model computes with, whatever its config says
+    config = ARCHITECTURES[model_type].config_class.from_dict(hf_values, source=path)
+    hf_values.update(fixed_values(mapping, config))
     return path, hf_values, nlp_class
+
+
+def fixed_values(mapping: PaddleNLPMap, config: PretrainedConfig) -> dict[str, Any]:
+    """The config values PaddleNLP's model computes with whatever its config says, where they apply."""
+    return {key: value for key, value in mapping.fixed.items()
+            if mapping.fixed_when.get(key, lambda c: True)(config)}
 
 
 def paddlenlp_config(config_dict: dict[str, Any], config: PretrainedConfig, table: ArchitectureTable,
@@ -238,7 +246,7 @@ def paddlenlp_config(config_dict: dict[str, Any], config: PretrainedConfig, tabl
     defaults differ from transformers': BERT's 16 token types, RoBERTa's pad id 0 and eps 1e-12), under its names.
     A value PaddleNLP's model would not compute with (``PaddleNLPMap.fixed``) is refused."""
     mapping = paddlenlp_map(table, source)
-    for key, value in mapping.fixed.items():
+    for key, value in fixed_values(mapping, config).items():
         if getattr(config, key) != value:
             raise PaddleportError(source, f"{key} is {getattr(config, key)}, but PaddleNLP 2.8's "
                                           f"{table.model_type} always computes with {value}: its outputs would differ "

@@ -91,7 +91,8 @@ class PaddleNLPMap:
     PaddleNLP config key -> the Hugging Face key holding the same value, where they differ; ``defaults``: the
     values PaddleNLP's config class takes for keys a saved ``config.json`` may omit (its ``configuration.py``);
     ``fixed``: Hugging Face config values PaddleNLP's model computes with whatever its config says (ERNIE's
-    LayerNorm epsilon): a checkpoint with another value is not written, and one read takes this value.
+    LayerNorm epsilon), where ``fixed_when`` holds for the config (always if it names no condition): a checkpoint
+    with another value is not written, and one read takes this value.
     ``copies``: PaddleNLP names in a class with one of the table's ``heads`` that hold the same tensor as another
     PaddleNLP name (a tied MLM decoder, a bias PaddleNLP links under two names), ``when`` the config ties them:
     written as copies, and on reading skipped once checked equal to the original (or taken as the original where
@@ -104,6 +105,7 @@ class PaddleNLPMap:
     defaults: dict[str, object]
     config_keys: dict[str, str] = field(default_factory=dict)
     fixed: dict[str, object] = field(default_factory=dict)
+    fixed_when: dict[str, Callable[[PretrainedConfig], bool]] = field(default_factory=dict)
     copies: tuple["PaddleNLPCopy", ...] = ()
 
 

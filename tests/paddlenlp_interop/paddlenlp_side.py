@@ -38,7 +38,7 @@ def _quiet_imports():
 # PaddleNLP 2.8's ELECTRA adds a 2-D attention_mask to the scores as it is (an additive mask); BERT, RoBERTa,
 # DistilBERT, ALBERT and ERNIE turn a 0/1 mask into (1 - mask) * -1e4 themselves (their modeling.py).
 ADDITIVE_MASK_MODELS = ("electra",)
-NO_TOKEN_TYPES = ("distilbert",)
+NO_TOKEN_TYPES = ("distilbert", "deberta-v2")  # DeBERTa-v3 has no token-type embeddings
 
 
 def _forward(paddle, model, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
