@@ -154,3 +154,22 @@ def test_hf_to_paddle_to_hf_is_bit_exact(converted, tmp_path):
     assert set(before) == set(after)
     for name, value in before.items():
         assert value.dtype == after[name].dtype and np.array_equal(value, after[name]), name
+
+
+def test_ernie_takes_inputs_embeds_as_transformers(tmp_path, batch):
+    """Word vectors given instead of ids (prompt tuning's virtual tokens): task and token types default to zeros
+    over the vectors' length in both frameworks."""
+    import paddle
+    import torch
+
+    hf_model = make_tiny_hf_model("ErnieForSequenceClassification", seed=5)
+    hf_model.save_pretrained(tmp_path / "hf")
+    convert_checkpoint(tmp_path / "hf", tmp_path / "paddle", progress=False)
+    paddle_model = models.ErnieForSequenceClassification.from_pretrained(tmp_path / "paddle")
+    vectors = np.random.default_rng(0).standard_normal((*batch["input_ids"].shape, 32)).astype(np.float32)
+    with torch.no_grad():
+        expected = hf_model(inputs_embeds=torch.from_numpy(vectors),
+                            attention_mask=torch.from_numpy(batch["attention_mask"])).logits.numpy()
+    actual = paddle_model(inputs_embeds=paddle.to_tensor(vectors),
+                          attention_mask=paddle.to_tensor(batch["attention_mask"])).logits.numpy()
+    assert np.abs(expected - actual).max() <= ATOL

@@ -45,17 +45,20 @@ class ErnieEmbeddings(BertEmbeddings):
         if config.use_task_id:
             self.task_type_embeddings = nn.Embedding(config.task_type_vocab_size, config.hidden_size)
 
-    def forward(self, input_ids, token_type_ids=None, task_type_ids=None, position_ids=None):
+    def forward(self, input_ids=None, token_type_ids=None, task_type_ids=None, position_ids=None, inputs_embeds=None):
+        # inputs_embeds (as transformers): word vectors given instead of ids, e.g. with prompt-tuning's virtual tokens
+        words = self.embed_words(input_ids) if inputs_embeds is None else inputs_embeds
+        ids = input_ids if inputs_embeds is None else inputs_embeds[:, :, 0]  # the [batch, seq] shape
         if position_ids is None:
-            position_ids = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0)
+            position_ids = paddle.arange(words.shape[1], dtype="int64").unsqueeze(0)
         if token_type_ids is None:
-            token_type_ids = paddle.zeros_like(input_ids)
+            token_type_ids = paddle.zeros_like(ids, dtype="int64")
         # transformers' order of the sums: words + token types, then positions, then task types
-        embeddings = self.embed_words(input_ids) + self.token_type_embeddings(token_type_ids)
+        embeddings = words + self.token_type_embeddings(token_type_ids)
         embeddings = embeddings + self.position_embeddings(position_ids)
         if self.use_task_id:
             if task_type_ids is None:
-                task_type_ids = paddle.zeros_like(input_ids)
+                task_type_ids = paddle.zeros_like(ids, dtype="int64")
             embeddings = embeddings + self.task_type_embeddings(task_type_ids)
         return self.dropout(self.LayerNorm(embeddings))
 
@@ -114,10 +117,10 @@ class ErnieModel(ErniePreTrainedModel):
         self.encoder = ErnieEncoder(config)
         self.pooler = ErniePooler(config) if add_pooling_layer else None
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, task_type_ids=None, position_ids=None,
-                output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, task_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False, inputs_embeds=None):
         embedding_output = self.embeddings(input_ids, token_type_ids=token_type_ids, task_type_ids=task_type_ids,
-                                           position_ids=position_ids)
+                                           position_ids=position_ids, inputs_embeds=inputs_embeds)
         mask = layer_attention_mask(attention_mask, embedding_output.dtype, self.config.num_attention_heads)
         sequence_output, hidden_states, attentions = self.encoder(
             embedding_output, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
@@ -137,11 +140,13 @@ class ErnieForSequenceClassification(ErniePreTrainedModel):
         self.dropout = Dropout(classifier_dropout(config))
         self.classifier = Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, task_type_ids=None, position_ids=None,
-                labels=None, output_hidden_states=False, output_attentions=False):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, task_type_ids=None,
+                position_ids=None, labels=None, output_hidden_states=False, output_attentions=False,
+                inputs_embeds=None):
         outputs = self.ernie(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                              task_type_ids=task_type_ids, position_ids=position_ids,
-                             output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+                             output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                             inputs_embeds=inputs_embeds)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
