@@ -90,6 +90,18 @@ def _build_error(error: Exception, output: str) -> str:
     return compiler_errors[0] if compiler_errors else message
 
 
+def _source_copy(build_directory: Path, name: str) -> Path:
+    """The kernels' source at a path named by its content (``name`` carries the source hash): Paddle's loader
+    rebuilds whenever the source *path* changes, so building from the package's own file recompiled the
+    kernels for every checkout (each git worktree, each fresh clone) of the same code."""
+    copy = build_directory / f"{name}.cc"
+    if not copy.is_file() or copy.read_bytes() != SOURCE.read_bytes():
+        partial = copy.with_suffix(f".cc.{os.getpid()}")
+        partial.write_bytes(SOURCE.read_bytes())
+        partial.replace(copy)
+    return copy
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_kernels():
     if os.environ.get(DISABLE_ENV, "1") == "0":
@@ -111,8 +123,9 @@ def cpu_kernels():
         with open(lock_path, "w") as lock, _captured_output() as written:
             fcntl.flock(lock, fcntl.LOCK_EX)  # the processes of one distributed run build it once
             try:
-                return load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=CXX_FLAGS,
-                            extra_ldflags=LD_FLAGS, verbose=False)
+                source = _source_copy(build_directory, name)
+                return load(name=name, sources=[str(source)], extra_cxx_cflags=CXX_FLAGS, extra_ldflags=LD_FLAGS,
+                            verbose=False)
             except Exception as error:
                 reason = _build_error(error, written())
     except Exception as error:  # no fcntl, no cpp_extension
