@@ -83,6 +83,30 @@ def test_bfloat16_rows_are_left_out_where_the_cpu_only_emulates_it():
     assert _without_emulated_bfloat16(options, sapphire_rapids) == (options, [])
 
 
+SKYLAKE_CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Gold 6148 CPU
+flags\t\t: fpu sse sse2 avx fma avx2 avx512f avx512bw avx512vl
+"""
+
+
+def test_bench_on_a_cpu_description_without_native_bfloat16_prints_one_line_and_no_bfloat16_rows(
+        model_dirs, tmp_path, monkeypatch):
+    """The CPU as PADDLEPORT_CPUINFO describes it (AVX-512 without BF16 or AMX) decides, not this machine's."""
+    from paddleport.parity.bench import BenchOptions, run_benchmark
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(SKYLAKE_CPUINFO)
+    monkeypatch.setenv(runtime.CPUINFO_ENV, str(cpuinfo))
+    assert runtime.active() is None  # run_benchmark sets up (and detects the CPU) itself
+    result = run_benchmark([model_dirs[0]], BenchOptions(paths=("torch eager",), dtypes=("float32", "bfloat16"),
+                                                         batch_sizes=(1,), seq_lens=(8,), iters=1, warmup=0))
+    assert [(row.dtype, row.skipped) for row in result.rows] == [("float32", None)]
+    skipped_lines = [line for line in result.markdown().splitlines() if "bfloat16" in line]
+    assert skipped_lines == [result.notes[0]] and result.notes[0].startswith(
+        "bfloat16 rows skipped: Intel(R) Xeon(R) Gold 6148 CPU (AVX-512) has no native bfloat16")
+
+
 def test_bench_gpu_without_gpu(model_dirs, capsys):
     if devices.gpu_frameworks():
         pytest.skip("a GPU is present")
