@@ -146,6 +146,40 @@ def test_channel_layer_norm_and_channel_bias_match_paddle_with_distinct_biases(b
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.parametrize("width", [11, 32, 33, 128])
+def test_channel_layer_norm_of_one_sequence_matches_paddle_across_column_blocks(built, rng, threads, width):
+    """Work is split by (batch, block of 32 positions), so a batch of one uses every thread: widths inside, at and
+    across a block boundary."""
+    x, weight, norm_bias = leaf(rng, 1, 48, width, scale=3.0), leaf(rng, 48), leaf(rng, 48)
+    grad_out = paddle.to_tensor(rng.standard_normal((1, 48, width)).astype("float32"))
+
+    def reference():
+        return F.layer_norm(x.transpose([0, 2, 1]), [48], weight, norm_bias, 1e-12).transpose([0, 2, 1])
+
+    def kernel():
+        return built.pp_channel_layer_norm(x, weight, norm_bias, 1e-12)[0]
+
+    assert_close(kernel().numpy(), reference().numpy(), atol=1e-5)
+    for name, ours, theirs in zip(("input", "weight", "bias"), grads(kernel, [x, weight, norm_bias], grad_out),
+                                  grads(reference, [x, weight, norm_bias], grad_out)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("channels", WIDTHS)
+@pytest.mark.parametrize("batch, width", [(1, 70), (3, 11)])
+def test_fused_channel_kernels_match_paddle_ops_with_distinct_biases(built, rng, threads, strided_views, channels,
+                                                                     batch, width):
+    _, x = strided_leaf(rng, batch, channels, width, scale=3.0)
+    _, residual = strided_leaf(rng, batch, channels, width)
+    conv_bias, weight, norm_bias = leaf(rng, channels), leaf(rng, channels), leaf(rng, channels)
+    with paddle.no_grad():
+        fused = built.pp_channel_bias_residual_layer_norm(x, conv_bias, residual, weight, norm_bias, 1e-12)
+        summed = (x + conv_bias.unsqueeze(-1) + residual).transpose([0, 2, 1])
+        expected = F.layer_norm(summed, [channels], weight, norm_bias, 1e-12).transpose([0, 2, 1])
+        assert_close(fused.numpy(), expected.numpy(), atol=1e-5)
+        assert_close(built.pp_channel_bias_gelu(x, conv_bias).numpy(), F.gelu(x + conv_bias.unsqueeze(-1)).numpy())
+
+
 @pytest.mark.parametrize("channels", WIDTHS)
 def test_channel_bias_and_its_gradients_match_paddle(built, rng, threads, strided_views, channels):
     dense, x = strided_leaf(rng, 2, channels, 7)
@@ -201,6 +235,26 @@ def test_inference_fusions_in_the_layers_equal_the_unfused_layers(built, rng):
     linear = paddle.matmul(hidden, dense.weight) + dense.bias
     assert_close(fused, F.layer_norm(linear + residual, [48], norm.weight, norm.bias, 1e-12).numpy(), atol=1e-5)
     assert_close(fused_gelu, F.gelu(linear).numpy())
+
+
+def test_channel_inference_fusions_in_the_layers_equal_the_unfused_layers(built, rng):
+    """SqueezeBERT's helpers: the convolution's bias into the fusion, the norm's into the norm; dropout on in
+    training falls back to the unfused ops."""
+    norm, dropout = layers.ChannelLayerNorm(48, epsilon=1e-12), layers.Dropout(0.1)
+    for parameter in (norm.weight, norm.bias):
+        parameter.set_value(rng.standard_normal(parameter.shape).astype("float32"))
+    conv_bias = paddle.to_tensor(rng.standard_normal(48).astype("float32"))
+    x, residual = (paddle.to_tensor(rng.standard_normal((2, 48, 9)).astype("float32")) for _ in range(2))
+    shifted = x + conv_bias.unsqueeze(-1)
+    expected = F.layer_norm((shifted + residual).transpose([0, 2, 1]), [48], norm.weight, norm.bias, 1e-12)
+    dropout.eval()
+    with paddle.no_grad():
+        fused = layers.channel_bias_residual_layer_norm(x, conv_bias, dropout, norm, residual)
+        assert_close(fused.numpy(), expected.transpose([0, 2, 1]).numpy(), atol=1e-5)
+        assert_close(layers.channel_bias_gelu(x, conv_bias).numpy(), F.gelu(shifted).numpy())
+        dropout.train()
+        trained = layers.channel_bias_residual_layer_norm(x, conv_bias, dropout, norm, residual)
+    assert not np.allclose(trained.numpy(), fused.numpy())  # dropout applied: the unfused path ran
 
 
 def test_dropout_keeps_one_minus_p_scales_and_reuses_its_mask_in_the_gradient(built, rng, threads):

@@ -193,15 +193,17 @@ def dense_gelu(dense: nn.Linear, hidden_states):
     return kernels.pp_bias_gelu(paddle.matmul(hidden_states, dense.weight), dense.bias)
 
 
-def dense_residual_layer_norm(dense: nn.Linear, dropout: nn.Dropout, layer_norm: nn.LayerNorm, hidden_states,
+def dense_residual_layer_norm(dense: nn.Linear, dropout: nn.Dropout | None, layer_norm: nn.LayerNorm, hidden_states,
                               residual):
-    """``layer_norm(dropout(dense(hidden_states)) + residual)``; without autograd and with dropout off, the bias,
-    residual add and norm are one pass after the matmul (saves two full-size adds per block)."""
+    """``layer_norm(dropout(dense(hidden_states)) + residual)`` (no dropout when ``dropout`` is None); without
+    autograd and with dropout off, the bias, residual add and norm are one pass after the matmul (saves two
+    full-size adds per block)."""
     kernels = _inference_kernels_for(hidden_states)
-    dropout_off = not dropout.training or dropout.p == 0
+    dropout_off = dropout is None or not dropout.training or dropout.p == 0
     if (kernels is None or not dropout_off or not _kernel_can_normalise(layer_norm)
             or not isinstance(dense, nn.Linear)):  # a wrapped Linear (LoRA) runs its own forward
-        return layer_norm(dropout(dense(hidden_states)) + residual)
+        projected = dense(hidden_states)
+        return layer_norm((projected if dropout is None else dropout(projected)) + residual)
     return kernels.pp_bias_residual_layer_norm(paddle.matmul(hidden_states, dense.weight), dense.bias, residual,
                                                layer_norm.weight, layer_norm.bias, layer_norm._epsilon)
 
@@ -223,3 +225,19 @@ def add_channel_bias(x, bias):
     is slow on CPU, and so is the reduction that gives its bias gradient."""
     kernels = _cpu_kernels_for(x)
     return x + bias.unsqueeze(-1) if kernels is None else kernels.pp_channel_bias(x, bias)
+
+
+def channel_bias_gelu(x, bias):
+    """``gelu(x + bias)`` over [batch, channels, width]; without autograd, one pass (SqueezeBERT's intermediate)."""
+    kernels = _inference_kernels_for(x)
+    return gelu(add_channel_bias(x, bias)) if kernels is None else kernels.pp_channel_bias_gelu(x, bias)
+
+
+def channel_bias_residual_layer_norm(x, bias, dropout: nn.Dropout, layer_norm: nn.LayerNorm, residual):
+    """``layer_norm(dropout(x + bias) + residual)`` over the channels of [batch, channels, width]; without autograd
+    and with dropout off, one pass (the bias, residual add and norm of SqueezeBERT's conv blocks)."""
+    kernels = _inference_kernels_for(x)
+    if kernels is None or (dropout.training and dropout.p != 0):
+        return layer_norm(dropout(add_channel_bias(x, bias)) + residual)
+    return kernels.pp_channel_bias_residual_layer_norm(x, bias, residual, layer_norm.weight, layer_norm.bias,
+                                                       layer_norm._epsilon)

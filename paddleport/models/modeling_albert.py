@@ -14,7 +14,8 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from paddleport.core.configuration import AlbertConfig
-from paddleport.models.layers import Dropout, LayerNorm, Linear, attention_probs
+from paddleport.models.layers import (Dropout, LayerNorm, Linear, attention_probs, dense_gelu,
+                                      dense_residual_layer_norm, gelu)
 from paddleport.models.modeling_bert import BertEmbeddings
 from paddleport.models.modeling_utils import (
     ACT2FN,
@@ -70,7 +71,8 @@ class AlbertAttention(nn.Layer):
         scores = paddle.matmul(query, key, transpose_y=True)
         probs = self.attention_dropout(attention_probs(scores, attention_mask, self.scaling))
         context = paddle.matmul(probs, value).transpose([0, 2, 1, 3]).reshape([0, 0, -1])
-        return self.LayerNorm(hidden_states + self.output_dropout(self.dense(context))), probs
+        # LayerNorm(hidden_states + output_dropout(dense(context))), fused when nothing is trained
+        return dense_residual_layer_norm(self.dense, self.output_dropout, self.LayerNorm, context, hidden_states), probs
 
 
 class AlbertLayer(nn.Layer):
@@ -86,8 +88,13 @@ class AlbertLayer(nn.Layer):
 
     def forward(self, hidden_states, attention_mask=None):
         attention_output, probs = self.attention(hidden_states, attention_mask)
-        ffn_output = self.ffn_output(self.activation(self.ffn(attention_output)))
-        return self.full_layer_layer_norm(ffn_output + attention_output), probs
+        if self.activation is gelu:
+            activated = dense_gelu(self.ffn, attention_output)
+        else:
+            activated = self.activation(self.ffn(attention_output))
+        # full_layer_layer_norm(ffn_output(activated) + attention_output): no dropout here, as in transformers
+        return dense_residual_layer_norm(self.ffn_output, None, self.full_layer_layer_norm, activated,
+                                         attention_output), probs
 
 
 class AlbertLayerGroup(nn.Layer):

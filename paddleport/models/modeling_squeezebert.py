@@ -13,7 +13,8 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from paddleport.core.configuration import SqueezeBertConfig
-from paddleport.models.layers import ChannelLayerNorm, Dropout, Linear, add_channel_bias, attention_probs
+from paddleport.models.layers import (ChannelLayerNorm, Dropout, Linear, add_channel_bias, attention_probs,
+                                      channel_bias_gelu, channel_bias_residual_layer_norm, gelu)
 from paddleport.models.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPooler
 from paddleport.models.modeling_utils import (
     ACT2FN,
@@ -53,13 +54,17 @@ class PointwiseConv1D(nn.Conv1D):
         self.groups = groups
 
     def forward(self, x):
+        return add_channel_bias(self.without_bias(x), self.bias)
+
+    def without_bias(self, x):
+        """The convolution before its bias is added, [N, out_channels, W]."""
         out_channels, in_per_group = self.weight.shape[0], self.weight.shape[1]
         weight = self.weight.reshape([self.groups, out_channels // self.groups, in_per_group])
         if paddle.is_grad_enabled():
             grouped = self._differentiable_matmul(weight, x)
         else:  # inference: the weight broadcast over the batch, no transposes
             grouped = paddle.matmul(weight, x.reshape([0, self.groups, in_per_group, -1]))
-        return add_channel_bias(grouped.reshape([0, out_channels, -1]), self.bias)
+        return grouped.reshape([0, out_channels, -1])
 
     def _differentiable_matmul(self, weight, x):
         """[N, C, W] -> [groups, C/groups, N*W] -> one batched matmul -> [N, groups, out/groups, W].
@@ -88,7 +93,9 @@ class ConvDropoutLayerNorm(nn.Layer):
         self.dropout = Dropout(dropout_prob)
 
     def forward(self, hidden_states, input_tensor):
-        return self.layernorm(self.dropout(self.conv1d(hidden_states)) + input_tensor)
+        # layernorm(dropout(conv1d(hidden_states)) + input_tensor), one pass after the matmul when nothing is trained
+        return channel_bias_residual_layer_norm(self.conv1d.without_bias(hidden_states), self.conv1d.bias,
+                                                self.dropout, self.layernorm, input_tensor)
 
 
 class ConvActivation(nn.Layer):
@@ -98,6 +105,8 @@ class ConvActivation(nn.Layer):
         self.act = ACT2FN[act]
 
     def forward(self, x):
+        if self.act is gelu:  # bias and GELU in one pass after the matmul when nothing is trained
+            return channel_bias_gelu(self.conv1d.without_bias(x), self.conv1d.bias)
         return self.act(self.conv1d(x))
 
 

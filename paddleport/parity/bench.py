@@ -225,6 +225,7 @@ def ensure_export(model: BenchModel, workdir: Path) -> Path:
 
 def ensure_onnx(model: BenchModel, exporter: str, torch_model, workdir: Path) -> Path:
     """The model as ONNX from ``exporter`` ("torch.onnx" or "paddle2onnx"), written once under ``workdir``."""
+    from paddleport.parity.export import load_eager, save_static
     from paddleport.parity.onnx_runtime import export_paddle_onnx, export_torch_onnx
 
     if exporter not in model.onnx_files:
@@ -233,8 +234,11 @@ def ensure_onnx(model: BenchModel, exporter: str, torch_model, workdir: Path) ->
             head = class_layout(model.config, model.architecture).head
             output_name = next(iter(HEAD_OUTPUTS[head])) if head else "last_hidden_state"  # what main_output picks
             model.onnx_files[exporter] = export_torch_onnx(torch_model, path, output_name)
-        else:
-            model.onnx_files[exporter] = export_paddle_onnx(ensure_export(model, workdir), path)
+        else:  # a program traced for ONNX (tanh-GELU as its formula), as `export --format onnx` converts
+            program_dir = workdir / f"{model.name}-onnx-program"
+            program_dir.mkdir(parents=True, exist_ok=True)
+            save_static(load_eager(model.paddle_dir, model.architecture), program_dir, for_onnx=True)
+            model.onnx_files[exporter] = export_paddle_onnx(program_dir, path)
     return model.onnx_files[exporter]
 
 

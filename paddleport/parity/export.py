@@ -72,11 +72,11 @@ def export_model(paddle_dir: str | Path, out_dir: str | Path, *, force: bool = F
     if architecture_of_class(architecture).task_of(architecture) == "multiple_choice":
         raise PaddleportError(paddle_dir, f"{architecture} takes [batch, choices, seq] inputs: export takes "
                                           "[batch, seq] models (export the base model with --arch)")
-    model = _load_eager(paddle_dir, architecture)
+    model = load_eager(paddle_dir, architecture)
     with atomic_directory(out_dir, replace=force, reads_from=[paddle_dir]) as staging:
         program_dir = staging / ".program" if fmt == "onnx" else staging
         program_dir.mkdir(exist_ok=True)
-        names = save_static(model, program_dir)
+        names = save_static(model, program_dir, for_onnx=fmt == "onnx")
         levels = [output_level(name, config, architecture) for name in names]  # per token or per sequence
         diffs = verify_export(model, program_dir, names, levels, vocab_size=model.config.vocab_size, atol=atol)
         if fmt == "onnx":
@@ -124,7 +124,7 @@ def _check_within(path: str, diff: Difference, atol: float) -> None:
         raise PaddleportError(None, f"exported program ({path}) {problem}; nothing was written")
 
 
-def _load_eager(paddle_dir: Path, architecture: str):
+def load_eager(paddle_dir: Path, architecture: str):
     import paddleport.models as models
 
     model = getattr(models, architecture).from_pretrained(paddle_dir)
@@ -132,16 +132,22 @@ def _load_eager(paddle_dir: Path, architecture: str):
     return model
 
 
-def save_static(model, directory: Path) -> list[str]:
-    """to_static + jit.save of the inference wrapper; returns the output names in program order."""
+def save_static(model, directory: Path, for_onnx: bool = False) -> list[str]:
+    """to_static + jit.save of the inference wrapper; returns the output names in program order. ``for_onnx``:
+    tanh-GELU traced as its formula (``models.modeling_utils.tanh_gelu_as_formula``), which paddle2onnx lowers
+    right."""
+    import contextlib
+
     import paddle
 
+    from paddleport.models.modeling_utils import tanh_gelu_as_formula
     from paddleport.parity._inference_layer import InferenceLayer, input_spec
 
     layer = InferenceLayer(model)
     layer.eval()
     try:
-        with paddle.no_grad():  # an inference program: no gradient bookkeeping is traced
+        tanh_gelu = tanh_gelu_as_formula() if for_onnx else contextlib.nullcontext()
+        with paddle.no_grad(), tanh_gelu:  # an inference program: no gradient bookkeeping is traced
             static = paddle.jit.to_static(layer, input_spec=input_spec(layer.input_names), full_graph=True)
             paddle.jit.save(static, str(directory / PROGRAM_STEM))
     except Exception as error:  # dy2static raises many types; the model code, not the user, is at fault

@@ -319,6 +319,36 @@ NcwShape NcwOf(const paddle::Tensor& x, const char* op) {
   return {shape[0], shape[1], shape[2]};
 }
 
+// Columns [begin, end) of one [channels, width] plane normalised over the channels (two passes for the statistics,
+// in double, then one to write); the unit of work of the channel layer norms, so that a batch of one still uses
+// every thread (work is split by (batch, block of columns), not by batch alone).
+constexpr int64_t kColumnBlock = 32;
+
+void NormaliseColumns(const float* source, float* target, const float* w, const float* b, int64_t channels,
+                      int64_t width, int64_t begin, int64_t end, float epsilon, float* column_mean,
+                      float* column_inv_std) {
+  const int64_t count = end - begin;
+  double totals[kColumnBlock] = {0.0}, squares[kColumnBlock] = {0.0};
+  for (int64_t c = 0; c < channels; ++c)
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j) totals[j] += source[c * width + begin + j];
+  for (int64_t j = 0; j < count; ++j) column_mean[begin + j] = static_cast<float>(totals[j] / channels);
+  for (int64_t c = 0; c < channels; ++c)
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j) {
+      const float centred = source[c * width + begin + j] - column_mean[begin + j];
+      squares[j] += centred * centred;
+    }
+  for (int64_t j = 0; j < count; ++j)
+    column_inv_std[begin + j] = 1.f / std::sqrt(static_cast<float>(squares[j] / channels) + epsilon);
+  for (int64_t c = 0; c < channels; ++c)
+#pragma omp simd
+    for (int64_t j = begin; j < end; ++j)
+      target[c * width + j] = (source[c * width + j] - column_mean[j]) * column_inv_std[j] * w[c] + b[c];
+}
+
+int64_t ColumnBlocks(int64_t width) { return (width + kColumnBlock - 1) / kColumnBlock; }
+
 std::vector<paddle::Tensor> ChannelLayerNormForward(const paddle::Tensor& x_arg, const paddle::Tensor& weight_arg,
                                                     const paddle::Tensor& bias_arg, float epsilon) {
   const paddle::Tensor x = Dense(x_arg);
@@ -332,37 +362,76 @@ std::vector<paddle::Tensor> ChannelLayerNormForward(const paddle::Tensor& x_arg,
   auto mean = paddle::empty({dims.batch, dims.width}, paddle::DataType::FLOAT32, x.place());
   auto inv_std = paddle::empty({dims.batch, dims.width}, paddle::DataType::FLOAT32, x.place());
   const float* in = x.data<float>();
-  const float* w = weight.data<float>();
-  const float* b = bias.data<float>();
   float* result = out.data<float>();
-  float* means = mean.data<float>();
-  float* inv_stds = inv_std.data<float>();
-  const int64_t width = dims.width, channels = dims.channels;
+  const int64_t width = dims.width, channels = dims.channels, blocks = ColumnBlocks(width);
 #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < dims.batch; ++n) {
-    const float* source = in + n * channels * width;
-    float* target = result + n * channels * width;
-    float* column_mean = means + n * width;
-    float* column_inv_std = inv_stds + n * width;
-    std::vector<double> totals(width, 0.0), squares(width, 0.0);
-    for (int64_t c = 0; c < channels; ++c)
-#pragma omp simd
-      for (int64_t j = 0; j < width; ++j) totals[j] += source[c * width + j];
-    for (int64_t j = 0; j < width; ++j) column_mean[j] = static_cast<float>(totals[j] / channels);
-    for (int64_t c = 0; c < channels; ++c)
-#pragma omp simd
-      for (int64_t j = 0; j < width; ++j) {
-        const float centred = source[c * width + j] - column_mean[j];
-        squares[j] += centred * centred;
-      }
-    for (int64_t j = 0; j < width; ++j)
-      column_inv_std[j] = 1.f / std::sqrt(static_cast<float>(squares[j] / channels) + epsilon);
-    for (int64_t c = 0; c < channels; ++c)
-#pragma omp simd
-      for (int64_t j = 0; j < width; ++j)
-        target[c * width + j] = (source[c * width + j] - column_mean[j]) * column_inv_std[j] * w[c] + b[c];
+  for (int64_t task = 0; task < dims.batch * blocks; ++task) {
+    const int64_t n = task / blocks, begin = (task % blocks) * kColumnBlock;
+    NormaliseColumns(in + n * channels * width, result + n * channels * width, weight.data<float>(),
+                     bias.data<float>(), channels, width, begin, std::min(begin + kColumnBlock, width), epsilon,
+                     mean.data<float>() + n * width, inv_std.data<float>() + n * width);
   }
   return {out, mean, inv_std};
+}
+
+// Inference-only (no gradient): channel LayerNorm(x + bias[c] + residual), SqueezeBERT's conv + dropout + residual
+// + layer norm blocks after their grouped matmul.
+std::vector<paddle::Tensor> ChannelBiasResidualLayerNormForward(
+    const paddle::Tensor& x_arg, const paddle::Tensor& bias_arg, const paddle::Tensor& residual_arg,
+    const paddle::Tensor& weight_arg, const paddle::Tensor& ln_bias_arg, float epsilon) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor bias = Dense(bias_arg);
+  const paddle::Tensor residual = Dense(residual_arg);
+  const paddle::Tensor weight = Dense(weight_arg);
+  const paddle::Tensor ln_bias = Dense(ln_bias_arg);
+  CheckFloat32Cpu(x, "pp_channel_bias_residual_layer_norm");
+  const NcwShape dims = NcwOf(x, "pp_channel_bias_residual_layer_norm");
+  PD_CHECK(residual.numel() == x.numel(), "pp_channel_bias_residual_layer_norm: residual shape != input shape");
+  PD_CHECK(bias.numel() == dims.channels && weight.numel() == dims.channels && ln_bias.numel() == dims.channels,
+           "pp_channel_bias_residual_layer_norm: bias/weight size != channels");
+  auto out = paddle::empty_like(x);
+  const int64_t width = dims.width, channels = dims.channels, blocks = ColumnBlocks(width);
+  std::vector<float> means(static_cast<size_t>(dims.batch * width)), inv_stds(means.size());  // not returned
+  const float* b = bias.data<float>();
+  float* result = out.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < dims.batch * blocks; ++task) {
+    const int64_t n = task / blocks, begin = (task % blocks) * kColumnBlock;
+    const int64_t end = std::min(begin + kColumnBlock, width);
+    const float* in = x.data<float>() + n * channels * width;
+    const float* skip = residual.data<float>() + n * channels * width;
+    float* target = result + n * channels * width;
+    for (int64_t c = 0; c < channels; ++c)
+#pragma omp simd
+      for (int64_t j = begin; j < end; ++j) target[c * width + j] = in[c * width + j] + b[c] + skip[c * width + j];
+    NormaliseColumns(target, target, weight.data<float>(), ln_bias.data<float>(), channels, width, begin, end,
+                     epsilon, means.data() + n * width, inv_stds.data() + n * width);
+  }
+  return {out};
+}
+
+// Inference-only: GELU(x + bias[c]), SqueezeBERT's intermediate block after its grouped matmul.
+std::vector<paddle::Tensor> ChannelBiasGeluForward(const paddle::Tensor& x_arg, const paddle::Tensor& bias_arg) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor bias = Dense(bias_arg);
+  CheckFloat32Cpu(x, "pp_channel_bias_gelu");
+  const NcwShape dims = NcwOf(x, "pp_channel_bias_gelu");
+  PD_CHECK(bias.numel() == dims.channels, "pp_channel_bias_gelu: bias size != channels");
+  auto out = paddle::empty_like(x);
+  const float* in = x.data<float>();
+  const float* b = bias.data<float>();
+  float* result = out.data<float>();
+  const int64_t planes = dims.batch * dims.channels, width = dims.width;
+#pragma omp parallel for schedule(static)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float shift = b[plane % dims.channels];
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) {
+      const float value = in[plane * width + j] + shift;
+      result[plane * width + j] = 0.5f * value * (1.f + Erf(value * kInvSqrt2));
+    }
+  }
+  return {out};
 }
 
 std::vector<paddle::Tensor> ChannelLayerNormBackward(const paddle::Tensor& x_arg, const paddle::Tensor& weight_arg,
@@ -660,5 +729,18 @@ PD_BUILD_OP(pp_bias_gelu)
     .Inputs({"X", "Bias"})
     .Outputs({"Out"})
     .SetKernelFn(PD_KERNEL(BiasGeluForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(FirstShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(FirstDtype));
+
+PD_BUILD_OP(pp_channel_bias_residual_layer_norm)
+    .Inputs({"X", "Bias", "Residual", "Weight", "LnBias"})
+    .Outputs({"Out"})
+    .Attrs({"epsilon: float"})
+    .SetKernelFn(PD_KERNEL(ChannelBiasResidualLayerNormForward));
+
+PD_BUILD_OP(pp_channel_bias_gelu)
+    .Inputs({"X", "Bias"})
+    .Outputs({"Out"})
+    .SetKernelFn(PD_KERNEL(ChannelBiasGeluForward))
     .SetInferShapeFn(PD_INFER_SHAPE(FirstShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(FirstDtype));
