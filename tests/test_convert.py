@@ -311,7 +311,7 @@ def test_bad_config_unparsable(tmp_path, capsys, bert_cls_dir):
 CONFIG_EDITS = [
     ({"architectures": ["BertForNextSentencePrediction"]},
      ["BertForNextSentencePrediction", "not supported", "BertForSequenceClassification", "SqueezeBertForMaskedLM"]),
-    ({"model_type": "deberta-v2"}, ["'deberta-v2' is not supported", "bert"]),
+    ({"model_type": "gpt2"}, ["'gpt2' is not supported", "bert"]),
     ({"intermediate_size": 40},
      ["model.safetensors", "bert.encoder.layer.0.intermediate.dense.bias has shape [37] but config.json implies [40]"]),
     ({"num_hidden_layers": 1}, ["config.json", "num_hidden_layers is 1 but the weights hold 2 layers"]),
