@@ -25,6 +25,7 @@ from paddleport.peft.lora import LoraSettings
 from paddleport.peft.methods import plan_for_checkpoint
 
 AMP_MODES = ("none", "bf16", "fp16")
+FRAMEWORKS = ("torch", "paddle")
 OPTIMIZERS = ("adamw", "sgd")
 OPTIMIZER_STATES = {"adamw": 2, "sgd": 0}  # fp32 values kept per trained element (AdamW: exp_avg, exp_avg_sq)
 MASK_BYTES = 1  # a dropout mask (bool / uint8)
@@ -39,8 +40,9 @@ class MemoryRequest:
     amp: str = "none"
     optimizer: str = "adamw"
     gradient_checkpointing: bool = False
-    lora: LoraSettings | None = None
+    lora: LoraSettings | None = None  # a PEFT method's settings (LoraSettings, BottleneckSettings) or None
     num_labels: int = 2
+    framework: str = "torch"  # whose autograd the activation terms follow (torch, or Paddle with paddleport's model)
 
     def check(self) -> None:
         for option, value in (("--batch-size", self.batch_size), ("--max-length", self.max_length)):
@@ -48,6 +50,8 @@ class MemoryRequest:
                 raise PaddleportError(option, f"must be positive, got {value}")
         if self.amp not in AMP_MODES:
             raise PaddleportError("--amp", f"must be one of {', '.join(AMP_MODES)}, not {self.amp!r}")
+        if self.framework not in FRAMEWORKS:
+            raise PaddleportError("--framework", f"must be torch or paddle, not {self.framework!r}")
         if self.optimizer not in OPTIMIZERS:
             raise PaddleportError("--optimizer", f"must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
 
@@ -114,31 +118,39 @@ def _parameter_counts(config: dict, request: MemoryRequest) -> tuple[int, int, i
     return total, trained, linear, plan
 
 
-def layer_activation_terms(config: dict, tokens: int, length: int, element: int, plan) -> dict[str, int]:
-    """Bytes autograd keeps for one encoder layer over ``tokens`` = batch x length tokens.
+def layer_activation_terms(config: dict, tokens: int, length: int, element: int, plan,
+                           framework: str = "torch") -> dict[str, int]:
+    """Bytes autograd keeps for one encoder layer over ``tokens`` = batch x length tokens (measured with
+    ``saved_tensors_hooks`` on MiniLM in both frameworks).
 
-    With a LoRA ``plan`` the wrapped modules add their LoRA path.
+    torch: a Linear keeps its input only when its weight trains (with LoRA the frozen base Linears keep none);
+    its math attention keeps the probabilities three times (softmax output, dropped, the batched matmul's
+    contiguous copy) and every dropout a 1-byte mask. Paddle (paddleport's model): ``matmul`` keeps both
+    operands whether or not the weight trains, the attention keeps the probabilities twice, and paddleport's
+    dropout keeps no mask. A PEFT ``plan`` adds its own paths.
     """
     hidden, heads = config["hidden_size"], config["num_attention_heads"]
     intermediate = config["intermediate_size"]
     attention_dropout = config.get("attention_probs_dropout_prob", 0.1) > 0
     hidden_dropout = config.get("hidden_dropout_prob", 0.1) > 0
+    torch_side = framework == "torch"
     scores = tokens * heads * length  # b * h * L^2
     terms = {
         "q, k, v (attention matmuls)": 3 * tokens * hidden * element,
         "softmax output": scores * element,
         "dropped attention probabilities": scores * element if attention_dropout else 0,
         # the probabilities as the batched matmul's contiguous [b*h, L, L] operand (torch's math attention path)
-        "probabilities, batched-matmul copy": scores * element,
-        "attention dropout mask": scores * MASK_BYTES if attention_dropout else 0,
+        "probabilities, batched-matmul copy": scores * element if torch_side else 0,
+        "attention dropout mask": scores * MASK_BYTES if attention_dropout and torch_side else 0,
         "layer-norm inputs (2)": 2 * tokens * hidden * element,
         "GELU input": tokens * intermediate * element,
-        "hidden dropout masks (2)": 2 * tokens * hidden * MASK_BYTES if hidden_dropout else 0,
+        "hidden dropout masks (2)": 2 * tokens * hidden * MASK_BYTES if hidden_dropout and torch_side else 0,
     }
-    # The inputs of the four Linear layers (x once for q, k, v), kept for the weight gradients; torch's matmul
-    # on 3-D inputs keeps them for frozen weights too (seen with saved_tensors_hooks on MiniLM), so LoRA counts them.
-    terms["Linear inputs (x, context, LN output, GELU output)"] = (3 * hidden + intermediate) * tokens * element
-    if plan is not None:
+    # The inputs of the four Linear layers (x once for q, k, v), kept for the weight gradients.
+    base_trains = plan is None
+    terms["Linear inputs (x, context, LN output, GELU output)"] = (
+        (3 * hidden + intermediate) * tokens * element if base_trains or not torch_side else 0)
+    if plan is not None and hasattr(plan, "wrapped"):  # LoRA
         settings = plan.settings
         inputs = {"query": hidden, "key": hidden, "value": hidden, "dense": None}
         lora = 0
@@ -149,9 +161,26 @@ def layer_activation_terms(config: dict, tokens: int, length: int, element: int,
             size = inputs.get(leaf) or (intermediate if module.endswith("output.dense") and
                                         "attention" not in module else hidden)
             lora += tokens * settings.r * element  # A's output, kept by B
-            lora += tokens * size * (element + MASK_BYTES) if settings.lora_dropout > 0 else 0
+            if settings.lora_dropout > 0:  # the dropout's output, kept by A (and torch's mask)
+                lora += tokens * size * (element + (MASK_BYTES if torch_side else 0))
         terms["LoRA paths (dropout output + mask, A output)"] = lora
+    elif plan is not None:  # bottleneck adapters
+        per_adapter = tokens * hidden * element + 2 * tokens * plan.bottleneck * element  # down's input, act in/out
+        if plan.settings.original_ln_before:  # Pfeiffer: the extra LayerNorm's input
+            per_adapter += tokens * hidden * element
+        adapters = sum(1 for module in plan.adapted if ".layer.0." in module)
+        terms["adapter paths (input, bottleneck activations)"] = adapters * per_adapter
     return terms
+
+
+def _layer_trained_elements(plan, config: dict, total_trained: int) -> int:
+    """Trained elements of one encoder layer (whose gradients exist while its activations are still alive)."""
+    layers = config["num_hidden_layers"]
+    if plan is None:
+        hidden, intermediate = config["hidden_size"], config["intermediate_size"]
+        return 4 * hidden * hidden + 2 * hidden * intermediate + 9 * hidden + intermediate
+    return sum(math.prod(param.hf_shape) for param in plan.trainable
+               if ".layer.0." in param.name or ".layers.0." in param.name) or total_trained // max(layers, 1)
 
 
 def estimate_memory(request: MemoryRequest) -> MemoryEstimate:
@@ -162,7 +191,7 @@ def estimate_memory(request: MemoryRequest) -> MemoryEstimate:
     total, trained, linear, plan = _parameter_counts(config, request)
     tokens, length = request.batch_size * request.max_length, request.max_length
     element = 4 if request.amp == "none" else 2  # activations of matmuls under autocast are half precision
-    per_layer = layer_activation_terms(config, tokens, length, element, plan)
+    per_layer = layer_activation_terms(config, tokens, length, element, plan, request.framework)
     layer_bytes = sum(per_layer.values())
     embeddings = tokens * hidden * (element + MASK_BYTES)  # embedding LayerNorm input, dropout mask
     if request.gradient_checkpointing:
@@ -173,17 +202,25 @@ def estimate_memory(request: MemoryRequest) -> MemoryEstimate:
     activation_terms = {"embeddings (LayerNorm input, dropout mask)": embeddings, **kept}
     activations = sum(activation_terms.values())
     amp_weight_copies = 2 * linear if request.amp != "none" else 0  # autocast's half-precision Linear weights
+    overhead = layer_bytes  # backward holds one layer's activation gradients while its saved tensors live
+    # Both backends free the gradients after each optimizer step (torch zero_grad(set_to_none=True), Paddle
+    # clear_grad(set_to_zero=False)), and backward creates them layer by layer as it frees that layer's
+    # activations: the peak is at the start of backward (activations + one layer's gradients) unless the
+    # gradients alone, at its end, are larger.
+    all_gradients = 4 * trained
+    at_peak = max(4 * _layer_trained_elements(plan, config, trained),
+                  all_gradients - activations - overhead)
     memory = {
         "parameters": 4 * total + amp_weight_copies,
-        "gradients": 4 * trained,
+        "gradients at the peak": min(at_peak, all_gradients),
         "optimizer state": 4 * OPTIMIZER_STATES[request.optimizer] * trained,
         "activations": activations,
-        # backward holds one layer's activation gradients while that layer's saved tensors are still alive
-        "framework overhead": layer_bytes,
+        "framework overhead": overhead,
     }
     request_json = {key: str(value) if isinstance(value, Path) else value
                     for key, value in asdict(request).items() if key != "lora"}
-    request_json["peft"] = "lora" if request.lora else "none"
+    request_json["peft"] = ("none" if request.lora is None else
+                            "lora" if isinstance(request.lora, LoraSettings) else "adapter")
     return MemoryEstimate(config.get("model_type", "?"), total, trained, memory,
                           {name: int(value) for name, value in activation_terms.items()}, request_json)
 
@@ -192,6 +229,16 @@ def estimate_memory(request: MemoryRequest) -> MemoryEstimate:
 
 
 def _rss() -> int:
+    """The process's anonymous resident memory (Linux ``RssAnon``: heap and mappings it allocated), which leaves
+    out file-backed pages: the first training step pages in ~90 MiB of torch's library code, which stays
+    resident and is no memory the training holds. Elsewhere the whole resident set."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import psutil
 
     return psutil.Process().memory_info().rss
@@ -244,7 +291,11 @@ def measure_training_step(request: MemoryRequest, framework: str, estimate: Memo
              "labels": rng.integers(0, request.num_labels, size=request.batch_size, dtype=np.int64)}
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="paddleport-memory-") as work:
+    from paddleport.runtime import freed_memory_returned
+
+    # freed blocks go back to the OS at once, so the resident set follows the bytes held, not the allocator's
+    # high-water mark (glibc keeps freed heap blocks; which of them a later tensor can reuse varies)
+    with tempfile.TemporaryDirectory(prefix="paddleport-memory-") as work, freed_memory_returned() as returned:
         backend.load_model(model_dir, request.num_labels, Path(work))
         backend.build_optimizer(OptimizerConfig(lr=1e-5, weight_decay=0.01, warmup_steps=0, total_steps=steps,
                                                 max_grad_norm=1.0))
@@ -260,6 +311,7 @@ def measure_training_step(request: MemoryRequest, framework: str, estimate: Memo
         peak, what = int(device_peak * MIB), "max allocated"
     else:  # the step's growth above the loaded model (its weights resident), plus the weights themselves:
         # the process's own baseline (libraries, imported code, the checkpoint's mapped pages) is left out
-        peak, what = sampler.peak - loaded + weights, "RSS growth over the steps + weights"
+        peak = sampler.peak - loaded + weights
+        what = "anonymous RSS growth over the steps + weights" + ("" if returned else " (malloc keeps freed blocks)")
     return {"framework": framework, "what": what, "peak_bytes": int(peak), "loaded_rss_bytes": int(loaded),
             "step_growth_bytes": int(sampler.peak - loaded), "estimate_bytes": estimate.total, "steps": steps}

@@ -440,6 +440,27 @@ def _mallopt(mmap_threshold: int, trim_threshold: int) -> bool:
         return False
 
 
+_RETURNED_BLOCK_BYTES = 64 * 1024
+
+
+@contextlib.contextmanager
+def freed_memory_returned() -> Iterator[bool]:
+    """Within: glibc gives every freed block above 64 KiB back to the OS at once (mmap threshold 64 KiB, trim
+    threshold 0), so resident memory follows the bytes the process holds (memory measurements); on exit the
+    thresholds in force before (paddleport's kept blocks, or glibc's initial values) are restored. Yields False,
+    changing nothing, where the user tunes malloc or the C library is not glibc."""
+    if _user_tunes_malloc() or not _mallopt(_RETURNED_BLOCK_BYTES, 0):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        if _malloc_holders:
+            _mallopt(_KEPT_BLOCK_BYTES, 2**31 - 1)
+        else:
+            _mallopt(_GLIBC_DEFAULT_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+
+
 def _keep_freed_memory(settings: RuntimeSettings) -> None:
     global _malloc_holders
     if _user_tunes_malloc():

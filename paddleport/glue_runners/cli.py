@@ -99,7 +99,8 @@ def _add_peft_options(parser) -> None:
                       help="train an adapter and the classifier (modules_to_save) instead of the model (torch: Hugging "
                            "Face peft; Paddle: paddleport.peft's layers), saved as a peft adapter directory: lora, "
                            "prompt (prompt tuning: virtual tokens prepended to the input embeddings) or p-tuning "
-                           "(virtual tokens from an MLP/LSTM prompt encoder)")
+                           "(virtual tokens from an MLP/LSTM prompt encoder); adapter: bottleneck adapters "
+                           "(paddleport's layers in both frameworks, AdapterHub's layout and files)")
     peft.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
     peft.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA scaling numerator: alpha / r (default 16)")
     peft.add_argument("--lora-dropout", type=float, default=0.1,
@@ -115,6 +116,11 @@ def _add_peft_options(parser) -> None:
                       help="p-tuning: the prompt encoder, MLP (3 Linears) or LSTM (bidirectional, 2 layers, + MLP)")
     peft.add_argument("--encoder-hidden-size", type=int,
                       help="p-tuning: the prompt encoder's hidden size (default: the word-embedding width)")
+    peft.add_argument("--adapter-config", choices=("houlsby", "pfeiffer"), default="houlsby",
+                      help="adapter: houlsby (after attention and feed-forward, swish) or pfeiffer (after "
+                           "feed-forward only, relu), as AdapterHub's double_seq_bn / seq_bn (default houlsby)")
+    peft.add_argument("--reduction-factor", type=float, default=16,
+                      help="adapter: bottleneck size = hidden_size / reduction factor, a whole number (default 16)")
 
 
 def _add_train_parity(subparsers) -> None:

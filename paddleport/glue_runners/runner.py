@@ -39,7 +39,7 @@ RESUME_KEYS = ("framework", "task", "model", "max_train_samples", "max_length", 
                "max_steps", "warmup_ratio", "weight_decay", "seed", "grad_accum", "max_grad_norm", "amp",
                "group_by_length", "dropout_masks", "peft", "lora_r", "lora_alpha", "lora_dropout",
                "lora_target_modules", "lora_bias", "num_virtual_tokens", "encoder_reparameterization_type",
-               "encoder_hidden_size")
+               "encoder_hidden_size", "adapter_config", "reduction_factor")
 
 
 DEFAULT_MAX_LENGTH = 128

@@ -12,6 +12,7 @@ import numpy as np
 from paddleport.core.tensor_io import PADDLE_FORMAT_TAG, SafetensorsSource, write_safetensors_stream
 from paddleport.errors import PaddleportError
 from paddleport.fsutil import atomic_directory, check_output_target
+from paddleport.peft.bottleneck import is_bottleneck_dir
 from paddleport.peft.lora import ADAPTER_WEIGHTS, SAVED_PREFIX, check_adapter_fits
 from paddleport.peft.methods import (framework_module, plan_for_checkpoint, read_adapter_settings,
                                      transform_of_adapter_key)
@@ -48,6 +49,8 @@ def convert_adapter(src: str | Path, out: str | Path, *, to: str, force: bool = 
     src, out = Path(src), Path(out)
     if to not in ("paddle", "hf"):
         raise PaddleportError("--to", f"a peft adapter converts with --to paddle or hf, not {to!r}")
+    if is_bottleneck_dir(src):
+        return _convert_bottleneck(src, out, to, force)
     settings = read_adapter_settings(src)  # an adapter paddleport implements
     check_output_target(out, reads_from=[src])
     if out.exists() and not force:
@@ -76,6 +79,22 @@ def convert_adapter(src: str | Path, out: str | Path, *, to: str, force: bool = 
             tag = PADDLE_FORMAT_TAG if to == "paddle" else HF_FORMAT_TAG
             write_safetensors_stream(partial / ADAPTER_WEIGHTS, plan, produce, {"format": tag})
     return AdapterConversion(str(src), str(out), to, len(names))
+
+
+def _convert_bottleneck(src: Path, out: Path, to: str, force: bool) -> AdapterConversion:
+    """An AdapterHub bottleneck adapter directory into the other layout (config files copied unchanged)."""
+    from paddleport.peft.bottleneck import BOTTLENECK_FILE, HEAD_FILE, convert_bottleneck_dir, read_bottleneck_settings
+
+    read_bottleneck_settings(src)
+    check_output_target(out, reads_from=[src])
+    if out.exists() and not force:
+        raise PaddleportError(out, "output already exists (pass --force to replace it)")
+    with atomic_directory(out, replace=force, reads_from=[src]) as partial:
+        for item in src.iterdir():
+            if item.is_file() and item.name not in (BOTTLENECK_FILE, HEAD_FILE):
+                shutil.copy2(item, partial / item.name)
+        tensors = convert_bottleneck_dir(src, partial, to)
+    return AdapterConversion(str(src), str(out), to, tensors)
 
 
 def adapter_num_labels(adapter_dir: Path, base_config: dict) -> int:
@@ -108,6 +127,8 @@ def load_adapted_model(adapter_dir: Path, base_dir: Path, framework: str, work: 
     a peft model (torch) or paddleport's model with its adapter layers (Paddle). Returns (model, plan)."""
     from paddleport.glue_runners.checkpoint_info import inspect_model_dir
 
+    if is_bottleneck_dir(adapter_dir):
+        return _load_bottleneck_model(Path(adapter_dir), Path(base_dir), framework, work)
     settings = read_adapter_settings(adapter_dir)
     info = inspect_model_dir(base_dir, option="BASE_DIR")
     num_labels = adapter_num_labels(adapter_dir, info.config)
@@ -143,11 +164,47 @@ def load_adapted_model(adapter_dir: Path, base_dir: Path, framework: str, work: 
     return adapted, plan
 
 
+def _load_bottleneck_model(adapter_dir: Path, base_dir: Path, framework: str, work: Path):
+    """The base model with an AdapterHub bottleneck adapter (either layout) applied, eval mode."""
+    from paddleport.glue_runners.checkpoint_info import inspect_model_dir
+    from paddleport.peft import bottleneck
+
+    settings, _ = bottleneck.read_bottleneck_settings(adapter_dir)
+    info = inspect_model_dir(base_dir, option="BASE_DIR")
+    num_labels = bottleneck.adapter_num_labels(adapter_dir, info.config)
+    plan = plan_for_checkpoint(info.config, num_labels, settings)
+    arrays, layout = bottleneck.read_bottleneck_arrays(adapter_dir)  # checked before any model is built
+    bottleneck.check_bottleneck_fits(plan, {key: value.shape for key, value in arrays.items()}, layout, adapter_dir)
+    base = _base_in_layout(base_dir, framework, work)
+    if framework == "torch":
+        import transformers
+
+        from paddleport.parity.loading import quiet_transformers
+
+        quiet_transformers()
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=num_labels)
+    else:
+        import logging
+
+        from paddleport.models import AutoModelForSequenceClassification
+
+        logging.getLogger("paddleport.models").setLevel(logging.ERROR)  # the classifier comes from the adapter
+        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=num_labels)
+    module = framework_module(plan, framework)
+    module.apply(model, plan)
+    module.load_adapter_weights(model, plan, adapter_dir)
+    model.eval()
+    return model, plan
+
+
 def merge_adapter(adapter_dir: str | Path, base_dir: str | Path, out: str | Path, *, framework: str = "torch",
                   force: bool = False) -> Path:
     """The base model with the adapter (either layout) folded into its weights, saved as a plain checkpoint of
     ``framework``, which converts like any other."""
     adapter_dir, base_dir, out = Path(adapter_dir), Path(base_dir), Path(out)
+    if is_bottleneck_dir(adapter_dir):
+        raise PaddleportError(adapter_dir, "is a bottleneck adapter: it adds layers with a non-linearity, which "
+                                           "cannot be folded into the base weights (load it with its base instead)")
     if isinstance(read_adapter_settings(adapter_dir), PromptSettings):
         raise PaddleportError(adapter_dir, "holds virtual tokens (prompt tuning / p-tuning), which extend the input: "
                                            "there are no weights to merge them into")

@@ -26,18 +26,21 @@ from paddleport.convert.transforms import Transform
 from paddleport.peft.lora import (LoraPlan, LoraSettings, is_lora_parameter, lora_initial_value,
                                   lora_settings_from_config, parse_target_modules, plan_lora, read_adapter_config)
 from paddleport.peft.lora import transform_of_adapter_key as transform_of_lora_key
+from paddleport.peft.bottleneck import (BottleneckPlan, BottleneckSettings, bottleneck_initial_value,
+                                        is_bottleneck_parameter, plan_bottleneck)
 from paddleport.peft.prompt import (PROMPT_METHODS, PromptPlan, PromptSettings, plan_prompt, prompt_initial_values,
                                     read_prompt_settings, transform_of_prompt_key)
 
-PEFT_METHODS = ("none", "lora", *PROMPT_METHODS)
+PEFT_METHODS = ("none", "lora", *PROMPT_METHODS, "adapter")
 
-PeftSettings = Union[LoraSettings, PromptSettings]
-PeftPlan = Union[LoraPlan, PromptPlan]
+PeftSettings = Union[LoraSettings, PromptSettings, BottleneckSettings]
+PeftPlan = Union[LoraPlan, PromptPlan, BottleneckPlan]
 
 # plan type -> (torch module, Paddle module)
 _FRAMEWORK_MODULES = {
     LoraPlan: ("paddleport.peft.torch_lora", "paddleport.peft.paddle_lora"),
     PromptPlan: ("paddleport.peft.torch_prompt", "paddleport.peft.paddle_prompt"),
+    BottleneckPlan: ("paddleport.peft.torch_bottleneck", "paddleport.peft.paddle_bottleneck"),
 }
 
 
@@ -55,6 +58,8 @@ class PeftOptions:
     num_virtual_tokens: int = 20  # prompt, p-tuning
     encoder_reparameterization_type: str = "MLP"  # p-tuning: MLP or LSTM
     encoder_hidden_size: int | None = None  # p-tuning; None: the word-embedding width
+    adapter_config: str = "houlsby"  # bottleneck adapters: houlsby or pfeiffer (AdapterHub's configs)
+    reduction_factor: float = 16  # bottleneck adapters: hidden_size / bottleneck size
 
     def peft_settings(self) -> PeftSettings | None:
         """The chosen method's settings, checked (None for ``--peft none``)."""
@@ -66,6 +71,8 @@ class PeftOptions:
             return PromptSettings(method=self.peft, num_virtual_tokens=self.num_virtual_tokens,
                                   encoder_reparameterization_type=self.encoder_reparameterization_type,
                                   encoder_hidden_size=self.encoder_hidden_size).check()
+        if self.peft == "adapter":
+            return BottleneckSettings.preset(self.adapter_config, self.reduction_factor)
         return LoraSettings(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
                             target_modules=parse_target_modules(self.lora_target_modules),
                             bias=self.lora_bias).check()
@@ -87,6 +94,10 @@ def transform_of_adapter_key(settings: PeftSettings, key: str) -> Transform | No
     """The transform of an adapter-file key of ``settings``' method (None: a key no forward reads)."""
     if isinstance(settings, PromptSettings):
         return transform_of_prompt_key(key)
+    if isinstance(settings, BottleneckSettings):
+        from paddleport.peft.bottleneck import transform_of_bottleneck_key
+
+        return transform_of_bottleneck_key(key)
     return transform_of_lora_key(key)
 
 
@@ -97,6 +108,8 @@ def plan_peft(config: dict, class_name: str, settings: PeftSettings) -> PeftPlan
         return plan_lora(config, class_name, settings)
     if isinstance(settings, PromptSettings):
         return plan_prompt(config, class_name, settings)
+    if isinstance(settings, BottleneckSettings):
+        return plan_bottleneck(config, class_name, settings)
     raise TypeError(f"no PEFT method takes {type(settings).__name__}")
 
 
@@ -128,4 +141,6 @@ def initial_values(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, n
     """Initial values (Hugging Face layout) of the adapter parameters among ``shapes`` (canonical names), as
     torch + peft initialise them, from seeded numpy (one generator per name) so that both frameworks start alike."""
     values = {name: lora_initial_value(name, shape, seed) for name, shape in shapes.items() if is_lora_parameter(name)}
+    values |= {name: bottleneck_initial_value(name, shape, seed) for name, shape in shapes.items()
+               if is_bottleneck_parameter(name)}
     return values | prompt_initial_values(shapes, seed)

@@ -1,0 +1,163 @@
+"""Bottleneck adapters (Houlsby, Pfeiffer) in both frameworks: train-parity, run-glue, AdapterHub's directory
+layout, conversion both ways, compare, and bad input (tiny seeded models)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from paddleport.data import QQP_KSHOT_DIR
+from paddleport.errors import PaddleportError
+from paddleport.glue_runners import GlueRunConfig, run_glue
+from paddleport.glue_runners.parity import TrainParityConfig, run_train_parity
+from paddleport.peft.adapters import convert_adapter, load_adapted_model, merge_adapter
+from paddleport.peft.bottleneck import BOTTLENECK_FILE, HEAD_CONFIG, HEAD_FILE, BottleneckSettings
+from paddleport.peft.methods import plan_for_checkpoint
+from tests.fixtures import make_tiny_hf_checkpoint
+
+FRAMEWORKS = ("torch", "paddle")
+ADAPTER = dict(peft="adapter", adapter_config="houlsby", reduction_factor=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return make_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_bert"), "BertModel")
+
+
+def _logits(model, framework, ids, mask):
+    if framework == "torch":
+        import torch
+
+        with torch.no_grad():
+            return model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+    import paddle
+
+    with paddle.no_grad():
+        return model(input_ids=paddle.to_tensor(ids), attention_mask=paddle.to_tensor(mask)).logits.numpy()
+
+
+@pytest.mark.parametrize("architecture,config", [("BertModel", "houlsby"), ("BertModel", "pfeiffer"),
+                                                 ("RobertaModel", "houlsby"), ("XLMRobertaModel", "pfeiffer"),
+                                                 ("ElectraModel", "houlsby")])
+def test_train_parity_with_adapters_and_dropout(architecture, config, tmp_path):
+    model = make_tiny_hf_checkpoint(tmp_path / "model", architecture)
+    report = run_train_parity(TrainParityConfig(model=model, steps=5, dropout=True, lr=1e-2, num_threads=1,
+                                                peft="adapter", adapter_config=config, reduction_factor=4))
+    assert report["passed"] and report["max_loss_diff"] <= 1e-4
+    assert report["max_param_diff"] <= 1e-4
+
+
+def test_plan_places_adapters_as_adapterhub(tiny_bert):
+    config = json.loads((tiny_bert / "config.json").read_text())
+    houlsby = plan_for_checkpoint(config, 2, BottleneckSettings.preset("houlsby", 4))
+    pfeiffer = plan_for_checkpoint(config, 2, BottleneckSettings.preset("pfeiffer", 4))
+    assert houlsby.adapted == ("bert.encoder.layer.0.attention.output", "bert.encoder.layer.0.output",
+                               "bert.encoder.layer.1.attention.output", "bert.encoder.layer.1.output")
+    assert pfeiffer.adapted == ("bert.encoder.layer.0.output", "bert.encoder.layer.1.output")
+    names = {param.name: param.hf_shape for param in houlsby.trainable}
+    assert names["bert.encoder.layer.0.output.adapters.default.adapter_down.0.weight"] == (8, 32)
+    assert names["bert.encoder.layer.0.output.adapters.default.adapter_up.weight"] == (32, 8)
+    assert {"classifier.weight", "classifier.bias"} <= set(names)
+    assert sum(np.prod(shape) for shape in names.values()) == 4 * (32 * 8 + 8 + 8 * 32 + 32) + 2 * 32 + 2
+
+
+def test_adapters_train_alike_and_convert_both_ways(tiny_bert, tmp_path):
+    from safetensors.numpy import load_file
+
+    results = {}
+    for framework in FRAMEWORKS:
+        results[framework] = run_glue(GlueRunConfig(
+            framework=framework, model=tiny_bert, output_dir=tmp_path / framework, data_dir=QQP_KSHOT_DIR,
+            max_length=64, batch_size=8, epochs=1, lr=1e-2, num_threads=1, progress=False, verbose=False,
+            dropout_masks="shared", **ADAPTER))
+    assert results["torch"]["trainable_parameters"] == results["paddle"]["trainable_parameters"] == 2274
+    assert abs(results["torch"]["epochs"][0]["train_loss"] - results["paddle"]["epochs"][0]["train_loss"]) <= 1e-5
+    torch_dir, paddle_dir = tmp_path / "torch" / "final_model", tmp_path / "paddle" / "final_model"
+    for directory in (torch_dir, paddle_dir):  # AdapterHub's files
+        assert {path.name for path in directory.iterdir()} == {"adapter_config.json", BOTTLENECK_FILE, HEAD_CONFIG,
+                                                                HEAD_FILE}
+    saved = json.loads((torch_dir / "adapter_config.json").read_text())
+    assert saved["config"]["mh_adapter"] and saved["config"]["non_linearity"] == "swish"
+    assert saved["model_type"] == "bert" and saved["version"].startswith("adapters.")
+
+    converted = tmp_path / "paddle_as_hf"
+    convert_adapter(paddle_dir, converted, to="hf")
+    for name in (BOTTLENECK_FILE, HEAD_FILE):
+        by_torch, by_paddle = load_file(str(torch_dir / name)), load_file(str(converted / name))
+        assert by_torch.keys() == by_paddle.keys()
+        assert max(np.abs(by_torch[key] - by_paddle[key]).max() for key in by_torch) <= 1e-5
+    # HF -> Paddle -> HF: every tensor bit for bit, config files unchanged
+    there, back = tmp_path / "there", tmp_path / "back"
+    convert_adapter(torch_dir, there, to="paddle")
+    convert_adapter(there, back, to="hf")
+    for name in (BOTTLENECK_FILE, HEAD_FILE):
+        original, returned = load_file(str(torch_dir / name)), load_file(str(back / name))
+        assert all(np.array_equal(original[key], returned[key]) for key in original)
+    assert (back / "adapter_config.json").read_text() == (torch_dir / "adapter_config.json").read_text()
+    # the torch-trained adapter, converted to Paddle, gives the torch logits
+    rng = np.random.default_rng(2)
+    ids, mask = rng.integers(1000, 5000, size=(3, 11)), np.array([[1] * 11, [1] * 7 + [0] * 4, [1] * 3 + [0] * 8])
+    torch_model, _ = load_adapted_model(torch_dir, tiny_bert, "torch", tmp_path / "w1")
+    paddle_model, _ = load_adapted_model(there, tiny_bert, "paddle", tmp_path / "w2")
+    assert np.abs(_logits(torch_model, "torch", ids, mask) - _logits(paddle_model, "paddle", ids, mask)).max() <= 1e-5
+
+    paddle_base = tmp_path / "paddle_base"
+    subprocess.run([sys.executable, "-m", "paddleport", "convert", str(tiny_bert), str(paddle_base)], check=True,
+                   capture_output=True)
+    report = tmp_path / "compare.json"
+    result = subprocess.run([sys.executable, "-m", "paddleport", "compare", str(tiny_bert), str(paddle_base),
+                             "--hf-adapter", str(torch_dir), "--paddle-adapter", str(paddle_dir), "--limit", "8",
+                             "--json", str(report)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(report.read_text())["passed"]
+
+
+def _one_line_exit_2(command, message):
+    result = subprocess.run([sys.executable, "-m", "paddleport", *command], capture_output=True, text=True)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("building paddleport CPU kernels")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_bad_adapter_input_is_one_line_before_training(tiny_bert, tmp_path):
+    config = json.loads((tiny_bert / "config.json").read_text())
+    for factor, message in [(0, "must be positive"), (-2, "must be positive"), (5, "does not divide"),
+                            (64, "does not divide")]:
+        with pytest.raises(PaddleportError, match=message):
+            plan_for_checkpoint(config, 2, BottleneckSettings(reduction_factor=factor))
+    for architecture in ("SqueezeBertModel", "DistilBertModel", "AlbertModel"):
+        other = json.loads((make_tiny_hf_checkpoint(tmp_path / architecture, architecture) / "config.json").read_text())
+        with pytest.raises(PaddleportError, match="bottleneck adapters are implemented for"):
+            plan_for_checkpoint(other, 2, BottleneckSettings())
+    out = tmp_path / "run"
+    _one_line_exit_2(["run-glue", "--framework", "paddle", "--model", str(tiny_bert), "--output-dir", str(out),
+                      "--peft", "adapter", "--reduction-factor", "5"], "--reduction-factor")
+    _one_line_exit_2(["run-glue", "--framework", "torch", "--model", str(tmp_path / "SqueezeBertModel"),
+                      "--output-dir", str(out), "--peft", "adapter"], "bottleneck adapters are implemented for")
+    assert not out.exists()
+
+
+def test_adapter_directory_misuse_is_refused(tiny_bert, tmp_path):
+    from paddleport.peft import torch_bottleneck
+    import transformers
+
+    config = json.loads((tiny_bert / "config.json").read_text())
+    plan = plan_for_checkpoint(config, 2, BottleneckSettings.preset("pfeiffer", 4))
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2)
+    adapter = torch_bottleneck.save_adapter(torch_bottleneck.apply(model, plan), plan, tmp_path / "adapter", None)
+    with pytest.raises(PaddleportError, match="cannot be folded"):
+        merge_adapter(adapter, tiny_bert, tmp_path / "merged")
+    other = make_tiny_hf_checkpoint(tmp_path / "other", "BertForSequenceClassification", hidden_size=48)
+    _one_line_exit_2(["compare", str(other), str(other), "--hf-adapter", str(adapter), "--paddle-adapter",
+                      str(adapter)], "is an adapter for another base model")
+    unsupported = tmp_path / "parallel"
+    convert_adapter(adapter, unsupported, to="paddle")
+    saved = json.loads((unsupported / "adapter_config.json").read_text())
+    saved["config"]["is_parallel"] = True
+    (unsupported / "adapter_config.json").write_text(json.dumps(saved))
+    _one_line_exit_2(["convert", str(unsupported), str(tmp_path / "x"), "--to", "hf"], "is_parallel=True")
+    assert not (tmp_path / "merged").exists() and not (tmp_path / "x").exists()
