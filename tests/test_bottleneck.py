@@ -4,8 +4,6 @@ layout, conversion both ways, compare, and bad input (tiny seeded models)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from paddleport.peft.adapters import convert_adapter, load_adapted_model, merge_
 from paddleport.peft.bottleneck import BOTTLENECK_FILE, HEAD_CONFIG, HEAD_FILE, BottleneckSettings
 from paddleport.peft.methods import plan_for_checkpoint
 from tests.fixtures import make_tiny_hf_checkpoint
+from tests.test_peft import _logits
 
 FRAMEWORKS = ("torch", "paddle")
 ADAPTER = dict(peft="adapter", adapter_config="houlsby", reduction_factor=4)
@@ -26,18 +25,6 @@ ADAPTER = dict(peft="adapter", adapter_config="houlsby", reduction_factor=4)
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     return make_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_bert"), "BertModel")
-
-
-def _logits(model, framework, ids, mask):
-    if framework == "torch":
-        import torch
-
-        with torch.no_grad():
-            return model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
-    import paddle
-
-    with paddle.no_grad():
-        return model(input_ids=paddle.to_tensor(ids), attention_mask=paddle.to_tensor(mask)).logits.numpy()
 
 
 @pytest.mark.parametrize("architecture,config", [("BertModel", "houlsby"), ("BertModel", "pfeiffer"),
@@ -105,25 +92,24 @@ def test_adapters_train_alike_and_convert_both_ways(tiny_bert, tmp_path):
     paddle_model, _ = load_adapted_model(there, tiny_bert, "paddle", tmp_path / "w2")
     assert np.abs(_logits(torch_model, "torch", ids, mask) - _logits(paddle_model, "paddle", ids, mask)).max() <= 1e-5
 
+    from paddleport.cli import main as cli_main
+
     paddle_base = tmp_path / "paddle_base"
-    subprocess.run([sys.executable, "-m", "paddleport", "convert", str(tiny_bert), str(paddle_base)], check=True,
-                   capture_output=True)
+    assert cli_main(["convert", str(tiny_bert), str(paddle_base)]) == 0
     report = tmp_path / "compare.json"
-    result = subprocess.run([sys.executable, "-m", "paddleport", "compare", str(tiny_bert), str(paddle_base),
-                             "--hf-adapter", str(torch_dir), "--paddle-adapter", str(paddle_dir), "--limit", "8",
-                             "--json", str(report)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert cli_main(["compare", str(tiny_bert), str(paddle_base), "--hf-adapter", str(torch_dir),
+                     "--paddle-adapter", str(paddle_dir), "--limit", "8", "--json", str(report)]) == 0
     assert json.loads(report.read_text())["passed"]
 
 
-def _one_line_exit_2(command, message):
-    result = subprocess.run([sys.executable, "-m", "paddleport", *command], capture_output=True, text=True)
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if not line.startswith("building paddleport CPU kernels")]
-    assert len(lines) == 1 and message in lines[0], result.stderr
+def _one_line_exit_2(capsys, command, message):
+    from tests.test_output_safety import run_cli
+
+    code, lines = run_cli(capsys, *command)
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
 
 
-def test_bad_adapter_input_is_one_line_before_training(tiny_bert, tmp_path):
+def test_bad_adapter_input_is_one_line_before_training(tiny_bert, tmp_path, capsys):
     config = json.loads((tiny_bert / "config.json").read_text())
     for factor, message in [(0, "must be positive"), (-2, "must be positive"), (5, "does not divide"),
                             (64, "does not divide")]:
@@ -134,14 +120,14 @@ def test_bad_adapter_input_is_one_line_before_training(tiny_bert, tmp_path):
         with pytest.raises(PaddleportError, match="bottleneck adapters are implemented for"):
             plan_for_checkpoint(other, 2, BottleneckSettings())
     out = tmp_path / "run"
-    _one_line_exit_2(["run-glue", "--framework", "paddle", "--model", str(tiny_bert), "--output-dir", str(out),
+    _one_line_exit_2(capsys, ["run-glue", "--framework", "paddle", "--model", str(tiny_bert), "--output-dir", str(out),
                       "--peft", "adapter", "--reduction-factor", "5"], "--reduction-factor")
-    _one_line_exit_2(["run-glue", "--framework", "torch", "--model", str(tmp_path / "SqueezeBertModel"),
+    _one_line_exit_2(capsys, ["run-glue", "--framework", "torch", "--model", str(tmp_path / "SqueezeBertModel"),
                       "--output-dir", str(out), "--peft", "adapter"], "bottleneck adapters are implemented for")
     assert not out.exists()
 
 
-def test_adapter_directory_misuse_is_refused(tiny_bert, tmp_path):
+def test_adapter_directory_misuse_is_refused(tiny_bert, tmp_path, capsys):
     from paddleport.peft import torch_bottleneck
     import transformers
 
@@ -152,12 +138,12 @@ def test_adapter_directory_misuse_is_refused(tiny_bert, tmp_path):
     with pytest.raises(PaddleportError, match="cannot be folded"):
         merge_adapter(adapter, tiny_bert, tmp_path / "merged")
     other = make_tiny_hf_checkpoint(tmp_path / "other", "BertForSequenceClassification", hidden_size=48)
-    _one_line_exit_2(["compare", str(other), str(other), "--hf-adapter", str(adapter), "--paddle-adapter",
+    _one_line_exit_2(capsys, ["compare", str(other), str(other), "--hf-adapter", str(adapter), "--paddle-adapter",
                       str(adapter)], "is an adapter for another base model")
     unsupported = tmp_path / "parallel"
     convert_adapter(adapter, unsupported, to="paddle")
     saved = json.loads((unsupported / "adapter_config.json").read_text())
     saved["config"]["is_parallel"] = True
     (unsupported / "adapter_config.json").write_text(json.dumps(saved))
-    _one_line_exit_2(["convert", str(unsupported), str(tmp_path / "x"), "--to", "hf"], "is_parallel=True")
+    _one_line_exit_2(capsys, ["convert", str(unsupported), str(tmp_path / "x"), "--to", "hf"], "is_parallel=True")
     assert not (tmp_path / "merged").exists() and not (tmp_path / "x").exists()

@@ -37,7 +37,7 @@ import numpy as np
 
 from paddleport.convert.transforms import LINEAR_BIAS, LINEAR_WEIGHT, Transform
 from paddleport.errors import PaddleportError
-from paddleport.peft.lora import AdaptedParam
+from paddleport.peft.lora import AdaptedParam, PlanParameters
 
 BOTTLENECK_FILE = "adapter.safetensors"  # AdapterHub's SAFE_WEIGHTS_NAME
 HEAD_CONFIG = "head_config.json"
@@ -176,7 +176,7 @@ def read_bottleneck_settings(adapter_dir: Path) -> tuple[BottleneckSettings, dic
 
 
 @dataclass
-class BottleneckPlan:
+class BottleneckPlan(PlanParameters):
     """Where the adapters go in a given model, and every parameter of the adapted model (as ``LoraPlan``)."""
 
     settings: BottleneckSettings
@@ -186,17 +186,6 @@ class BottleneckPlan:
     bottleneck: int
     adapted: tuple[str, ...]  # module names holding an adapter (…attention.output, …output), in model order
     params: list
-
-    @property
-    def trainable(self) -> list[AdaptedParam]:
-        return [param for param in self.params if param.trainable]
-
-    @property
-    def saved(self) -> dict[str, AdaptedParam]:
-        return {param.saved_key: param for param in self.params if param.saved_key}
-
-    def by_paddle_name(self):
-        return {param.paddle_name: param.spec() for param in self.params}
 
     def adapter_parameter(self, module: str, leaf: str) -> str:
         return f"{module}.adapters.{self.settings.name}.{leaf}"

@@ -174,14 +174,10 @@ class AdaptedParam:
         return ParamSpec(self.name, self.paddle_name, self.transform, self.hf_shape, "lora")
 
 
-@dataclass
-class LoraPlan:
-    """Which modules a LoRA adapter wraps in a given model, and every parameter of the adapted model."""
+class PlanParameters:
+    """What every PEFT plan derives from its ``params`` (a list of :class:`AdaptedParam`)."""
 
-    settings: LoraSettings
-    architecture: str
-    wrapped: tuple[str, ...]  # module names (canonical), in model order
-    params: list[AdaptedParam] = field(default_factory=list)
+    params: list
 
     @property
     def trainable(self) -> list[AdaptedParam]:
@@ -193,6 +189,16 @@ class LoraPlan:
 
     def by_paddle_name(self) -> dict[str, ParamSpec]:
         return {param.paddle_name: param.spec() for param in self.params}
+
+
+@dataclass
+class LoraPlan(PlanParameters):
+    """Which modules a LoRA adapter wraps in a given model, and every parameter of the adapted model."""
+
+    settings: LoraSettings
+    architecture: str
+    wrapped: tuple[str, ...]  # module names (canonical), in model order
+    params: list[AdaptedParam] = field(default_factory=list)
 
     def transform_of_saved_key(self, key: str) -> Transform | None:
         """The transform of an adapter-file key (None: not a tensor of this adapted model)."""

@@ -13,6 +13,7 @@ from paddleport.core.tensor_io import PADDLE_FORMAT_TAG
 from paddleport.errors import PaddleportError
 from paddleport.models.layers import Linear
 from paddleport.peft.bottleneck import BottleneckPlan, check_bottleneck_fits, read_bottleneck_arrays
+from paddleport.peft.paddle_lora import train_planned_parameters
 
 
 class Activation(nn.Layer):
@@ -65,15 +66,7 @@ def apply_bottleneck(model: nn.Layer, plan: BottleneckPlan) -> nn.Layer:
         layer.adapter_name = settings.name
         layer.original_ln_before = settings.original_ln_before
         layer.forward = types.MethodType(_adapted_output_forward, layer)
-    trainable = {param.paddle_name for param in plan.trainable}
-    names = set()
-    for name, param in model.named_parameters():
-        param.stop_gradient = name not in trainable
-        names.add(name)
-    if names != {param.paddle_name for param in plan.params}:
-        unexpected = sorted(names ^ {param.paddle_name for param in plan.params})
-        raise PaddleportError(None, f"the adapted model and its adapter plan disagree on {', '.join(unexpected[:4])}")
-    return model
+    return train_planned_parameters(model, plan)
 
 
 def save_adapter(model: nn.Layer, plan: BottleneckPlan, directory: Path, base_model: str | None) -> Path:

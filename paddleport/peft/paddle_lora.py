@@ -80,6 +80,11 @@ def apply(model: nn.Layer, plan: LoraPlan) -> nn.Layer:
             raise PaddleportError("--lora-target-modules", f"{module} is a {type(base).__name__}, not a Linear")
         setattr(parent, leaf, LoraLinear(base, settings.r, settings.lora_alpha, settings.lora_dropout,
                                          settings.scaling))
+    return train_planned_parameters(model, plan)
+
+
+def train_planned_parameters(model: nn.Layer, plan) -> nn.Layer:
+    """Only the plan's trainable parameters train; the adapted model must hold exactly the plan's parameters."""
     trainable = {param.paddle_name for param in plan.trainable}
     names = set()
     for name, param in model.named_parameters():
@@ -87,7 +92,7 @@ def apply(model: nn.Layer, plan: LoraPlan) -> nn.Layer:
         names.add(name)
     if names != {param.paddle_name for param in plan.params}:
         unexpected = sorted(names ^ {param.paddle_name for param in plan.params})
-        raise PaddleportError(None, f"the adapted model and its LoRA plan disagree on {', '.join(unexpected[:4])}")
+        raise PaddleportError(None, f"the adapted model and its adapter plan disagree on {', '.join(unexpected[:4])}")
     return model
 
 
