@@ -29,7 +29,7 @@ def tiny_bert(tmp_path_factory):
 
 @pytest.mark.parametrize("architecture,config", [("BertModel", "houlsby"), ("BertModel", "pfeiffer"),
                                                  ("RobertaModel", "houlsby"), ("XLMRobertaModel", "pfeiffer"),
-                                                 ("ElectraModel", "houlsby")])
+                                                 ("ElectraModel", "houlsby"), ("ErnieModel", "pfeiffer")])
 def test_train_parity_with_adapters_and_dropout(architecture, config, tmp_path):
     model = make_tiny_hf_checkpoint(tmp_path / "model", architecture)
     report = run_train_parity(TrainParityConfig(model=model, steps=5, dropout=True, lr=1e-2, num_threads=1,

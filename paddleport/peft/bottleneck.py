@@ -66,7 +66,7 @@ FIXED_OPTIONS = {
 NON_LINEARITIES = ("relu", "swish", "silu", "gelu", "gelu_new", "tanh", "sigmoid")
 # Architectures whose layers are BERT's SelfOutput / Output (dense, dropout, LayerNorm) in transformers and in
 # paddleport, where AdapterHub places its adapters the same way.
-ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "electra")
+ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "electra", "ernie")
 LOCATIONS = {"mh_adapter": "attention.output", "output_adapter": "output"}
 LAYER_MODULE = re.compile(r"(?P<layers>(?:.+\.)?encoder\.layer)\.(?P<index>\d+)\.(?P<location>attention\.output|output)"
                           r"\.dense\.weight")
