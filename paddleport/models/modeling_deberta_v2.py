@@ -115,8 +115,9 @@ class DisentangledSelfAttention(nn.Layer):
             attention_scores = attention_scores + self.disentangled_attention_bias(
                 query_layer, key_layer, attention_scores, relative_pos, rel_embeddings, scale)
 
-        attention_scores = paddle.masked_fill(attention_scores, ~attention_mask,
-                                              paddle.finfo(attention_scores.dtype).min)
+        # transformers' masked_fill, as a where (paddle2onnx has no masked_fill)
+        lowest = paddle.full_like(attention_scores, paddle.finfo(attention_scores.dtype).min)
+        attention_scores = paddle.where(attention_mask, attention_scores, lowest)
         attention_probs = self.dropout(F.softmax(attention_scores, axis=-1))
         context_layer = paddle.matmul(attention_probs, value_layer).transpose([0, 2, 1, 3])
         context_layer = context_layer.reshape([0, 0, -1])
@@ -126,6 +127,9 @@ class DisentangledSelfAttention(nn.Layer):
         """c2p and p2c scores [batch, heads, query, key]; ``scores`` only lends its shape to the gather indices."""
         att_span = self.pos_ebd_size
         relative_pos = relative_pos.unsqueeze(1)  # [1, 1, query, key]
+        # zeros [batch, heads, query, key]: added to a [1, 1, query, key] index, the gather index transformers
+        # expands to (an add where expand_as would do: paddle2onnx's Expand fails on dynamic shapes)
+        index_shape = paddle.zeros_like(scores, dtype="int64")
         rel_embeddings = rel_embeddings[0:att_span * 2, :].unsqueeze(0)
         if self.share_att_key:
             pos_query_layer = self.transpose_for_scores(self.query_proj(rel_embeddings))
@@ -141,13 +145,13 @@ class DisentangledSelfAttention(nn.Layer):
         if "c2p" in self.pos_att_type:
             c2p_att = paddle.matmul(query_layer, pos_key_layer, transpose_y=True)
             c2p_pos = paddle.clip(relative_pos + att_span, 0, att_span * 2 - 1)
-            c2p_att = paddle.take_along_axis(c2p_att, c2p_pos.expand_as(scores), axis=-1, broadcast=False)
+            c2p_att = paddle.take_along_axis(c2p_att, c2p_pos + index_shape, axis=-1, broadcast=False)
             score = c2p_att / scale
         # position -> content (query and key lengths are equal: transformers' build_rpos returns relative_pos)
         if "p2c" in self.pos_att_type:
             p2c_pos = paddle.clip(-relative_pos + att_span, 0, att_span * 2 - 1)
             p2c_att = paddle.matmul(key_layer, pos_query_layer, transpose_y=True)
-            p2c_att = paddle.take_along_axis(p2c_att, p2c_pos.expand_as(scores), axis=-1,
+            p2c_att = paddle.take_along_axis(p2c_att, p2c_pos + index_shape, axis=-1,
                                              broadcast=False).transpose([0, 1, 3, 2])
             score = p2c_att / scale if score is None else score + p2c_att / scale
         return 0 if score is None else score
@@ -207,7 +211,7 @@ class ConvLayer(nn.Layer):
     def forward(self, hidden_states, residual_states, input_mask):
         out = self.conv(hidden_states.transpose([0, 2, 1])).transpose([0, 2, 1])
         rmask = (1 - input_mask).astype("bool")
-        out = paddle.masked_fill(out, rmask.unsqueeze(-1), 0.0)
+        out = paddle.where(rmask.unsqueeze(-1), paddle.zeros_like(out), out)  # masked_fill(rmask, 0)
         out = ACT2FN[self.conv_act](self.dropout(out))
         output = self.LayerNorm(residual_states + out)
         return output * input_mask.unsqueeze(2).astype(output.dtype)
