@@ -22,7 +22,8 @@ from paddle import nn
 
 from paddleport.core.configuration import DebertaV2Config
 from paddleport.models.layers import Dropout, LayerNorm, Linear
-from paddleport.models.modeling_bert import BertEmbeddings, BertIntermediate, BertSelfOutput
+from paddleport.models.modeling_bert import (BertEmbeddings, BertIntermediate, BertLMPredictionHead,
+                                             BertPredictionHeadTransform, BertSelfOutput)
 from paddleport.models.modeling_utils import (
     ACT2FN,
     BaseModelOutput,
@@ -347,32 +348,26 @@ class DebertaV2Model(DebertaV2PreTrainedModel):
         return BaseModelOutput(last_hidden_state=sequence_output, hidden_states=hidden_states, attentions=attentions)
 
 
-class LegacyDebertaV2PredictionHeadTransform(nn.Layer):
+class LegacyDebertaV2PredictionHeadTransform(BertPredictionHeadTransform):
+    """BERT's dense + act + LayerNorm, to width ``embedding_size``."""
+
     def __init__(self, config: DebertaV2Config):
-        super().__init__()
+        nn.Layer.__init__(self)
         self.dense = Linear(config.hidden_size, config.embedding_size)
         self.transform_act_fn = ACT2FN[config.hidden_act]
         self.LayerNorm = LayerNorm(config.embedding_size, epsilon=config.layer_norm_eps)
 
-    def forward(self, hidden_states):
-        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
 
-
-class LegacyDebertaV2LMPredictionHead(nn.Layer):
-    """BERT's layout: the decoder is the word-embedding matrix plus ``bias`` (tied), or a decoder of its own."""
+class LegacyDebertaV2LMPredictionHead(BertLMPredictionHead):
+    """BERT's layout at width ``embedding_size``: the decoder is the word-embedding matrix plus ``bias`` (tied), or a
+    decoder of its own."""
 
     def __init__(self, config: DebertaV2Config, word_embeddings: nn.Embedding):
-        super().__init__()
+        nn.Layer.__init__(self)
         self.transform = LegacyDebertaV2PredictionHeadTransform(config)
         self.bias = self.create_parameter([config.vocab_size], is_bias=True)
         self._word_embeddings = [word_embeddings]  # a list, so the embedding is not registered twice
         self.decoder = None if config.tie_word_embeddings else UntiedDecoder(config, config.embedding_size)
-
-    def forward(self, hidden_states):
-        hidden_states = self.transform(hidden_states)
-        if self.decoder is not None:
-            return self.decoder(hidden_states)
-        return paddle.matmul(hidden_states, self._word_embeddings[0].weight, transpose_y=True) + self.bias
 
 
 class LegacyDebertaV2OnlyMLMHead(nn.Layer):
