@@ -147,3 +147,15 @@ def test_adapter_directory_misuse_is_refused(tiny_bert, tmp_path, capsys):
     (unsupported / "adapter_config.json").write_text(json.dumps(saved))
     _one_line_exit_2(capsys, ["convert", str(unsupported), str(tmp_path / "x"), "--to", "hf"], "is_parallel=True")
     assert not (tmp_path / "merged").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_run_written_before_the_adapter_options_resumes_and_a_changed_option_is_refused(tmp_path):
+    from paddleport.glue_runners.runner import GlueRunConfig, _check_resume_settings
+
+    config = GlueRunConfig(framework="torch", model=tmp_path, output_dir=tmp_path / "out", peft="lora")
+    older = {key: value for key, value in config.to_json().items() if key not in ("adapter_config", "reduction_factor")}
+    _check_resume_settings(config, older, tmp_path)  # the options it lacks had their defaults
+    changed = GlueRunConfig(framework="torch", model=tmp_path, output_dir=tmp_path / "out", peft="adapter",
+                            reduction_factor=8)
+    with pytest.raises(PaddleportError, match="reduction_factor 16 -> 8"):
+        _check_resume_settings(changed, older | {"peft": "adapter"}, tmp_path)

@@ -206,6 +206,9 @@ def clear_output_dir(config: GlueRunConfig) -> None:
 
 def _check_resume_settings(config: GlueRunConfig, previous: dict, where: Path) -> None:
     current = config.to_json()
+    # a setting added after the previous run was written (a new PEFT method's option) had its default there
+    defaults = GlueRunConfig(framework=config.framework, model=config.model, output_dir=config.output_dir).to_json()
+    previous = {key: previous.get(key, defaults.get(key)) for key in RESUME_KEYS}
     changed = [key for key in RESUME_KEYS if previous.get(key) != current.get(key)]
     if changed:
         details = ", ".join(f"{key} {previous.get(key)!r} -> {current.get(key)!r}" for key in changed)
