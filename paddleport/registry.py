@@ -67,6 +67,9 @@ class Architecture:
     # Why prompt tuning / p-tuning cannot adapt it (None: they can). peft prepends the virtual tokens as input
     # embeddings, so the Paddle model must take ``inputs_embeds`` as transformers' does; a new entry opts in.
     no_prompt_learning: str | None = "its Paddle model takes no inputs_embeds (paddleport has not added them)"
+    # Why bottleneck adapters cannot adapt it (None: they can). AdapterHub places them in BERT's SelfOutput /
+    # Output blocks (dense, dropout, LayerNorm, forward(hidden_states, input_tensor)); a new entry opts in.
+    no_bottleneck_adapters: str | None = "its layers have no BERT-style attention/feed-forward output blocks"
 
     @property
     def model_type(self) -> str:
@@ -109,29 +112,30 @@ def _always(config: PretrainedConfig) -> bool:
 
 ARCHITECTURES: dict[str, Architecture] = {entry.model_type: entry for entry in (
     Architecture(BertConfig, BERT, "Bert", "paddleport.models.modeling_bert", WITH_TOKEN_TYPES,
-                 "classifier.bias", no_prompt_learning=None),
+                 "classifier.bias", no_prompt_learning=None, no_bottleneck_adapters=None),
     Architecture(SqueezeBertConfig, SQUEEZEBERT, "SqueezeBert", "paddleport.models.modeling_squeezebert",
                  WITH_TOKEN_TYPES, "classifier.bias", no_prompt_learning=None),
     Architecture(RobertaConfig, ROBERTA, "Roberta", "paddleport.models.modeling_roberta", WITH_TOKEN_TYPES,
-                 "classifier.out_proj.bias", no_prompt_learning=None),
+                 "classifier.out_proj.bias", no_prompt_learning=None, no_bottleneck_adapters=None),
     Architecture(XLMRobertaConfig, XLM_ROBERTA, "XLMRoberta", "paddleport.models.modeling_xlm_roberta",
-                 WITH_TOKEN_TYPES, "classifier.out_proj.bias", no_prompt_learning=None),
+                 WITH_TOKEN_TYPES, "classifier.out_proj.bias", no_prompt_learning=None, no_bottleneck_adapters=None),
     Architecture(DistilBertConfig, DISTILBERT, "DistilBert", "paddleport.models.modeling_distilbert",
                  WITHOUT_TOKEN_TYPES, "classifier.bias", no_prompt_learning=None),
     Architecture(ElectraConfig, ELECTRA, "Electra", "paddleport.models.modeling_electra", WITH_TOKEN_TYPES,
-                 "classifier.out_proj.bias", no_prompt_learning=None),
+                 "classifier.out_proj.bias", no_prompt_learning=None, no_bottleneck_adapters=None),
     Architecture(AlbertConfig, ALBERT, "Albert", "paddleport.models.modeling_albert", WITH_TOKEN_TYPES,
                  "classifier.bias", no_prompt_learning=None),
     Architecture(ErnieConfig, ERNIE, "Ernie", "paddleport.models.modeling_ernie", WITH_TASK_TYPES,
                  "classifier.bias", input_conditions={"task_type_ids": lambda config: config.use_task_id},
                  no_prompt_learning="peft extends token_type_ids but not ERNIE's task_type_ids for the virtual "
-                                    "tokens"),
+                                    "tokens", no_bottleneck_adapters=None),
     # DeBERTa-v3 (type_vocab_size 0) has no token types: transformers accepts and ignores token_type_ids, an
     # exported program would have an input nothing reads
     Architecture(DebertaV2Config, DEBERTA_V2, "DebertaV2", "paddleport.models.modeling_deberta_v2",
                  WITH_TOKEN_TYPES, "classifier.bias",
                  input_conditions={"token_type_ids": lambda config: config.type_vocab_size > 0},
-                 no_prompt_learning=None),
+                 no_prompt_learning=None,
+                 no_bottleneck_adapters="AdapterHub's DeBERTa placement is not ported to paddleport yet"),
 )}
 
 # Every class name paddleport converts and runs, and the architecture it belongs to.

@@ -64,9 +64,6 @@ FIXED_OPTIONS = {
 }
 # Non-linearities both frameworks' ACT2FN tables define under the same name and formula.
 NON_LINEARITIES = ("relu", "swish", "silu", "gelu", "gelu_new", "tanh", "sigmoid")
-# Architectures whose layers are BERT's SelfOutput / Output (dense, dropout, LayerNorm) in transformers and in
-# paddleport, where AdapterHub places its adapters the same way.
-ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "electra", "ernie")
 LOCATIONS = {"mh_adapter": "attention.output", "output_adapter": "output"}
 LAYER_MODULE = re.compile(r"(?P<layers>(?:.+\.)?encoder\.layer)\.(?P<index>\d+)\.(?P<location>attention\.output|output)"
                           r"\.dense\.weight")
@@ -198,12 +195,13 @@ def plan_bottleneck(config: dict, architecture: str, settings: BottleneckSetting
     """The adapted model's parameters from the conversion table (no model is built). Errors: an architecture
     without BERT-style sub-block outputs, a reduction factor that does not divide the hidden size."""
     from paddleport.convert import parameter_specs
+    from paddleport.registry import architecture_of_class
 
     settings.check()
-    model_type = config.get("model_type")
-    if model_type not in ARCHITECTURES:
-        raise PaddleportError("--peft", f"bottleneck adapters are implemented for {', '.join(ARCHITECTURES)} "
-                                        f"(BERT-style attention/feed-forward output blocks), not {model_type}")
+    entry = architecture_of_class(architecture, "config.json")
+    if entry.no_bottleneck_adapters:
+        raise PaddleportError("--peft", f"bottleneck adapters cannot adapt {entry.model_type}: "
+                                        f"{entry.no_bottleneck_adapters}")
     hidden = int(config["hidden_size"])
     bottleneck = settings.bottleneck_size(hidden)
     wanted = {location for key, location in LOCATIONS.items() if getattr(settings, key)}
@@ -224,7 +222,7 @@ def plan_bottleneck(config: dict, architecture: str, settings: BottleneckSetting
     if not adapted:
         raise PaddleportError("--peft", f"{architecture} has no layer where the adapters go")
     modules = tuple(module for *_, module in sorted(adapted))  # model order: layer, attention before feed-forward
-    return BottleneckPlan(settings, architecture, model_type, hidden, bottleneck, modules, params)
+    return BottleneckPlan(settings, architecture, entry.model_type, hidden, bottleneck, modules, params)
 
 
 def is_bottleneck_parameter(name: str) -> bool:
