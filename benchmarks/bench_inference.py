@@ -29,6 +29,7 @@ MODELS = {
     "electra-base-discriminator": ("ElectraModel", presets.ELECTRA_BASE_DISCRIMINATOR),
     "albert-base-v2": ("AlbertModel", presets.ALBERT_BASE_V2),
     "ernie-3.0-base-zh": ("ErnieModel", presets.ERNIE_3_0_BASE_ZH),
+    "deberta-v3-base": ("DebertaV2Model", presets.DEBERTA_V3_BASE),
 }
 DEFAULT_MODELS = ("bert-base-uncased", "squeezebert-uncased")
 
