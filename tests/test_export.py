@@ -155,6 +155,19 @@ def test_export_onnx_of_tanh_gelu_model_matches_eager(tmp_path):
     assert report.max_abs_diff["onnxruntime"] <= 1e-5
 
 
+def test_export_onnx_after_a_paddle_export_in_the_same_process_keeps_tanh_gelu(tmp_path):
+    """The bench traces the paddle.inference program first, then the ONNX one: dy2static's converted functions
+    keep the module globals of their first conversion, so a rebound flag left ALBERT's ONNX file with erf-GELU."""
+    from paddleport.convert import convert_checkpoint
+    from paddleport.parity.export import export_model
+
+    hf_dir = make_tiny_hf_checkpoint(tmp_path / "hf", "AlbertModel", hidden_act="gelu_new", initializer_range=0.5)
+    convert_checkpoint(hf_dir, tmp_path / "paddle", to="paddle", progress=False)
+    export_model(tmp_path / "paddle", tmp_path / "program", fmt="paddle")
+    report = export_model(tmp_path / "paddle", tmp_path / "onnx", fmt="onnx")
+    assert report.max_abs_diff["onnxruntime"] <= 1e-5
+
+
 @pytest.mark.parametrize("make_source, message", [
     (lambda root: root / "missing", "model directory does not exist"),
     (lambda root: (root / "empty").mkdir() or root / "empty", "config.json is missing"),

@@ -109,7 +109,10 @@ def _quick_gelu(x):
     return x * F.sigmoid(1.702 * x)
 
 
-_trace_tanh_gelu_as_formula = False
+# Read through a shared dict, not a module-level bool: dy2static runs a converted function against a copy of its
+# module's globals taken at the first conversion, so a rebound global stayed False for every later trace in the
+# process (the bench traces the paddle.inference program before the ONNX one: ALBERT's ONNX file had Erf again).
+_TRACE_OPTIONS = {"tanh_gelu_as_formula": False}
 
 
 @contextlib.contextmanager
@@ -117,16 +120,15 @@ def tanh_gelu_as_formula():
     """Inside, a traced program writes tanh-GELU as its formula (tanh, pow, mul, add: transformers' ``gelu_new``)
     instead of Paddle's ``gelu(approximate=True)`` op, which paddle2onnx 2.1 lowers as the exact erf GELU (its
     GeluMapper ignores ``approximate``): up to 4.7e-4 per activation, 1.5e-3 at ALBERT's output. Eager is unchanged."""
-    global _trace_tanh_gelu_as_formula
-    previous, _trace_tanh_gelu_as_formula = _trace_tanh_gelu_as_formula, True
+    previous, _TRACE_OPTIONS["tanh_gelu_as_formula"] = _TRACE_OPTIONS["tanh_gelu_as_formula"], True
     try:
         yield
     finally:
-        _trace_tanh_gelu_as_formula = previous
+        _TRACE_OPTIONS["tanh_gelu_as_formula"] = previous
 
 
 def _gelu_tanh(x):
-    if _trace_tanh_gelu_as_formula and not paddle.in_dynamic_mode():
+    if _TRACE_OPTIONS["tanh_gelu_as_formula"] and not paddle.in_dynamic_mode():
         return 0.5 * x * (1.0 + paddle.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * paddle.pow(x, 3.0))))
     return F.gelu(x, approximate=True)
 
