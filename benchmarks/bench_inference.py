@@ -20,17 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from paddleport.models import presets  # noqa: E402
 
-MODELS = {
-    "bert-base-uncased": ("BertModel", presets.BERT_BASE_UNCASED),
-    "squeezebert-uncased": ("SqueezeBertModel", presets.SQUEEZEBERT_UNCASED),
-    "roberta-base": ("RobertaModel", presets.ROBERTA_BASE),
-    "xlm-roberta-base": ("XLMRobertaModel", presets.XLM_ROBERTA_BASE),
-    "distilbert-base-uncased": ("DistilBertModel", presets.DISTILBERT_BASE_UNCASED),
-    "electra-base-discriminator": ("ElectraModel", presets.ELECTRA_BASE_DISCRIMINATOR),
-    "albert-base-v2": ("AlbertModel", presets.ALBERT_BASE_V2),
-    "ernie-3.0-base-zh": ("ErnieModel", presets.ERNIE_3_0_BASE_ZH),
-    "deberta-v3-base": ("DebertaV2Model", presets.DEBERTA_V3_BASE),
-}
+MODELS = presets.PUBLISHED
 DEFAULT_MODELS = ("bert-base-uncased", "squeezebert-uncased")
 
 TINY = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128, embedding_size=64)

@@ -14,6 +14,7 @@ from paddleport.convert import convert_checkpoint
 from paddleport.data import QQP_KSHOT_DIR
 from paddleport.models import presets
 from paddleport.parity.outputs import HEAD_OUTPUTS, class_layout
+from paddleport.registry import architecture_of_class
 from tests.fixtures import make_tiny_hf_checkpoint, make_tiny_hf_model, model_batch, qqp_batch
 
 COMPARED = (
@@ -256,26 +257,19 @@ def test_deberta_pretraining_checkpoint_heads_are_reported_as_dropped(tmp_path):
                                         "pooler.dense.weight"]
 
 
-FULL_SIZE = {
-    "roberta-base": ("RobertaForSequenceClassification", presets.ROBERTA_BASE),
-    "xlm-roberta-base": ("XLMRobertaForSequenceClassification", presets.XLM_ROBERTA_BASE),
-    "distilbert-base-uncased": ("DistilBertForSequenceClassification", presets.DISTILBERT_BASE_UNCASED),
-    "electra-base-discriminator": ("ElectraForSequenceClassification", presets.ELECTRA_BASE_DISCRIMINATOR),
-    "albert-base-v2": ("AlbertForSequenceClassification", presets.ALBERT_BASE_V2),
-    "scibert-scivocab-uncased": ("BertForSequenceClassification", presets.SCIBERT_SCIVOCAB_UNCASED),
-    "ernie-3.0-base-zh": ("ErnieForSequenceClassification", presets.ERNIE_3_0_BASE_ZH),
-    "deberta-v3-base": ("DebertaV2ForSequenceClassification", presets.DEBERTA_V3_BASE),
-}
+# bert-base-uncased and squeezebert-uncased run in make test (tests/test_models_parity.py)
+FULL_SIZE = [name for name in presets.PUBLISHED if name not in ("bert-base-uncased", "squeezebert-uncased")]
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("name", list(FULL_SIZE))
+@pytest.mark.parametrize("name", FULL_SIZE)
 def test_full_size_published_configs_match_transformers(tmp_path, name):
     """Seeded weights in the published config: logits and every hidden state within 1e-5 at kept positions."""
     import paddle
     import torch
 
-    architecture, config = FULL_SIZE[name]
+    base_class, config = presets.PUBLISHED[name]
+    architecture = architecture_of_class(base_class).class_name("sequence_classification")
     hf_model = make_tiny_hf_model(architecture, seed=1, **config)
     hf_model.save_pretrained(tmp_path / "hf")
     convert_checkpoint(tmp_path / "hf", tmp_path / "paddle", progress=False)

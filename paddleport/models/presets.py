@@ -51,3 +51,18 @@ DEBERTA_V3_BASE = dict(
     max_relative_positions=-1, pos_att_type="p2c|c2p", norm_rel_ebd="layer_norm", share_att_key=True,
     position_biased_input=False, pad_token_id=0,
 )
+
+# Each published config above by its Hub name, with the base-model class it belongs to (a head's class follows from
+# the registry: ``architecture_of_class(name).class_name(task)``). The benchmarks and the full-size tests read it.
+PUBLISHED = {
+    "bert-base-uncased": ("BertModel", BERT_BASE_UNCASED),
+    "squeezebert-uncased": ("SqueezeBertModel", SQUEEZEBERT_UNCASED),
+    "roberta-base": ("RobertaModel", ROBERTA_BASE),
+    "xlm-roberta-base": ("XLMRobertaModel", XLM_ROBERTA_BASE),
+    "distilbert-base-uncased": ("DistilBertModel", DISTILBERT_BASE_UNCASED),
+    "electra-base-discriminator": ("ElectraModel", ELECTRA_BASE_DISCRIMINATOR),
+    "albert-base-v2": ("AlbertModel", ALBERT_BASE_V2),
+    "scibert-scivocab-uncased": ("BertModel", SCIBERT_SCIVOCAB_UNCASED),
+    "ernie-3.0-base-zh": ("ErnieModel", ERNIE_3_0_BASE_ZH),
+    "deberta-v3-base": ("DebertaV2Model", DEBERTA_V3_BASE),
+}
