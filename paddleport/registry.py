@@ -127,8 +127,8 @@ ARCHITECTURES: dict[str, Architecture] = {entry.model_type: entry for entry in (
                  "classifier.bias", no_prompt_learning=None),
     Architecture(ErnieConfig, ERNIE, "Ernie", "paddleport.models.modeling_ernie", WITH_TASK_TYPES,
                  "classifier.bias", input_conditions={"task_type_ids": lambda config: config.use_task_id},
-                 no_prompt_learning="peft extends token_type_ids but not ERNIE's task_type_ids for the virtual "
-                                    "tokens", no_bottleneck_adapters=None),
+                 # under prompt learning the task types are left out (all zero) or refused: prompt.ZERO_ONLY_INPUTS
+                 no_prompt_learning=None, no_bottleneck_adapters=None),
     # DeBERTa-v3 (type_vocab_size 0) has no token types: transformers accepts and ignores token_type_ids, an
     # exported program would have an input nothing reads
     Architecture(DebertaV2Config, DEBERTA_V2, "DebertaV2", "paddleport.models.modeling_deberta_v2",

@@ -35,6 +35,8 @@ def _inputs(model_type: str, seed: int = 0) -> dict[str, np.ndarray]:
     batch = {"input_ids": ids, "attention_mask": np.array([[1] * 9, [1] * 5 + [0] * 4, [1] * 2 + [0] * 7])}
     if "token_type_ids" in ARCHITECTURES[model_type].input_names:
         batch["token_type_ids"] = np.array([[0] * 4 + [1] * 5] * 3)
+    if "task_type_ids" in ARCHITECTURES[model_type].input_names:  # ERNIE 3.0: what run-glue feeds (zeros)
+        batch["task_type_ids"] = np.zeros_like(ids)
     return batch
 
 
@@ -92,11 +94,25 @@ def test_adapted_forward_equals_peft_on_every_architecture(model_type, tmp_path)
     assert np.abs(torch_logits - paddle_logits).max() <= 1e-5
     base = transformers.AutoModelForSequenceClassification.from_pretrained(str(hf_dir)).eval()
     assert np.abs(_logits(base, "torch", batch) - torch_logits).max() > 1e-3  # the virtual tokens matter
+    if "task_type_ids" in batch:  # left out, as peft + transformers run without them (task type 0 everywhere)
+        assert torch_model.config.use_task_id
+        without = {key: value for key, value in batch.items() if key != "task_type_ids"}
+        assert np.array_equal(_logits(torch_model, "torch", without), torch_logits)
+        assert np.abs(_logits(paddle_model, "paddle", without) - torch_logits).max() <= 1e-5
+        batch["task_type_ids"][0, 3] = 1  # peft cannot extend them: refused in both frameworks
+        for model, framework in ((torch_model, "torch"), (paddle_model, "paddle")):
+            with pytest.raises(PaddleportError, match="task_type_ids: must be all zeros"):
+                _logits(model, framework, batch)
 
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     return make_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_bert"), "BertModel")
+
+
+@pytest.fixture(scope="module")
+def tiny_ernie(tmp_path_factory):  # ERNIE 3.0's form: use_task_id, task-type embeddings
+    return make_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_ernie"), "ErnieForSequenceClassification")
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +124,7 @@ def tiny_roberta(tmp_path_factory):
     ("tiny_roberta", dict(peft="prompt", num_virtual_tokens=4)),  # the classifier head's own dropout, shared
     ("tiny_bert", dict(peft="p-tuning", num_virtual_tokens=4, encoder_reparameterization_type="LSTM",
                        encoder_hidden_size=8)),
+    ("tiny_ernie", dict(peft="prompt", num_virtual_tokens=4)),  # task types left out
 ])
 def test_train_parity_with_virtual_tokens(model, options, request):
     report = run_train_parity(TrainParityConfig(model=request.getfixturevalue(model), steps=5, dropout=True, lr=1e-2,
@@ -116,25 +133,32 @@ def test_train_parity_with_virtual_tokens(model, options, request):
     assert report["max_param_diff"] <= 1e-4
 
 
-def test_p_tuning_trains_in_both_frameworks_alike_and_saves_peft_directories(tiny_bert, tmp_path):
+@pytest.mark.parametrize("model, options", [
+    ("tiny_bert", dict(peft="p-tuning", num_virtual_tokens=4, encoder_hidden_size=16)),
+    ("tiny_ernie", dict(peft="prompt", num_virtual_tokens=4)),  # run-glue feeds zero task types: left out
+])
+def test_prompt_learning_trains_in_both_frameworks_alike_and_saves_peft_directories(model, options, request,
+                                                                                   tmp_path):
     import peft
     import transformers
     from safetensors.numpy import load_file
 
-    options = dict(peft="p-tuning", num_virtual_tokens=4, encoder_hidden_size=16)
+    model_dir = request.getfixturevalue(model)
     results = {}
     for framework in FRAMEWORKS:
         results[framework] = run_glue(GlueRunConfig(
-            framework=framework, model=tiny_bert, output_dir=tmp_path / framework, data_dir=QQP_KSHOT_DIR,
+            framework=framework, model=model_dir, output_dir=tmp_path / framework, data_dir=QQP_KSHOT_DIR,
             max_length=60, batch_size=8, epochs=1, lr=1e-2, num_threads=1, progress=False, verbose=False,
             dropout_masks="shared", **options))
     assert results["torch"]["trainable_parameters"] == results["paddle"]["trainable_parameters"]
     assert abs(results["torch"]["epochs"][0]["train_loss"] - results["paddle"]["epochs"][0]["train_loss"]) <= 1e-5
     torch_dir, paddle_dir = tmp_path / "torch" / "final_model", tmp_path / "paddle" / "final_model"
-    assert json.loads((torch_dir / ADAPTER_CONFIG).read_text())["peft_type"] == "P_TUNING"
-    base = transformers.AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2)
+    peft_type = {"prompt": "PROMPT_TUNING", "p-tuning": "P_TUNING"}[options["peft"]]
+    assert json.loads((torch_dir / ADAPTER_CONFIG).read_text())["peft_type"] == peft_type
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
     peft.PeftModel.from_pretrained(base, str(torch_dir))  # a standard peft directory
-    assert (paddle_dir / ENCODER_STATE).is_file()
+    assert (paddle_dir / ENCODER_STATE).is_file() == (options["peft"] == "p-tuning")
+    adapter_round_trip(torch_dir, tmp_path / "round_trip")  # HF -> Paddle -> HF bit for bit
     converted = tmp_path / "paddle_as_hf"
     convert_adapter(paddle_dir, converted, to="hf")
     by_torch, by_paddle = load_file(str(torch_dir / ADAPTER_WEIGHTS)), load_file(str(converted / ADAPTER_WEIGHTS))
@@ -143,9 +167,9 @@ def test_p_tuning_trains_in_both_frameworks_alike_and_saves_peft_directories(tin
     # the torch-trained adapter, converted to Paddle, gives the torch logits
     torch_as_paddle = tmp_path / "torch_as_paddle"
     convert_adapter(torch_dir, torch_as_paddle, to="paddle")
-    batch = _inputs("bert", seed=2)
-    torch_model, _ = load_adapted_model(torch_dir, tiny_bert, "torch", tmp_path / "w1")
-    paddle_model, _ = load_adapted_model(torch_as_paddle, tiny_bert, "paddle", tmp_path / "w2")
+    batch = _inputs(json.loads((model_dir / "config.json").read_text())["model_type"], seed=2)
+    torch_model, _ = load_adapted_model(torch_dir, model_dir, "torch", tmp_path / "w1")
+    paddle_model, _ = load_adapted_model(torch_as_paddle, model_dir, "paddle", tmp_path / "w2")
     assert np.abs(_logits(torch_model, "torch", batch) - _logits(paddle_model, "paddle", batch)).max() <= 1e-5
 
 

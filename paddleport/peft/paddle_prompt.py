@@ -16,8 +16,8 @@ from paddleport.core.tensor_io import PADDLE_FORMAT_TAG
 from paddleport.errors import PaddleportError
 from paddleport.models.layers import Linear
 from paddleport.peft.lora import ADAPTER_NAME, ADAPTER_WEIGHTS
-from paddleport.peft.prompt import (PROMPT_EMBEDDINGS, PromptPlan, PromptSettings, read_adapter_values,
-                                    write_adapter_config, write_encoder_state)
+from paddleport.peft.prompt import (PROMPT_EMBEDDINGS, PromptPlan, PromptSettings, leave_out_zero_only_inputs,
+                                    read_adapter_values, write_adapter_config, write_encoder_state)
 
 
 class PromptEncoder(nn.Layer):
@@ -50,7 +50,8 @@ class PromptEncoder(nn.Layer):
 class PromptLearningModel(nn.Layer):
     """A sequence classifier with virtual tokens, computed as peft's ``PeftModelForSequenceClassification``:
     prompts prepended to the word embeddings, the attention mask extended by ones, the token types by zeros,
-    ``position_ids`` dropped (peft ignores them), the model run on ``inputs_embeds``."""
+    ``position_ids`` dropped (peft ignores them), all-zero task types left out (the model takes 0 everywhere, as
+    transformers' ERNIE does under peft; see ``prompt.ZERO_ONLY_INPUTS``), the model run on ``inputs_embeds``."""
 
     def __init__(self, model: nn.Layer, plan: PromptPlan):
         super().__init__()
@@ -69,7 +70,8 @@ class PromptLearningModel(nn.Layer):
         return self.prompt_encoder[ADAPTER_NAME](indices)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False):
+                output_hidden_states=False, output_attentions=False, task_type_ids=None):
+        leave_out_zero_only_inputs({"task_type_ids": task_type_ids}, lambda ids: not bool(ids.any()))
         batch, virtual = input_ids.shape[0], self.num_virtual_tokens
         inputs = dict(labels=labels, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         if attention_mask is not None:

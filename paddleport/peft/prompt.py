@@ -11,6 +11,7 @@ and what paddleport's Paddle side (``paddle_prompt``) reproduces:
   model runs on ``inputs_embeds``; ``attention_mask`` gets n ones prepended, ``token_type_ids`` n zeros; position ids
   are the model's own for an ``inputs_embeds`` input (0..n+L-1; RoBERTa's from ``padding_idx + 1``, padding
   included, as transformers counts them when it has no ids); an explicit ``position_ids`` is dropped (peft warns).
+- Inputs peft does not extend (ERNIE 3.0's ``task_type_ids``) are left out when all zero (:data:`ZERO_ONLY_INPUTS`).
 - Every model parameter is frozen except the ``modules_to_save``: for SEQ_CLS peft adds ``classifier`` and
   ``score`` and matches them as plain name suffixes, so DistilBERT's ``pre_classifier`` trains too.
 - The adapter file holds ``prompt_embeddings`` (the encoder's output for the n tokens, ``[n, token_dim]``: the
@@ -49,6 +50,12 @@ PADDLE_ENCODER = "prompt_encoder.default."  # their Paddle (and peft) prefix
 CLASSIFIER_NAMES = ("classifier", "score")  # what peft adds to modules_to_save for SEQ_CLS
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"  # under the base prefix: the vectors the prompts join
 LSTM_LAYERS = 2  # peft's encoder_num_layers (the LSTM's layers; the MLP always has three Linears)
+# Model inputs peft does not extend for the virtual tokens (it extends the attention mask by ones and the token types
+# by zeros): it passes them on as given, one per text token, which the model cannot add to the n + L embeddings
+# (transformers' ERNIE fails). Left out, transformers' ERNIE takes task type 0 at every position, the virtual tokens
+# included. So both frameworks leave an all-zero one out (what run-glue, train-parity and compare feed: a tokenizer
+# gives no task types) and refuse any other value, which peft cannot run.
+ZERO_ONLY_INPUTS = ("task_type_ids",)
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,16 @@ class PromptPlan:
                           encoder_num_layers=settings.encoder_num_layers,
                           encoder_reparameterization_type=settings.encoder_reparameterization_type)
         return config
+
+
+def leave_out_zero_only_inputs(inputs: dict, is_all_zero) -> dict:
+    """``inputs`` (name -> tensor) without the :data:`ZERO_ONLY_INPUTS`; ``is_all_zero(tensor)`` says whether one
+    may be left out, a non-zero one is a PaddleportError."""
+    for name in ZERO_ONLY_INPUTS:
+        if inputs.get(name) is not None and not is_all_zero(inputs[name]):
+            raise PaddleportError(name, "must be all zeros (or left out) under prompt tuning / p-tuning: peft does "
+                                        "not extend them for the virtual tokens; the model takes 0 everywhere")
+    return {name: value for name, value in inputs.items() if name not in ZERO_ONLY_INPUTS}
 
 
 def canonical_prompt_name(name: str) -> str | None:

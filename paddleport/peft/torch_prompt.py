@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from paddleport.errors import PaddleportError
-from paddleport.peft.prompt import (PromptPlan, canonical_prompt_name, read_adapter_values,
-                                    write_encoder_state)
+from paddleport.peft.prompt import (PromptPlan, canonical_prompt_name, leave_out_zero_only_inputs,
+                                    read_adapter_values, write_encoder_state)
 
 
 def prompt_config(plan: PromptPlan):
@@ -29,7 +29,8 @@ def prompt_config(plan: PromptPlan):
 
 def apply(model, plan: PromptPlan):
     """``peft.get_peft_model`` with the plan's settings; checks peft built the planned parameters, trains the
-    planned ones, and prepends the prompts to the model's own word embeddings."""
+    planned ones, and prepends the prompts to the model's own word embeddings. All-zero task types are left out
+    before peft's forward (``prompt.ZERO_ONLY_INPUTS``: peft would pass them on unextended)."""
     import peft
 
     words = model.get_input_embeddings()
@@ -44,7 +45,12 @@ def apply(model, plan: PromptPlan):
         raise PaddleportError(None, f"peft and paddleport's prompt plan disagree on {', '.join(sorted(different)[:4])}")
     if adapted.word_embeddings is not words:
         raise PaddleportError(None, "peft found another word-embedding table than the model's input embeddings")
+    adapted.register_forward_pre_hook(_leave_out_zero_only_inputs, with_kwargs=True)
     return adapted
+
+
+def _leave_out_zero_only_inputs(module, args, kwargs):
+    return args, leave_out_zero_only_inputs(kwargs, lambda ids: not bool(ids.any()))
 
 
 def inner_model(adapted):
