@@ -24,6 +24,7 @@ FRAMEWORKS = ("torch", "paddle")
 PROMPT = dict(method="prompt", num_virtual_tokens=3)
 P_TUNING_MLP = dict(method="p-tuning", num_virtual_tokens=3, encoder_hidden_size=16)
 P_TUNING_LSTM = dict(P_TUNING_MLP, encoder_reparameterization_type="LSTM")
+INIT_TEXT = "Are these questions the same?"  # 8 tokens with [CLS] and [SEP] (MiniLM's WordPiece)
 # Every method on several architectures, each architecture once (the forward is the same code for every method).
 VARIANT_OF = {"bert": PROMPT, "squeezebert": P_TUNING_LSTM, "roberta": P_TUNING_MLP, "xlm-roberta": PROMPT,
               "distilbert": P_TUNING_MLP, "electra": P_TUNING_LSTM, "albert": PROMPT}
@@ -136,6 +137,8 @@ def test_train_parity_with_virtual_tokens(model, options, request):
 @pytest.mark.parametrize("model, options", [
     ("tiny_bert", dict(peft="p-tuning", num_virtual_tokens=4, encoder_hidden_size=16)),
     ("tiny_ernie", dict(peft="prompt", num_virtual_tokens=4)),  # run-glue feeds zero task types: left out
+    ("tiny_bert", dict(peft="prompt", num_virtual_tokens=10, prompt_tuning_init="TEXT",
+                       prompt_tuning_init_text=INIT_TEXT)),
 ])
 def test_prompt_learning_trains_in_both_frameworks_alike_and_saves_peft_directories(model, options, request,
                                                                                    tmp_path):
@@ -154,7 +157,14 @@ def test_prompt_learning_trains_in_both_frameworks_alike_and_saves_peft_director
     assert abs(results["torch"]["epochs"][0]["train_loss"] - results["paddle"]["epochs"][0]["train_loss"]) <= 1e-5
     torch_dir, paddle_dir = tmp_path / "torch" / "final_model", tmp_path / "paddle" / "final_model"
     peft_type = {"prompt": "PROMPT_TUNING", "p-tuning": "P_TUNING"}[options["peft"]]
-    assert json.loads((torch_dir / ADAPTER_CONFIG).read_text())["peft_type"] == peft_type
+    adapter_config = json.loads((torch_dir / ADAPTER_CONFIG).read_text())
+    assert adapter_config["peft_type"] == peft_type
+    by_paddle = json.loads((paddle_dir / ADAPTER_CONFIG).read_text())
+    # what peft writes, but its version stamp and its doubled modules_to_save (["classifier", "score"] twice)
+    differing = {key for key in by_paddle.keys() | adapter_config.keys()
+                 if by_paddle.get(key) != adapter_config.get(key)}
+    assert differing <= {"peft_version", "modules_to_save"}, differing
+    assert adapter_config.get("prompt_tuning_init_text") == options.get("prompt_tuning_init_text")
     base = transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
     peft.PeftModel.from_pretrained(base, str(torch_dir))  # a standard peft directory
     assert (paddle_dir / ENCODER_STATE).is_file() == (options["peft"] == "p-tuning")
@@ -171,6 +181,42 @@ def test_prompt_learning_trains_in_both_frameworks_alike_and_saves_peft_director
     torch_model, _ = load_adapted_model(torch_dir, model_dir, "torch", tmp_path / "w1")
     paddle_model, _ = load_adapted_model(torch_as_paddle, model_dir, "paddle", tmp_path / "w2")
     assert np.abs(_logits(torch_model, "torch", batch) - _logits(paddle_model, "paddle", batch)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("num_virtual_tokens", [5, 19])  # the text's 8 tokens cut, and repeated
+def test_text_init_is_peft_own_and_paddle_starts_bit_for_bit(num_virtual_tokens, tiny_ernie, tmp_path):
+    """TEXT: torch's table is the one peft builds (the word embeddings of the tokenized text, special tokens
+    included, repeated/cut); the Paddle side starts from the same table bit for bit. The shared seeded
+    initialisation leaves it alone."""
+    import torch
+    import transformers
+
+    from paddleport.glue_runners.backends.base import BackendOptions, make_backend
+    from paddleport.glue_runners.checkpoint_info import inspect_model_dir
+    from paddleport.glue_runners.runner import load_backend_model
+
+    settings = PromptSettings(method="prompt", num_virtual_tokens=num_virtual_tokens, prompt_tuning_init="TEXT",
+                              prompt_tuning_init_text=INIT_TEXT, tokenizer_name_or_path=str(tiny_ernie))
+    tables = {framework: load_backend_model(make_backend(framework, BackendOptions(peft=settings)),
+                                            inspect_model_dir(tiny_ernie), 2, 0, tmp_path / framework
+                                            ).get_parameters()["prompt_encoder.embedding.weight"]
+              for framework in FRAMEWORKS}
+    assert tables["torch"].dtype == tables["paddle"].dtype == np.float32
+    assert np.array_equal(tables["torch"], tables["paddle"])
+    # peft's own, built here without paddleport: the table is the text's word embeddings
+    import peft
+
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(tiny_ernie))
+    config = peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=num_virtual_tokens,
+                                     prompt_tuning_init="TEXT", prompt_tuning_init_text=INIT_TEXT,
+                                     tokenizer_name_or_path=str(tiny_ernie))
+    by_peft = peft.get_peft_model(model, config).prompt_encoder["default"].embedding.weight.detach().numpy()
+    assert np.array_equal(by_peft, tables["torch"])
+    ids = transformers.AutoTokenizer.from_pretrained(str(tiny_ernie))(INIT_TEXT)["input_ids"]
+    assert len(ids) == 8 and ids[0] == 101  # [CLS] ... [SEP]
+    rows = [ids[index % len(ids)] for index in range(num_virtual_tokens)]
+    with torch.no_grad():
+        assert np.array_equal(tables["paddle"], model.get_input_embeddings().weight[rows].numpy())
 
 
 @pytest.fixture(scope="module")
@@ -217,9 +263,41 @@ def test_bad_prompt_input_is_one_line_before_training(tiny_bert, hf_prompt_adapt
         (PromptSettings(num_virtual_tokens=0), "--num-virtual-tokens: must be positive"),
         (PromptSettings(method="p-tuning", encoder_hidden_size=-1), "--encoder-hidden-size: must be positive"),
     ]
+    text = dict(method="prompt", prompt_tuning_init_text="Same?", tokenizer_name_or_path=str(tiny_bert))
+    cases += [
+        (PromptSettings(prompt_tuning_init="TEXT", tokenizer_name_or_path=str(tiny_bert)),
+         "--prompt-tuning-init-text: is required by --prompt-tuning-init TEXT"),
+        (PromptSettings(**dict(text, method="p-tuning"), prompt_tuning_init="TEXT"),
+         "--prompt-tuning-init: is for prompt tuning .* p-tuning .* has no TEXT initialisation"),
+        (PromptSettings(**text), "--prompt-tuning-init-text: is only read with --prompt-tuning-init TEXT"),
+        (PromptSettings(**dict(text, tokenizer_name_or_path=str(tmp_path)), prompt_tuning_init="TEXT"),
+         "has no tokenizer files"),
+        (PromptSettings(prompt_tuning_init="SAMPLE_VOCAB"), "--prompt-tuning-init: must be one of RANDOM, TEXT"),
+    ]
     for settings, message in cases:
         with pytest.raises(PaddleportError, match=message):
             plan_for_checkpoint(config, 2, settings)
+    with pytest.raises(PaddleportError, match=r"--prompt-tuning-init-text: gives token ids \[101, 2168, 1029\] "
+                                              "outside the model's 100 word embeddings"):
+        plan_for_checkpoint(config | {"vocab_size": 100}, 2, PromptSettings(**text, prompt_tuning_init="TEXT"))
+    for options, message in [
+        (["--prompt-tuning-init", "text"], "--prompt-tuning-init-text: is required"),
+        (["--peft", "p-tuning", "--prompt-tuning-init", "TEXT", "--prompt-tuning-init-text", "Same?"],
+         "--prompt-tuning-init: is for prompt tuning"),
+    ]:
+        out = tmp_path / "text_run"
+        code, lines = run_cli(capsys, "run-glue", "--framework", "torch", "--model", tiny_bert, "--output-dir", out,
+                              "--peft", "prompt", *options)
+        assert code == 2 and len(lines) == 1 and message in lines[0] and not out.exists(), lines
+    no_tokenizer = tmp_path / "no_tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (no_tokenizer / name).write_bytes((tiny_bert / name).read_bytes())
+    code, lines = run_cli(capsys, "run-glue", "--framework", "paddle", "--model", no_tokenizer, "--output-dir",
+                          tmp_path / "text_run", "--peft", "prompt", "--prompt-tuning-init", "TEXT",
+                          "--prompt-tuning-init-text", "Same?")
+    assert code == 2 and len(lines) == 1 and "has no tokenizer files" in lines[0], lines
+    assert not (tmp_path / "text_run").exists()
     # an architecture whose Paddle model takes no inputs_embeds is refused with the registry's reason
     import paddleport.registry as registry
 

@@ -92,7 +92,7 @@ def _add_run_glue(subparsers) -> None:
 def _add_peft_options(parser) -> None:
     from paddleport.peft.lora import BIAS_MODES
     from paddleport.peft.methods import PEFT_METHODS
-    from paddleport.peft.prompt import ENCODER_TYPES
+    from paddleport.peft.prompt import ENCODER_TYPES, PROMPT_INITS
 
     peft = parser.add_argument_group("parameter-efficient fine-tuning (the same meaning in both frameworks)")
     peft.add_argument("--peft", choices=PEFT_METHODS, default="none",
@@ -116,6 +116,11 @@ def _add_peft_options(parser) -> None:
                       help="p-tuning: the prompt encoder, MLP (3 Linears) or LSTM (bidirectional, 2 layers, + MLP)")
     peft.add_argument("--encoder-hidden-size", type=int,
                       help="p-tuning: the prompt encoder's hidden size (default: the word-embedding width)")
+    peft.add_argument("--prompt-tuning-init", type=str.upper, choices=PROMPT_INITS, default="RANDOM",
+                      help="prompt: the virtual tokens' start, RANDOM (N(0, 1)) or TEXT (the word embeddings of "
+                           "--prompt-tuning-init-text's tokens, repeated/cut to --num-virtual-tokens, as peft's)")
+    peft.add_argument("--prompt-tuning-init-text",
+                      help="prompt, TEXT: the text, tokenized by the run's tokenizer (--tokenizer or the model's)")
     peft.add_argument("--adapter-config", choices=("houlsby", "pfeiffer"), default="houlsby",
                       help="adapter: houlsby (after attention and feed-forward, swish) or pfeiffer (after "
                            "feed-forward only, relu), as AdapterHub's double_seq_bn / seq_bn (default houlsby)")

@@ -53,6 +53,9 @@ class TrainParityConfig(PeftOptions):
     json_path: Path | None = None
     num_threads: int | None = None
 
+    def tokenizer_dir(self) -> Path:
+        return Path(self.tokenizer or find_tokenizer_dir(self.model))
+
 
 def parity_batches(features: Features, steps: int, batch_size: int, seed: int, pad_token_id: int) -> list[dict]:
     """``steps`` padded batches in seeded order, cycling through the data as often as needed."""
@@ -88,7 +91,7 @@ def run_train_parity(config: TrainParityConfig) -> dict:
     if config.peft_settings() is not None:
         plan_for_checkpoint(info.config, task.num_labels, config.peft_settings())
     train = load_glue_data(task, DataSource(data_dir=config.data_dir)).train.head(config.steps * config.batch_size)
-    tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
+    tokenizer = load_tokenizer(config.tokenizer_dir())
     max_length = info.fit_max_length(config.max_length, DEFAULT_MAX_LENGTH,
                                      reserved=virtual_tokens(config.peft_settings()))
     features = tokenize_split(train, tokenizer, max_length)

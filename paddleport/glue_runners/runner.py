@@ -25,7 +25,7 @@ from paddleport.glue_runners.metrics import predictions_from_logits
 from paddleport.glue_runners.reporting import peak_rss_mb, plot_curves, summary_text, write_json
 from paddleport.glue_runners.tasks import GlueTask, get_task
 from paddleport.glue_runners.trainer import TRAIN_LOG_FILE, EvalSet, Trainer, TrainingPlan
-from paddleport.peft.methods import PeftOptions, plan_for_checkpoint, virtual_tokens
+from paddleport.peft.methods import PeftOptions, initialised_from_model, plan_for_checkpoint, virtual_tokens
 
 FRAMEWORKS = ("torch", "paddle")
 RUN_CONFIG_FILE = "run_config.json"
@@ -39,7 +39,8 @@ RESUME_KEYS = ("framework", "task", "model", "max_train_samples", "max_length", 
                "max_steps", "warmup_ratio", "weight_decay", "seed", "grad_accum", "max_grad_norm", "amp",
                "group_by_length", "dropout_masks", "peft", "lora_r", "lora_alpha", "lora_dropout",
                "lora_target_modules", "lora_bias", "num_virtual_tokens", "encoder_reparameterization_type",
-               "encoder_hidden_size", "adapter_config", "reduction_factor")
+               "encoder_hidden_size", "prompt_tuning_init", "prompt_tuning_init_text", "adapter_config",
+               "reduction_factor")
 
 
 DEFAULT_MAX_LENGTH = 128
@@ -91,6 +92,9 @@ class GlueRunConfig(PeftOptions):
     progress: bool = True
     verbose: bool = True
     stop_after_steps: int | None = None  # testing hook: behave as if killed after this many optimizer steps
+
+    def tokenizer_dir(self) -> Path:
+        return Path(self.tokenizer or find_tokenizer_dir(self.model))
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -242,7 +246,9 @@ def load_backend_model(backend: Backend, info: ModelDirInfo, num_labels: int, se
     shared seeded numpy initialisation, so both frameworks start from the same weights."""
     backend.seed(seed)
     backend.load_model(info.path, num_labels, work_dir)
-    backend.set_parameters(fresh_parameters(backend.parameter_shapes(), info, seed))
+    kept = initialised_from_model(backend.peft)  # e.g. a TEXT-initialised prompt: the model's word embeddings
+    shapes = {name: shape for name, shape in backend.parameter_shapes().items() if name not in kept}
+    backend.set_parameters(fresh_parameters(shapes, info, seed))
     return backend
 
 
@@ -367,7 +373,7 @@ def _run_glue(config: GlueRunConfig, launch: LaunchInfo) -> dict:
     if config.peft_settings() is not None:  # what the method needs of the model: checked before training
         plan_for_checkpoint(info.config, task.num_labels, config.peft_settings())
     data = load_run_data(config, task)
-    tokenizer = load_tokenizer(config.tokenizer or find_tokenizer_dir(config.model))
+    tokenizer = load_tokenizer(config.tokenizer_dir())
     with output_dir_lock(config, launch):
         check_output_dir(config)
         # threads and CPU settings: the entry point's runtime.setup, or one for this call, restored after it

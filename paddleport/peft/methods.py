@@ -58,6 +58,8 @@ class PeftOptions:
     num_virtual_tokens: int = 20  # prompt, p-tuning
     encoder_reparameterization_type: str = "MLP"  # p-tuning: MLP or LSTM
     encoder_hidden_size: int | None = None  # p-tuning; None: the word-embedding width
+    prompt_tuning_init: str = "RANDOM"  # prompt: RANDOM or TEXT (peft's PromptTuningConfig names)
+    prompt_tuning_init_text: str | None = None  # prompt, TEXT: the text whose word embeddings start the prompt
     adapter_config: str = "houlsby"  # bottleneck adapters: houlsby or pfeiffer (AdapterHub's configs)
     reduction_factor: float = 16  # bottleneck adapters: hidden_size / bottleneck size
 
@@ -68,14 +70,23 @@ class PeftOptions:
         if self.peft == "none":
             return None
         if self.peft in PROMPT_METHODS:
+            tokenizer = self.tokenizer_dir() if self.prompt_tuning_init == "TEXT" else None
             return PromptSettings(method=self.peft, num_virtual_tokens=self.num_virtual_tokens,
                                   encoder_reparameterization_type=self.encoder_reparameterization_type,
-                                  encoder_hidden_size=self.encoder_hidden_size).check()
+                                  encoder_hidden_size=self.encoder_hidden_size,
+                                  prompt_tuning_init=self.prompt_tuning_init,
+                                  prompt_tuning_init_text=self.prompt_tuning_init_text,
+                                  tokenizer_name_or_path=str(tokenizer) if tokenizer else None).check()
         if self.peft == "adapter":
             return BottleneckSettings.preset(self.adapter_config, self.reduction_factor)
         return LoraSettings(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
                             target_modules=parse_target_modules(self.lora_target_modules),
                             bias=self.lora_bias).check()
+
+
+    def tokenizer_dir(self) -> Path | None:
+        """The run's tokenizer directory (TEXT prompt initialisation tokenizes with it); None without a model."""
+        return None
 
 
 def read_adapter_settings(adapter_dir: Path) -> PeftSettings:
@@ -130,6 +141,12 @@ def framework_module(plan: PeftPlan, framework: str) -> ModuleType:
     """The module that applies ``plan`` in ``framework`` ("torch" or "paddle"); imports that framework."""
     torch_module, paddle_module = _FRAMEWORK_MODULES[type(plan)]
     return importlib.import_module(torch_module if framework == "torch" else paddle_module)
+
+
+def initialised_from_model(plan: PeftPlan | None) -> set[str]:
+    """Canonical names of the adapter parameters the method initialises from the model's own weights (prompt
+    tuning's TEXT table), which the shared seeded initialisation leaves alone."""
+    return plan.initialised_from_model() if isinstance(plan, PromptPlan) else set()
 
 
 def virtual_tokens(settings: PeftSettings | None) -> int:

@@ -64,6 +64,13 @@ class PromptLearningModel(nn.Layer):
     def word_embeddings(self):
         return self.base_model.base_model.embeddings.word_embeddings
 
+    def start_from_words(self, token_ids: tuple[int, ...]) -> None:
+        """peft's TEXT initialisation: the table becomes the word embeddings of ``token_ids`` (float32)."""
+        rows = paddle.to_tensor(np.asarray(token_ids, dtype=np.int64))
+        with paddle.no_grad():
+            words = paddle.gather(self.word_embeddings().weight, rows).astype("float32")
+            self.prompt_encoder[ADAPTER_NAME].embedding.weight.set_value(words)
+
     def prompt_embeddings(self):
         """The virtual tokens' vectors [1, n, token_dim] (what peft's adapter file saves, batch of one)."""
         indices = paddle.arange(self.num_virtual_tokens, dtype="int64").unsqueeze(0)
@@ -89,6 +96,8 @@ class PromptLearningModel(nn.Layer):
 def apply(model: nn.Layer, plan: PromptPlan) -> PromptLearningModel:
     """``model`` wrapped with the plan's virtual tokens; only the planned parameters train (as peft marks them)."""
     adapted = PromptLearningModel(model, plan)
+    if plan.init_token_ids is not None:
+        adapted.start_from_words(plan.init_token_ids)
     trainable = {param.paddle_name for param in plan.trainable} if not plan.settings.inference else set()
     names = set()
     for name, param in adapted.named_parameters():

@@ -4,7 +4,8 @@ What Hugging Face ``peft`` (0.21.2) does to a sequence classifier (``PeftModelFo
 and what paddleport's Paddle side (``paddle_prompt``) reproduces:
 
 - ``num_virtual_tokens`` prompt vectors come from the prompt encoder: for prompt tuning an embedding table
-  ``[n, token_dim]``; for p-tuning that table fed through an MLP (Linear-ReLU-Linear-ReLU-Linear, hidden
+  ``[n, token_dim]`` (``prompt_tuning_init`` RANDOM: N(0, 1); TEXT: the word embeddings of a text's tokens,
+  :func:`text_init_token_ids`); for p-tuning that table fed through an MLP (Linear-ReLU-Linear-ReLU-Linear, hidden
   ``encoder_hidden_size``) or through a bidirectional 2-layer LSTM and a Linear-ReLU-Linear head. They are the same
   for every example of the batch.
 - The input ids' word embeddings (the model's own ``embeddings.word_embeddings``) get the prompts prepended and the
@@ -43,6 +44,7 @@ from paddleport.errors import PaddleportError
 
 PROMPT_METHODS = {"prompt": "PROMPT_TUNING", "p-tuning": "P_TUNING"}  # --peft name -> peft_type
 ENCODER_TYPES = ("MLP", "LSTM")
+PROMPT_INITS = ("RANDOM", "TEXT")  # peft's prompt_tuning_init values paddleport trains (not SAMPLE_VOCAB)
 PROMPT_EMBEDDINGS = "prompt_embeddings"  # the adapter file's key of the virtual tokens' vectors
 SAVED_PREFIX = "base_model."  # peft's prefix of a prompt-learning model's modules_to_save in the adapter file
 ENCODER = "prompt_encoder."  # canonical prefix of the prompt encoder's parameters
@@ -68,6 +70,9 @@ class PromptSettings:
     encoder_hidden_size: int | None = None  # p-tuning only; None: the token dimension
     encoder_num_layers: int = LSTM_LAYERS
     encoder_dropout: float = 0.0
+    prompt_tuning_init: str = "RANDOM"  # prompt tuning only: RANDOM or TEXT (the text's word embeddings)
+    prompt_tuning_init_text: str | None = None  # TEXT: the text
+    tokenizer_name_or_path: str | None = None  # TEXT: the directory of the tokenizer that splits it (the run's)
     inference: bool = False  # loaded to run (peft's inference_mode): the prompt is a plain table
 
     @property
@@ -94,7 +99,26 @@ class PromptSettings:
                 # training only: a loaded adapter holds the encoder's output, not the encoder
                 raise PaddleportError("--peft", "paddleport trains p-tuning encoders with peft's defaults only "
                                                 f"(encoder_num_layers {LSTM_LAYERS}, encoder_dropout 0)")
+        if not self.inference:  # the initialisation of a loaded adapter does not matter (peft skips it too)
+            self._check_init()
         return self
+
+    def _check_init(self) -> None:
+        if self.prompt_tuning_init not in PROMPT_INITS:
+            raise PaddleportError("--prompt-tuning-init", f"must be one of {', '.join(PROMPT_INITS)}, not "
+                                                          f"{self.prompt_tuning_init!r}")
+        if self.method != "prompt" and (self.prompt_tuning_init != "RANDOM" or self.prompt_tuning_init_text):
+            raise PaddleportError("--prompt-tuning-init", f"is for prompt tuning (--peft prompt); peft's {self.method} "
+                                                          "(PromptEncoderConfig) has no TEXT initialisation")
+        if self.prompt_tuning_init != "TEXT":
+            if self.prompt_tuning_init_text is not None:
+                raise PaddleportError("--prompt-tuning-init-text", "is only read with --prompt-tuning-init TEXT")
+            return
+        if not self.prompt_tuning_init_text:
+            raise PaddleportError("--prompt-tuning-init-text", "is required by --prompt-tuning-init TEXT (the text "
+                                                               "whose word embeddings start the virtual tokens)")
+        if not self.tokenizer_name_or_path:
+            raise PaddleportError("--tokenizer", "--prompt-tuning-init TEXT needs the model's tokenizer directory")
 
     def hidden_size(self, token_dim: int) -> int:
         return self.encoder_hidden_size or token_dim
@@ -110,6 +134,8 @@ class PromptPlan:
     num_layers: int
     num_attention_heads: int
     params: list = field(default_factory=list)  # AdaptedParam (paddleport.peft.lora)
+    # TEXT initialisation: the word-embedding rows the virtual tokens start from (None: RANDOM, or loaded to run)
+    init_token_ids: tuple[int, ...] | None = None
 
     @property
     def trainable(self) -> list:
@@ -134,6 +160,11 @@ class PromptPlan:
         shapes[PROMPT_EMBEDDINGS] = (self.settings.num_virtual_tokens, self.token_dim)
         return shapes
 
+    def initialised_from_model(self) -> set[str]:
+        """Canonical names of the parameters the adapted model initialises from its own weights (TEXT: the
+        table, rows of the word embeddings): the shared seeded initialisation leaves them alone."""
+        return {ENCODER + "embedding.weight"} if self.init_token_ids is not None else set()
+
     def for_inference(self) -> "PromptPlan":
         """The plan of the same adapter loaded to run (peft's inference_mode)."""
         return plan_from(self, replace(self.settings, inference=True))
@@ -147,8 +178,9 @@ class PromptPlan:
                   "num_virtual_tokens": settings.num_virtual_tokens, "peft_type": settings.peft_type,
                   "revision": None, "task_type": "SEQ_CLS", "token_dim": self.token_dim}
         if settings.method == "prompt":
-            config.update(prompt_tuning_init="RANDOM", prompt_tuning_init_text=None, tokenizer_kwargs=None,
-                          tokenizer_name_or_path=None)
+            config.update(prompt_tuning_init=settings.prompt_tuning_init,
+                          prompt_tuning_init_text=settings.prompt_tuning_init_text, tokenizer_kwargs=None,
+                          tokenizer_name_or_path=settings.tokenizer_name_or_path)
         else:
             config.update(encoder_dropout=settings.encoder_dropout,
                           encoder_hidden_size=settings.hidden_size(self.token_dim),
@@ -226,14 +258,36 @@ def plan_prompt(config: dict, class_name: str, settings: PromptSettings) -> Prom
     model_config = AutoConfig.from_dict(config)
     plan = PromptPlan(settings, entry.model_type, int(words.hf_shape[1]), int(model_config.num_hidden_layers),
                       int(model_config.num_attention_heads))
+    if settings.prompt_tuning_init == "TEXT" and not settings.inference:
+        plan.init_token_ids = text_init_token_ids(settings, int(words.hf_shape[0]))
     return _fill(plan, specs)
+
+
+def text_init_token_ids(settings: PromptSettings, vocab_size: int) -> tuple[int, ...]:
+    """The token ids whose word embeddings start the virtual tokens under TEXT initialisation, as peft 0.21.2's
+    ``PromptEmbedding.__init__`` takes them: ``tokenizer(text)["input_ids"]`` (special tokens included: [CLS] …
+    [SEP] for BERT), repeated and cut to ``num_virtual_tokens``. The tokenizer is run-glue's (the fast tokenizer
+    of the directory's tokenizer.json, as AutoTokenizer loads it; nothing is downloaded)."""
+    from paddleport.glue_runners.features import find_tokenizer_dir, load_tokenizer
+
+    tokenizer = load_tokenizer(find_tokenizer_dir(Path(settings.tokenizer_name_or_path))).tokenizer
+    ids = [int(token) for token in tokenizer(settings.prompt_tuning_init_text)["input_ids"]]
+    beyond = [token for token in ids if not 0 <= token < vocab_size]
+    if not ids:
+        raise PaddleportError("--prompt-tuning-init-text", "gives no tokens")
+    if beyond:
+        raise PaddleportError("--prompt-tuning-init-text", f"gives token ids {beyond[:3]} outside the model's "
+                                                           f"{vocab_size} word embeddings (another model's tokenizer?)")
+    total = settings.num_virtual_tokens
+    return tuple((ids * math.ceil(total / len(ids)))[:total])
 
 
 def plan_from(plan: PromptPlan, settings: PromptSettings) -> PromptPlan:
     """``plan``'s model with other prompt settings (e.g. loaded to run instead of trained)."""
     base = [ParamSpec(param.name, param.paddle_name.removeprefix(SAVED_PREFIX), param.transform, param.hf_shape,
                       "base") for param in plan.params if not is_prompt_parameter(param.name)]
-    return _fill(replace(plan, settings=settings.check(), params=[]), base)
+    init_token_ids = plan.init_token_ids if not settings.inference else None
+    return _fill(replace(plan, settings=settings.check(), params=[], init_token_ids=init_token_ids), base)
 
 
 def _fill(plan: PromptPlan, specs: list) -> PromptPlan:

@@ -19,8 +19,10 @@ def prompt_config(plan: PromptPlan):
     common = dict(task_type="SEQ_CLS", num_virtual_tokens=settings.num_virtual_tokens, token_dim=plan.token_dim,
                   num_layers=plan.num_layers, num_attention_heads=plan.num_attention_heads,
                   inference_mode=settings.inference)
-    if settings.method == "prompt":
-        return peft.PromptTuningConfig(prompt_tuning_init="RANDOM", **common)
+    if settings.method == "prompt":  # TEXT: peft tokenizes the text and copies the word embeddings itself
+        return peft.PromptTuningConfig(prompt_tuning_init=settings.prompt_tuning_init,
+                                       prompt_tuning_init_text=settings.prompt_tuning_init_text,
+                                       tokenizer_name_or_path=settings.tokenizer_name_or_path, **common)
     return peft.PromptEncoderConfig(
         encoder_reparameterization_type=settings.encoder_reparameterization_type,
         encoder_hidden_size=settings.hidden_size(plan.token_dim), encoder_num_layers=settings.encoder_num_layers,
