@@ -10,7 +10,7 @@ The ``.pdparams`` file goes through ``paddleport.safe_pickle`` (never ``paddle.l
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +97,8 @@ def paddlenlp_names(table: ArchitectureTable, config: PretrainedConfig,
              for spec in table.class_specs(config, class_name)}
     for spec in table.all_specs(config):
         if spec.group in ("base", "pooler"):
-            bare = ParamSpec(spec.hf_name.removeprefix(table.base_prefix),
-                             spec.paddle_name.removeprefix(table.base_prefix), spec.transform, spec.hf_shape,
-                             spec.group)
+            bare = replace(spec, hf_name=spec.hf_name.removeprefix(table.base_prefix),
+                           paddle_name=spec.paddle_name.removeprefix(table.base_prefix))
             names.setdefault(paddlenlp_param(table, spec, prefixed=True).name, (spec, True))
             names.setdefault(paddlenlp_param(table, bare, prefixed=False).name, (bare, False))
     return names

@@ -8,9 +8,9 @@ from paddleport.convert.transforms import (
 )
 
 
-def _same_name(name: str, transform, shape: ShapeFn) -> Rule:
+def _same_name(name: str, transform, shape: ShapeFn, groups: str | None = None) -> Rule:
     """paddleport's Paddle models keep the Hugging Face parameter names."""
-    return Rule(name, name, transform, shape)
+    return Rule(name, name, transform, shape, groups=groups)
 
 
 def linear(path: str, out_features: str, in_features: str) -> tuple[Rule, ...]:
@@ -33,8 +33,8 @@ def conv1d(path: str, out_channels: str, in_channels: str, groups: str) -> tuple
     """A kernel-size-1 ``Conv1d`` with ``groups`` taken from the config."""
     return (
         _same_name(f"{path}.weight", CONV1D_WEIGHT, lambda c: (
-            getattr(c, out_channels), getattr(c, in_channels) // getattr(c, groups), 1)),
-        _same_name(f"{path}.bias", CONV1D_BIAS, lambda c: (getattr(c, out_channels),)),
+            getattr(c, out_channels), getattr(c, in_channels) // getattr(c, groups), 1), groups),
+        _same_name(f"{path}.bias", CONV1D_BIAS, lambda c: (getattr(c, out_channels),), groups),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
 from paddleport.convert.transforms import Transform
@@ -21,7 +21,8 @@ class Rule:
 
     Patterns may hold the ``PLACEHOLDERS`` (``{layer}``, expanded over ``num_hidden_layers``, ...); ``paddle``
     may differ from ``hf``, and each direction matches its source names against its own side's pattern.
-    ``when`` limits a rule to configs where the parameter exists (an untied MLM decoder, say).
+    ``when`` limits a rule to configs where the parameter exists (an untied MLM decoder, say). ``groups`` names
+    the config attribute holding a grouped convolution's group count (SqueezeBERT's ``q_groups``), None otherwise.
 
     ``paddleport diff`` uses the same rules for any torch module / Paddle layer pair: there a pattern's
     placeholders (any ``{name}``) match one dot-free name segment (:func:`rename`), a rule naming a module
@@ -33,6 +34,7 @@ class Rule:
     transform: Transform | None = None
     shape: ShapeFn | None = None
     when: Callable[[PretrainedConfig], bool] = lambda config: True
+    groups: str | None = None
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -64,6 +66,8 @@ class ParamSpec:
     transform: Transform
     hf_shape: tuple[int, ...]
     group: str  # "base", "pooler" or a head's name
+    groups: int = 1  # a grouped convolution's group count (the rule's config attribute), else 1
+    groups_key: str | None = None  # that config attribute (SqueezeBERT's q_groups), None for no grouped layer
 
     @property
     def paddle_shape(self) -> tuple[int, ...]:
@@ -160,8 +164,8 @@ class ArchitectureTable:
         specs = [s for s in self.all_specs(config) if s.group in groups]
         if layout.prefixed:
             return specs
-        return [ParamSpec(s.hf_name.removeprefix(self.base_prefix), s.paddle_name.removeprefix(self.base_prefix),
-                          s.transform, s.hf_shape, s.group) for s in specs]
+        return [replace(s, hf_name=s.hf_name.removeprefix(self.base_prefix),
+                        paddle_name=s.paddle_name.removeprefix(self.base_prefix)) for s in specs]
 
     def canonical_name(self, name: str, known: set[str]) -> str:
         """Legacy renames, then the base prefix added where the checkpoint was saved without it."""
@@ -185,7 +189,8 @@ class ArchitectureTable:
                 continue
             for values in _placeholder_values(rule.hf, config):
                 specs.append(ParamSpec(prefix + rule.hf.format(**values), prefix + rule.paddle.format(**values),
-                                       rule.transform, tuple(rule.shape(config)), group))
+                                       rule.transform, tuple(rule.shape(config)), group,
+                                       getattr(config, rule.groups) if rule.groups else 1, rule.groups))
         return specs
 
 

@@ -49,12 +49,13 @@ class PointwiseConv1D(nn.Conv1D):
     Paddle's CPU grouped convolution is several times slower than a matmul over the groups.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int):
-        super().__init__(in_channels, out_channels, kernel_size=1, groups=groups)
+    def __init__(self, in_channels: int, out_channels: int, groups: int, bias_attr=None):
+        super().__init__(in_channels, out_channels, kernel_size=1, groups=groups, bias_attr=bias_attr)
         self.groups = groups
 
     def forward(self, x):
-        return add_channel_bias(self.without_bias(x), self.bias)
+        output = self.without_bias(x)
+        return output if self.bias is None else add_channel_bias(output, self.bias)
 
     def without_bias(self, x):
         """The convolution before its bias is added, [N, out_channels, W]."""

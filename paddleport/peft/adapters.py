@@ -216,14 +216,10 @@ def merge_adapter(adapter_dir: str | Path, base_dir: str | Path, out: str | Path
     from paddleport.convert.converter import copy_tokenizer_files
 
     with tempfile.TemporaryDirectory(prefix="paddleport-merge-") as work:
-        model, _ = load_adapted_model(adapter_dir, base_dir, framework, Path(work))
+        model, plan = load_adapted_model(adapter_dir, base_dir, framework, Path(work))
+        merged = framework_module(plan, framework).merge_lora(model, plan)
         with atomic_directory(out, replace=force, reads_from=[adapter_dir, base_dir]) as partial:
-            if framework == "torch":
-                model.merge_and_unload().save_pretrained(str(partial))
-            else:
-                from paddleport.peft.paddle_lora import merge_lora
-
-                merge_lora(model).save_pretrained(partial)
+            merged.save_pretrained(str(partial) if framework == "torch" else partial)
             copy_tokenizer_files(base_dir, partial)
     return out
 

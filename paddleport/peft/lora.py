@@ -12,6 +12,11 @@ matrices, the biases trained by ``bias`` (a LoRA-wrapped module's bias as ``<mod
 the Paddle side, in Paddle layout (``format: paddle``): a Linear weight (LoRA A and B included) transposed,
 everything else unchanged. Which transform a key takes is read from the rules below and the base model's
 conversion table (:func:`paddleport.convert.parameter_specs`), never from a shape.
+
+LoRA wraps Linear layers and, as peft's ``lora.Conv1d``, SqueezeBERT's grouped 1x1 convolutions: A a dense
+``Conv1d(in, r, 1)``, B a grouped ``Conv1d(r, out, 1, groups)``, both in the ``[out, in/groups, 1]`` layout the two
+frameworks share. peft cannot merge those (its grouped-conv merge raises); :func:`grouped_conv_delta` computes the
+update, which is dense over the input channels, so a merge makes the convolution dense (groups 1).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from paddleport.convert.table import ParamSpec
-from paddleport.convert.transforms import LINEAR_WEIGHT, Transform
+from paddleport.convert.transforms import CONV1D_WEIGHT, LINEAR_WEIGHT, Transform
 from paddleport.errors import PaddleportError
 
 BIAS_MODES = ("none", "all", "lora_only")
@@ -35,12 +40,13 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 SAVED_PREFIX = "base_model.model."
 ADAPTER_NAME = "default"  # peft's name for the one adapter
 
-# The declarative part: adapter tensors that are not base-model parameters, and their transform.
-# Everything else in an adapter file is a base-model parameter and takes the base table's transform.
-LORA_RULES: tuple[tuple[str, Transform], ...] = (
-    ("lora_A.weight", LINEAR_WEIGHT),  # torch [r, in]  <-> Paddle [in, r]
-    ("lora_B.weight", LINEAR_WEIGHT),  # torch [out, r] <-> Paddle [r, out]
-)
+# The declarative part: adapter tensors that are not base-model parameters. Each takes the transform of the
+# wrapped module's weight in the base table, as listed here (peft wraps a Linear in Linears, a Conv1d in Conv1ds):
+# a Linear's A torch [r, in] <-> Paddle [in, r], B [out, r] <-> [r, out]; a Conv1d's A [r, in, 1] and B
+# [out, r/groups, 1] alike in both. Everything else in an adapter file is a base-model parameter and takes the base
+# table's transform.
+LORA_MATRICES = ("lora_A.weight", "lora_B.weight")
+LORA_MATRIX_TRANSFORMS: dict[Transform, Transform] = {LINEAR_WEIGHT: LINEAR_WEIGHT, CONV1D_WEIGHT: CONV1D_WEIGHT}
 # Adapter-file keys that peft writes but that no forward reads (the frozen original of a module_to_save).
 IGNORED_SAVED_PARTS = (".original_module.",)
 
@@ -199,6 +205,9 @@ class LoraPlan(PlanParameters):
     architecture: str
     wrapped: tuple[str, ...]  # module names (canonical), in model order
     params: list[AdaptedParam] = field(default_factory=list)
+    # config attribute -> every module it groups, for each grouped Conv1d kind (SqueezeBERT's q_groups, ...) with a
+    # wrapped module: a merge makes all of them dense and sets the attribute to 1 (one group count per kind)
+    grouped_merge: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def transform_of_saved_key(self, key: str) -> Transform | None:
         """The transform of an adapter-file key (None: not a tensor of this adapted model)."""
@@ -219,8 +228,9 @@ def _module_of(parameter_name: str) -> tuple[str, str]:
 def plan_lora(config: dict, architecture: str, settings: LoraSettings) -> LoraPlan:
     """Resolve ``settings.target_modules`` against the model's conversion table (no model is built).
 
-    Errors (before any training): a target that matches no module, a matched module that is not a Linear
-    (SqueezeBERT's grouped Conv1d, an embedding, a LayerNorm), a module_to_save that is also a LoRA target.
+    Errors (before any training): a target that matches no module, a matched module that is neither a Linear nor a
+    1x1 Conv1d (an embedding, a LayerNorm), an r that is no multiple of a wrapped Conv1d's groups (peft's rule), a
+    module_to_save that is also a LoRA target.
     """
     from paddleport.convert import parameter_specs
 
@@ -232,17 +242,18 @@ def plan_lora(config: dict, architecture: str, settings: LoraSettings) -> LoraPl
     for target in targets:
         if not any(matches_target(module, target if isinstance(settings.target_modules, str) else (target,))
                    for module in weights):
-            leaf_names = sorted({module.rpartition(".")[2] for module, spec in weights.items()
-                                 if spec.transform is LINEAR_WEIGHT})
+            leaf_names = sorted({_target_hint(module, spec) for module, spec in weights.items()
+                                 if spec.transform in LORA_MATRIX_TRANSFORMS})
             raise PaddleportError("--lora-target-modules", f"{target!r} matches no module of {architecture} "
-                                                           f"(its Linear modules: {', '.join(leaf_names)})")
+                                                           f"(its Linear and Conv1d modules: {', '.join(leaf_names)})")
     for module in wrapped:
-        if weights[module].transform is not LINEAR_WEIGHT:
+        if weights[module].transform not in LORA_MATRIX_TRANSFORMS:
             raise PaddleportError("--peft", f"LoRA cannot wrap {module} of {architecture}: it is a "
                                             f"{weights[module].transform.name.split('_')[0]} layer, not a Linear "
-                                            "(paddleport's LoRA and its conversion cover Linear layers only)")
+                                            "or a Conv1d")
         if saved_by_peft(weights[module].hf_name, settings.modules_to_save):
             raise PaddleportError("--lora-target-modules", f"{module} is also in modules_to_save")
+    _check_rank_fits_groups(settings.r, [weights[module] for module in wrapped])
     params = []
     wrapped_set = set(wrapped)
     for spec in specs:
@@ -259,26 +270,100 @@ def plan_lora(config: dict, architecture: str, settings: LoraSettings) -> LoraPl
         params.append(AdaptedParam(spec.hf_name, paddle_name, spec.transform, tuple(spec.hf_shape), trainable,
                                    saved_key))
         if is_wrapped and leaf == "weight":
-            out_features, in_features = spec.hf_shape
-            for matrix, shape in (("lora_A", (settings.r, in_features)), ("lora_B", (out_features, settings.r))):
+            for matrix, shape in zip(("lora_A", "lora_B"), lora_matrix_shapes(spec, settings.r)):
                 name = f"{module}.{matrix}.weight"
-                params.append(AdaptedParam(name, f"{module}.{matrix}.{ADAPTER_NAME}.weight", LINEAR_WEIGHT, shape,
-                                           True, SAVED_PREFIX + name))
-    return LoraPlan(settings, architecture, tuple(wrapped), params)
+                params.append(AdaptedParam(name, f"{module}.{matrix}.{ADAPTER_NAME}.weight",
+                                           LORA_MATRIX_TRANSFORMS[spec.transform], shape, True, SAVED_PREFIX + name))
+    grouped_kinds = {weights[module].groups_key for module in wrapped if weights[module].groups > 1}
+    grouped_merge = {key: tuple(module for module, spec in weights.items() if spec.groups_key == key)
+                     for key in sorted(grouped_kinds)}
+    return LoraPlan(settings, architecture, tuple(wrapped), params, grouped_merge)
+
+
+def _target_hint(module: str, weight: ParamSpec) -> str:
+    """A target name for ``module`` in an error message: a Linear's last part (``query``); a Conv1d's parts after
+    the layer index (SqueezeBERT's ``attention.query``, ``intermediate.conv1d``: ``conv1d`` alone names several)."""
+    if weight.transform is CONV1D_WEIGHT:
+        match = re.search(r"\.\d+\.(.+)$", module)
+        if match:
+            return match.group(1)
+    return module.rpartition(".")[2]
+
+
+def lora_matrix_shapes(weight: ParamSpec, r: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Hugging Face shapes of A and B for the module whose weight is ``weight``, as peft builds them: a Linear
+    [out, in] gets A [r, in], B [out, r]; a Conv1d [out, in/groups, k] gets A a dense Conv1d [r, in, k] and B a
+    grouped 1x1 Conv1d [out, r/groups, 1]."""
+    if weight.transform is LINEAR_WEIGHT:
+        out_features, in_features = weight.hf_shape
+        return (r, in_features), (out_features, r)
+    out_channels, in_per_group, kernel = weight.hf_shape
+    return (r, in_per_group * weight.groups, kernel), (out_channels, r // weight.groups, 1)
+
+
+def _check_rank_fits_groups(r: int, weights: list[ParamSpec]) -> None:
+    """peft's LoRA on a grouped Conv1d splits A's r channels evenly over B's groups: r must be a multiple of
+    each wrapped convolution's groups."""
+    misfit = [spec for spec in weights if r % spec.groups]
+    if misfit:
+        spec = misfit[0]
+        needed = math.lcm(*(spec.groups for spec in weights))
+        module = spec.hf_name.removesuffix(".weight")
+        raise PaddleportError("--lora-r", f"{r} is not a multiple of the {spec.groups} groups of {module} "
+                                          f"({spec.groups_key}={spec.groups}); LoRA on a grouped Conv1d needs r "
+                                          f"divisible by its groups: use a multiple of {needed}")
 
 
 def is_lora_parameter(name: str) -> bool:
-    return any(name.endswith("." + suffix) for suffix, _ in LORA_RULES)
+    return any(name.endswith("." + suffix) for suffix in LORA_MATRICES)
 
 
 def lora_initial_value(name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
     """peft's initialisation, drawn from seeded numpy so both frameworks start alike: A kaiming-uniform
-    (a=√5, i.e. U(±1/√fan_in), fan_in = A's input size), B zero. ``shape`` in Hugging Face layout."""
+    (a=√5, i.e. U(±1/√fan_in), fan_in = A's input size times its kernel: [r, in] or a Conv1d's [r, in, k]), B
+    zero. ``shape`` in Hugging Face layout."""
     if name.endswith("lora_B.weight"):
         return np.zeros(shape, dtype=np.float32)
-    bound = 1.0 / math.sqrt(shape[1])
+    bound = 1.0 / math.sqrt(math.prod(shape[1:]))
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------- merging
+
+
+def block_diagonal(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped 1x1 Conv1d weight [out, in/groups, 1] as the dense weight [out, in, 1] of the same convolution
+    (output group g reads input group g only: zeros elsewhere)."""
+    out_channels, in_per_group, kernel = weight.shape
+    out_per_group = out_channels // groups
+    dense = np.zeros((out_channels, in_per_group * groups, kernel), dtype=weight.dtype)
+    for group in range(groups):
+        rows = slice(group * out_per_group, (group + 1) * out_per_group)
+        dense[rows, group * in_per_group:(group + 1) * in_per_group] = weight[rows]
+    return dense
+
+
+def grouped_conv_delta(lora_a: np.ndarray, lora_b: np.ndarray, groups: int, scaling: float) -> np.ndarray:
+    """The update [out, in, 1] that peft's LoRA adds to a 1x1 Conv1d with ``groups`` groups (any, 1 included).
+
+    A [r, in, 1] is dense: every one of its r output channels reads all ``in`` input channels. B [out, r/groups, 1]
+    is grouped: its output group g (rows g·out/groups …) reads A's channels g·r/groups … (g+1)·r/groups. So the rows
+    of group g are B_g · A_g · scaling with B_g [out/groups, r/groups], A_g [r/groups, in]: dense over the input
+    channels, which a grouped base weight (block diagonal) cannot hold (why peft refuses to merge it).
+    Computed in float64 and returned in A's dtype.
+    """
+    out_channels, r_per_group, _ = lora_b.shape
+    blocks_b = lora_b[:, :, 0].astype(np.float64).reshape(groups, out_channels // groups, r_per_group)
+    blocks_a = lora_a[:, :, 0].astype(np.float64).reshape(groups, r_per_group, lora_a.shape[1])
+    delta = np.matmul(blocks_b, blocks_a).reshape(out_channels, lora_a.shape[1]) * scaling
+    return delta[:, :, None].astype(lora_a.dtype)
+
+
+def merged_conv_weight(base_weight: np.ndarray, groups: int, lora_a: np.ndarray, lora_b: np.ndarray,
+                       scaling: float) -> np.ndarray:
+    """The dense (groups 1) weight [out, in, 1] of a LoRA-wrapped 1x1 Conv1d with the update folded in."""
+    return block_diagonal(base_weight, groups) + grouped_conv_delta(lora_a, lora_b, groups, scaling)
 
 
 # ------------------------------------------------------------------------------------------- checks
@@ -329,10 +414,20 @@ def transform_of_adapter_key(key: str) -> Transform | None:
     name = canonical_name(key)
     if name is None:
         return None
-    for suffix, transform in LORA_RULES:
-        if name.endswith("." + suffix):
-            return transform
-    for pattern, transform in _rule_patterns():
-        if pattern.fullmatch(name):
-            return transform
-    raise PaddleportError(ADAPTER_WEIGHTS, f"{key} is no tensor of a supported architecture")
+    matrix = next((suffix for suffix in LORA_MATRICES if name.endswith("." + suffix)), None)
+    if matrix is not None:  # LoRA's A or B: the kind of the module it wraps
+        module_weight = name.removesuffix(matrix) + "weight"
+        transform = _table_transform(module_weight)
+        if transform not in LORA_MATRIX_TRANSFORMS:
+            raise PaddleportError(ADAPTER_WEIGHTS, f"{key} wraps {module_weight}, which is no Linear or Conv1d "
+                                                   "weight of a supported architecture")
+        return LORA_MATRIX_TRANSFORMS[transform]
+    transform = _table_transform(name)
+    if transform is None:
+        raise PaddleportError(ADAPTER_WEIGHTS, f"{key} is no tensor of a supported architecture")
+    return transform
+
+
+def _table_transform(name: str) -> Transform | None:
+    """The transform the architecture tables give the canonical parameter ``name`` (None: no rule matches)."""
+    return next((transform for pattern, transform in _rule_patterns() if pattern.fullmatch(name)), None)

@@ -1,8 +1,9 @@
-"""paddleport's LoRA for its Paddle models: a ``LoraLinear`` wrapping ``paddleport.models.layers.Linear``.
+"""paddleport's LoRA for its Paddle models: a ``LoraLinear`` wrapping ``paddleport.models.layers.Linear`` and a
+``LoraConv1D`` wrapping SqueezeBERT's grouped pointwise convolution.
 
-The sub-layer names mirror peft's ``lora.Linear`` (``base_layer``, ``lora_A.default``, ``lora_B.default``,
-``lora_dropout.default``), so the shared dropout masks of the two frameworks (keyed by module name) agree and
-parameter names reduce to the same canonical names (:func:`paddleport.peft.lora.canonical_name`).
+The sub-layer names mirror peft's ``lora.Linear`` and ``lora.Conv1d`` (``base_layer``, ``lora_A.default``,
+``lora_B.default``, ``lora_dropout.default``), so the shared dropout masks of the two frameworks (keyed by module
+name) agree and parameter names reduce to the same canonical names (:func:`paddleport.peft.lora.canonical_name`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from paddle import nn
 
 from paddleport.core.tensor_io import PADDLE_FORMAT_TAG
 from paddleport.errors import PaddleportError
-from paddleport.models.layers import Dropout, Linear
-from paddleport.peft.lora import (ADAPTER_CONFIG, ADAPTER_NAME, ADAPTER_WEIGHTS, LoraPlan, canonical_name,
-                                  check_adapter_fits)
+from paddleport.models.layers import Dropout, Linear, add_channel_bias
+from paddleport.models.modeling_squeezebert import PointwiseConv1D
+from paddleport.models.modeling_utils import numpy_to_paddle, tensor_to_numpy
+from paddleport.peft.lora import (ADAPTER_CONFIG, ADAPTER_NAME, ADAPTER_WEIGHTS, LoraPlan, block_diagonal,
+                                  canonical_name, check_adapter_fits, merged_conv_weight)
 
 
 class LoraLinear(nn.Layer):
@@ -37,12 +40,7 @@ class LoraLinear(nn.Layer):
         self.reset_lora_parameters()
 
     def reset_lora_parameters(self) -> None:
-        """peft's default: A kaiming-uniform (a=√5: U(±1/√in)), B zero, so the adapted model starts as the base."""
-        weight_a = self.lora_A[ADAPTER_NAME].weight
-        bound = 1.0 / math.sqrt(weight_a.shape[0])
-        weight_a.set_value(paddle.uniform(weight_a.shape, dtype=weight_a.dtype, min=-bound, max=bound))
-        weight_b = self.lora_B[ADAPTER_NAME].weight
-        weight_b.set_value(paddle.zeros_like(weight_b))
+        _reset_lora_parameters(self, fan_in=self.lora_A[ADAPTER_NAME].weight.shape[0])  # A [in, r]
 
     def forward(self, x):
         result = self.base_layer(x)
@@ -62,6 +60,77 @@ class LoraLinear(nn.Layer):
         self.merged = True
 
 
+class LoraConv1D(nn.Layer):
+    """peft's ``lora.Conv1d`` on paddleport's grouped 1x1 convolution (SqueezeBERT's ``PointwiseConv1D``):
+    ``base_layer(x) + lora_B(lora_A(dropout(x))) * scaling`` over [batch, channels, width], with A a dense
+    ``Conv1D(in, r, 1)`` and B a grouped ``Conv1D(r, out, 1, groups)`` without biases, as peft builds them (B's
+    output group g reads A's channels g·r/groups …). SqueezeBERT's blocks add the conv bias themselves after
+    ``without_bias`` (fused with the GELU or the residual layer norm): both are provided.
+    """
+
+    def __init__(self, base_layer: PointwiseConv1D, r: int, lora_dropout: float, scaling: float):
+        super().__init__()
+        out_channels, in_per_group, _ = base_layer.weight.shape  # [out, in/groups, 1] as in torch
+        groups = base_layer.groups
+        self.base_layer = base_layer
+        self.lora_A = nn.LayerDict({ADAPTER_NAME: PointwiseConv1D(in_per_group * groups, r, 1, bias_attr=False)})
+        self.lora_B = nn.LayerDict({ADAPTER_NAME: PointwiseConv1D(r, out_channels, groups, bias_attr=False)})
+        self.lora_dropout = nn.LayerDict({ADAPTER_NAME: Dropout(lora_dropout)})
+        self.scaling = scaling
+        self.merged = False
+        _reset_lora_parameters(self, fan_in=in_per_group * groups)  # A [r, in, 1]
+
+    @property
+    def bias(self):
+        return self.base_layer.bias
+
+    @property
+    def groups(self) -> int:
+        return self.base_layer.groups
+
+    def without_bias(self, x):
+        update = self.lora_B[ADAPTER_NAME](self.lora_A[ADAPTER_NAME](self.lora_dropout[ADAPTER_NAME](x)))
+        return self.base_layer.without_bias(x) + update * self.scaling
+
+    def forward(self, x):
+        return add_channel_bias(self.without_bias(x), self.bias)
+
+    def merged_layer(self) -> PointwiseConv1D:
+        """A dense (groups 1) ``PointwiseConv1D`` computing the base convolution plus the update: the update reads
+        every input channel (:func:`paddleport.peft.lora.grouped_conv_delta`), so it cannot join a grouped weight."""
+        weight = merged_conv_weight(tensor_to_numpy(self.base_layer.weight), self.groups,
+                                    tensor_to_numpy(self.lora_A[ADAPTER_NAME].weight),
+                                    tensor_to_numpy(self.lora_B[ADAPTER_NAME].weight), self.scaling)
+        return _dense_conv(weight, self.base_layer.bias)
+
+
+def _reset_lora_parameters(layer: nn.Layer, fan_in: int) -> None:
+    """peft's default: A kaiming-uniform (a=√5: U(±1/√fan_in)), B zero, so the adapted model starts as the base."""
+    weight_a = layer.lora_A[ADAPTER_NAME].weight
+    bound = 1.0 / math.sqrt(fan_in)
+    weight_a.set_value(paddle.uniform(weight_a.shape, dtype=weight_a.dtype, min=-bound, max=bound))
+    weight_b = layer.lora_B[ADAPTER_NAME].weight
+    weight_b.set_value(paddle.zeros_like(weight_b))
+
+
+def _dense_conv(weight: np.ndarray, bias) -> PointwiseConv1D:
+    """A groups-1 ``PointwiseConv1D`` holding ``weight`` [out, in, 1] and a copy of ``bias``."""
+    out_channels, in_channels, _ = weight.shape
+    layer = PointwiseConv1D(in_channels, out_channels, 1)
+    layer.weight.set_value(numpy_to_paddle(np.ascontiguousarray(weight)).astype(layer.weight.dtype))
+    layer.bias.set_value(bias.detach().astype(layer.bias.dtype))
+    return layer
+
+
+def _lora_layer(base: nn.Layer, module: str, settings) -> nn.Layer:
+    """The LoRA wrapper of ``base``: a Conv1d's (checked first: a Conv1D is no Linear) or a Linear's."""
+    if isinstance(base, PointwiseConv1D):
+        return LoraConv1D(base, settings.r, settings.lora_dropout, settings.scaling)
+    if isinstance(base, nn.Linear):
+        return LoraLinear(base, settings.r, settings.lora_alpha, settings.lora_dropout, settings.scaling)
+    raise PaddleportError("--lora-target-modules", f"{module} is a {type(base).__name__}, not a Linear or a Conv1d")
+
+
 def _parent_and_leaf(model: nn.Layer, name: str) -> tuple[nn.Layer, str]:
     parent_name, _, leaf = name.rpartition(".")
     parent = model
@@ -72,14 +141,9 @@ def _parent_and_leaf(model: nn.Layer, name: str) -> tuple[nn.Layer, str]:
 
 def apply(model: nn.Layer, plan: LoraPlan) -> nn.Layer:
     """Wrap the planned modules of ``model`` in place and set which parameters train (as peft marks them)."""
-    settings = plan.settings
     for module in plan.wrapped:
         parent, leaf = _parent_and_leaf(model, module)
-        base = getattr(parent, leaf)
-        if not isinstance(base, nn.Linear):
-            raise PaddleportError("--lora-target-modules", f"{module} is a {type(base).__name__}, not a Linear")
-        setattr(parent, leaf, LoraLinear(base, settings.r, settings.lora_alpha, settings.lora_dropout,
-                                         settings.scaling))
+        setattr(parent, leaf, _lora_layer(getattr(parent, leaf), module, plan.settings))
     return train_planned_parameters(model, plan)
 
 
@@ -101,14 +165,30 @@ def inner_model(model: nn.Layer) -> nn.Layer:
     return model
 
 
-def merge_lora(model: nn.Layer) -> nn.Layer:
-    """Fold every LoRA update into its base Linear and put the plain Linear back (a model like the base)."""
-    wrapped = [name for name, layer in model.named_sublayers() if isinstance(layer, LoraLinear)]
+def merge_lora(model: nn.Layer, plan: LoraPlan) -> nn.Layer:
+    """Fold every LoRA update into its base layer and put a plain layer back (a model like the base).
+
+    A Linear keeps its shape. A grouped Conv1d becomes dense (groups 1; peft refuses this merge): every
+    convolution of its kind (``plan.grouped_merge``, wrapped or not) is made dense and the config's group count
+    of that kind set to 1, so that the saved model loads as the same SqueezeBERT architecture.
+    """
+    wrapped = [name for name, layer in model.named_sublayers() if isinstance(layer, (LoraLinear, LoraConv1D))]
     for name in wrapped:
         parent, leaf = _parent_and_leaf(model, name)
         layer = getattr(parent, leaf)
-        layer.merge()
-        setattr(parent, leaf, layer.base_layer)
+        if isinstance(layer, LoraConv1D):
+            setattr(parent, leaf, layer.merged_layer())
+        else:
+            layer.merge()
+            setattr(parent, leaf, layer.base_layer)
+    for groups_key, modules in plan.grouped_merge.items():
+        for module in modules:
+            parent, leaf = _parent_and_leaf(model, module)
+            conv = getattr(parent, leaf)
+            if conv.groups > 1:
+                setattr(parent, leaf, _dense_conv(block_diagonal(tensor_to_numpy(conv.weight), conv.groups),
+                                                  conv.bias))
+        setattr(model.config, groups_key, 1)
     for param in model.parameters():
         param.stop_gradient = False
     return model
@@ -117,8 +197,6 @@ def merge_lora(model: nn.Layer) -> nn.Layer:
 def save_adapter(model: nn.Layer, plan: LoraPlan, directory: Path, base_model: str | None) -> Path:
     """``adapter_config.json`` + ``adapter_model.safetensors`` (peft's keys, Paddle layout, ``format: paddle``)."""
     from safetensors.numpy import save_file
-
-    from paddleport.models.modeling_utils import tensor_to_numpy
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -134,7 +212,6 @@ def save_adapter(model: nn.Layer, plan: LoraPlan, directory: Path, base_model: s
 def load_adapter_weights(model: nn.Layer, plan: LoraPlan, directory: Path) -> None:
     """An adapter file (either layout; the torch layout is transposed by the table) into an adapted model."""
     from paddleport.core.tensor_io import read_safetensors_checked
-    from paddleport.models.modeling_utils import numpy_to_paddle
 
     path = Path(directory) / ADAPTER_WEIGHTS
     if not path.is_file():

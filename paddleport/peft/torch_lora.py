@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from paddleport.errors import PaddleportError
-from paddleport.peft.lora import ADAPTER_WEIGHTS, LoraPlan, LoraSettings, canonical_name, check_adapter_fits
+from paddleport.peft.lora import (ADAPTER_NAME, ADAPTER_WEIGHTS, LoraPlan, LoraSettings, block_diagonal,
+                                  canonical_name, check_adapter_fits, merged_conv_weight)
 
 
 def lora_config(settings: LoraSettings):
@@ -19,9 +20,13 @@ def lora_config(settings: LoraSettings):
 
 def apply(model, plan: LoraPlan):
     """``peft.get_peft_model`` with the plan's settings; checks peft trains exactly the planned parameters."""
+    import warnings
+
     import peft
 
-    adapted = peft.get_peft_model(model, lora_config(plan.settings))
+    with warnings.catch_warnings():  # paddleport merges grouped convolutions (merge_lora), peft's warning is moot
+        warnings.filterwarnings("ignore", message="LoRA adapter added to ConvNd layer with groups > 1")
+        adapted = peft.get_peft_model(model, lora_config(plan.settings))
     trainable = {canonical_name(name) for name, param in adapted.named_parameters() if param.requires_grad}
     planned = {param.name for param in plan.trainable}
     if trainable != planned:
@@ -64,3 +69,51 @@ def load_adapter_weights(adapted, plan: LoraPlan, directory: Path) -> None:
         raise PaddleportError(directory, "holds a Paddle-layout adapter; convert it with paddleport convert --to hf")
     check_adapter_fits(plan, {key: value.shape for key, value in arrays.items()}, "hf", path)
     set_peft_model_state_dict(adapted, load_file(str(path)))
+
+
+def merge_lora(adapted, plan: LoraPlan):
+    """The transformers model with every LoRA update folded into its weights (peft's ``merge_and_unload``).
+
+    peft cannot merge a grouped Conv1d (``NotImplementedError: Merging is not supported for _ConvNd layers with
+    groups > 1!``): each such layer is replaced first by a dense (groups 1) ``Conv1d`` computing the base
+    convolution plus the update (:func:`paddleport.peft.lora.merged_conv_weight`), the other convolutions of its
+    kind (``plan.grouped_merge``) made dense too and the config's group count of that kind set to 1, as the Paddle
+    side does; peft merges the rest.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    inner = inner_model(adapted)
+    for name, module in list(inner.named_modules()):
+        if isinstance(module, LoraLayer) and getattr(module.base_layer, "groups", 1) > 1:  # a grouped lora.Conv1d
+            weight = merged_conv_weight(_numpy(module.base_layer.weight), module.base_layer.groups,
+                                        _numpy(module.lora_A[ADAPTER_NAME].weight),
+                                        _numpy(module.lora_B[ADAPTER_NAME].weight), module.scaling[ADAPTER_NAME])
+            _replace(inner, name, _dense_conv(weight, module.base_layer.bias))
+    merged = adapted.merge_and_unload()
+    for groups_key, modules in plan.grouped_merge.items():
+        for name in modules:
+            conv = merged.get_submodule(name)
+            if conv.groups > 1:
+                _replace(merged, name, _dense_conv(block_diagonal(_numpy(conv.weight), conv.groups), conv.bias))
+        setattr(merged.config, groups_key, 1)
+    return merged
+
+
+def _numpy(param):
+    return param.detach().cpu().numpy()
+
+
+def _dense_conv(weight, bias):
+    """A groups-1 ``torch.nn.Conv1d`` (kernel 1) holding ``weight`` [out, in, 1] and a copy of ``bias``."""
+    import torch
+
+    conv = torch.nn.Conv1d(weight.shape[1], weight.shape[0], kernel_size=1, dtype=bias.dtype, device=bias.device)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(weight))
+        conv.bias.copy_(bias)
+    return conv
+
+
+def _replace(model, name: str, module) -> None:
+    parent_name, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, leaf, module)
