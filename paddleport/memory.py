@@ -152,14 +152,12 @@ def layer_activation_terms(config: dict, tokens: int, length: int, element: int,
         (3 * hidden + intermediate) * tokens * element if base_trains or not torch_side else 0)
     if plan is not None and hasattr(plan, "wrapped"):  # LoRA
         settings = plan.settings
-        inputs = {"query": hidden, "key": hidden, "value": hidden, "dense": None}
+        lora_a_shapes = {param.name: param.hf_shape for param in plan.params}
         lora = 0
         for module in plan.wrapped:
             if ".layer.0." not in module and ".layers.0." not in module:
                 continue  # one layer's modules
-            leaf = module.rpartition(".")[2]
-            size = inputs.get(leaf) or (intermediate if module.endswith("output.dense") and
-                                        "attention" not in module else hidden)
+            size = lora_a_shapes[f"{module}.lora_A.weight"][1]  # A [r, in] or [r, in, 1]: the module's input width
             lora += tokens * settings.r * element  # A's output, kept by B
             if settings.lora_dropout > 0:  # the dropout's output, kept by A (and torch's mask)
                 lora += tokens * size * (element + (MASK_BYTES if torch_side else 0))
