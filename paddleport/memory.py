@@ -166,8 +166,7 @@ def layer_activation_terms(config: dict, tokens: int, length: int, element: int,
         per_adapter = tokens * hidden * element + 2 * tokens * plan.bottleneck * element  # down's input, act in/out
         if plan.settings.original_ln_before:  # Pfeiffer: the extra LayerNorm's input
             per_adapter += tokens * hidden * element
-        adapters = sum(1 for module in plan.adapted if ".layer.0." in module)
-        terms["adapter paths (input, bottleneck activations)"] = adapters * per_adapter
+        terms["adapter paths (input, bottleneck activations)"] = plan.adapters_per_layer * per_adapter
     return terms
 
 

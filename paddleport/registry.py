@@ -50,6 +50,34 @@ TASKS = {
 
 
 @dataclass(frozen=True)
+class AdapterSite:
+    """One place of a bottleneck adapter (paddleport.peft.bottleneck): the module holding ``adapters.<name>``, the
+    module whose forward computes the site (relative to the layer, "" being the layer itself; full names in a
+    plan), and the name of the forward that replaces it (``FORWARDS`` in ``peft.torch_bottleneck`` /
+    ``peft.paddle_bottleneck``). A holder the model lacks is added there (AdapterHub's ``BottleneckLayer``)."""
+
+    holder: str
+    patched: str
+    forward: str
+
+
+@dataclass(frozen=True)
+class AdapterLayout:
+    """Where an architecture's layers take bottleneck adapters (AdapterHub's integration of it, or paddleport's
+    own): ``layer`` matches one parameter name per encoder layer, its group ``layer`` the layer's module name."""
+
+    layer: str
+    mh_adapter: AdapterSite  # the attention sub-block's adapter
+    output_adapter: AdapterSite  # the feed-forward sub-block's adapter
+
+
+# AdapterHub's BERT-style integrations (and DeBERTa-v2's): the adapters in the SelfOutput / Output blocks
+BERT_STYLE_ADAPTERS = AdapterLayout(r"(?P<layer>(?:.+\.)?encoder\.layer\.\d+)\.output\.dense\.weight",
+                                    AdapterSite("attention.output", "attention.output", "output_block"),
+                                    AdapterSite("output", "output", "output_block"))
+
+
+@dataclass(frozen=True)
 class Architecture:
     """One architecture, as every part of paddleport sees it."""
 
@@ -67,9 +95,13 @@ class Architecture:
     # Why prompt tuning / p-tuning cannot adapt it (None: they can). peft prepends the virtual tokens as input
     # embeddings, so the Paddle model must take ``inputs_embeds`` as transformers' does; a new entry opts in.
     no_prompt_learning: str | None = "its Paddle model takes no inputs_embeds (paddleport has not added them)"
-    # Why bottleneck adapters cannot adapt it (None: they can). AdapterHub places them in BERT's SelfOutput /
-    # Output blocks (dense, dropout, LayerNorm, forward(hidden_states, input_tensor)); a new entry opts in.
-    no_bottleneck_adapters: str | None = "its layers have no BERT-style attention/feed-forward output blocks"
+    # Where bottleneck adapters go in its layers (None: they cannot adapt it); a new entry opts in.
+    bottleneck_layout: AdapterLayout | None = None
+
+    @property
+    def no_bottleneck_adapters(self) -> str | None:
+        """Why bottleneck adapters cannot adapt it (None: they can)."""
+        return None if self.bottleneck_layout else "paddleport has no adapter layout for it (bottleneck_layout)"
 
     @property
     def model_type(self) -> str:
@@ -112,30 +144,46 @@ def _always(config: PretrainedConfig) -> bool:
 
 ARCHITECTURES: dict[str, Architecture] = {entry.model_type: entry for entry in (
     Architecture(BertConfig, BERT, "Bert", "paddleport.models.modeling_bert", WITH_TOKEN_TYPES,
-                 "classifier.bias", no_prompt_learning=None, no_bottleneck_adapters=None),
+                 "classifier.bias", no_prompt_learning=None, bottleneck_layout=BERT_STYLE_ADAPTERS),
     Architecture(SqueezeBertConfig, SQUEEZEBERT, "SqueezeBert", "paddleport.models.modeling_squeezebert",
-                 WITH_TOKEN_TYPES, "classifier.bias", no_prompt_learning=None),
+                 WITH_TOKEN_TYPES, "classifier.bias", no_prompt_learning=None,
+                 # paddleport's own layout (AdapterHub has no SqueezeBERT): BERT's places, in the conv blocks
+                 bottleneck_layout=AdapterLayout(
+                     r"(?P<layer>(?:.+\.)?encoder\.layers\.\d+)\.output\.layernorm\.weight",
+                     AdapterSite("post_attention", "post_attention", "channel_output_block"),
+                     AdapterSite("output", "output", "channel_output_block"))),
     Architecture(RobertaConfig, ROBERTA, "Roberta", "paddleport.models.modeling_roberta", WITH_TOKEN_TYPES,
-                 "classifier.out_proj.bias", no_prompt_learning=None, no_bottleneck_adapters=None),
+                 "classifier.out_proj.bias", no_prompt_learning=None, bottleneck_layout=BERT_STYLE_ADAPTERS),
     Architecture(XLMRobertaConfig, XLM_ROBERTA, "XLMRoberta", "paddleport.models.modeling_xlm_roberta",
-                 WITH_TOKEN_TYPES, "classifier.out_proj.bias", no_prompt_learning=None, no_bottleneck_adapters=None),
+                 WITH_TOKEN_TYPES, "classifier.out_proj.bias", no_prompt_learning=None,
+                 bottleneck_layout=BERT_STYLE_ADAPTERS),
     Architecture(DistilBertConfig, DISTILBERT, "DistilBert", "paddleport.models.modeling_distilbert",
-                 WITHOUT_TOKEN_TYPES, "classifier.bias", no_prompt_learning=None),
+                 WITHOUT_TOKEN_TYPES, "classifier.bias", no_prompt_learning=None,
+                 # AdapterHub's TransformerBlock integration: before sa_layer_norm and output_layer_norm
+                 bottleneck_layout=AdapterLayout(
+                     r"(?P<layer>(?:.+\.)?transformer\.layer\.\d+)\.output_layer_norm\.weight",
+                     AdapterSite("attention_adapters", "", "distilbert_block"),
+                     AdapterSite("output_adapters", "", "distilbert_block"))),
     Architecture(ElectraConfig, ELECTRA, "Electra", "paddleport.models.modeling_electra", WITH_TOKEN_TYPES,
-                 "classifier.out_proj.bias", no_prompt_learning=None, no_bottleneck_adapters=None),
+                 "classifier.out_proj.bias", no_prompt_learning=None, bottleneck_layout=BERT_STYLE_ADAPTERS),
     Architecture(AlbertConfig, ALBERT, "Albert", "paddleport.models.modeling_albert", WITH_TOKEN_TYPES,
-                 "classifier.bias", no_prompt_learning=None),
+                 "classifier.bias", no_prompt_learning=None,
+                 # AdapterHub's integration: one adapter set per shared layer, applied wherever it is
+                 bottleneck_layout=AdapterLayout(
+                     r"(?P<layer>(?:.+\.)?albert_layer_groups\.\d+\.albert_layers\.\d+)\.full_layer_layer_norm"
+                     r"\.weight",
+                     AdapterSite("attention.attention_adapters", "attention", "albert_attention"),
+                     AdapterSite("output_adapters", "", "albert_layer"))),
     Architecture(ErnieConfig, ERNIE, "Ernie", "paddleport.models.modeling_ernie", WITH_TASK_TYPES,
                  "classifier.bias", input_conditions={"task_type_ids": lambda config: config.use_task_id},
                  # under prompt learning the task types are left out (all zero) or refused: prompt.ZERO_ONLY_INPUTS
-                 no_prompt_learning=None, no_bottleneck_adapters=None),
+                 no_prompt_learning=None, bottleneck_layout=BERT_STYLE_ADAPTERS),
     # DeBERTa-v3 (type_vocab_size 0) has no token types: transformers accepts and ignores token_type_ids, an
     # exported program would have an input nothing reads
     Architecture(DebertaV2Config, DEBERTA_V2, "DebertaV2", "paddleport.models.modeling_deberta_v2",
                  WITH_TOKEN_TYPES, "classifier.bias",
                  input_conditions={"token_type_ids": lambda config: config.type_vocab_size > 0},
-                 no_prompt_learning=None,
-                 no_bottleneck_adapters="AdapterHub's DeBERTa placement is not ported to paddleport yet"),
+                 no_prompt_learning=None, bottleneck_layout=BERT_STYLE_ADAPTERS),
 )}
 
 # Every class name paddleport converts and runs, and the architecture it belongs to.

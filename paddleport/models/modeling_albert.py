@@ -64,13 +64,18 @@ class AlbertAttention(nn.Layer):
         """[batch, seq, hidden] -> [batch, heads, seq, head_size]"""
         return x.reshape([0, 0, self.num_attention_heads, self.attention_head_size]).transpose([0, 2, 1, 3])
 
-    def forward(self, hidden_states, attention_mask=None):
+    def attend(self, hidden_states, attention_mask=None):
+        """The context before the output projection, and the attention probabilities (bottleneck adapters reuse
+        it: paddleport.peft.paddle_bottleneck)."""
         query = self.split_heads(self.query(hidden_states))
         key = self.split_heads(self.key(hidden_states))
         value = self.split_heads(self.value(hidden_states))
         scores = paddle.matmul(query, key, transpose_y=True)
         probs = self.attention_dropout(attention_probs(scores, attention_mask, self.scaling))
-        context = paddle.matmul(probs, value).transpose([0, 2, 1, 3]).reshape([0, 0, -1])
+        return paddle.matmul(probs, value).transpose([0, 2, 1, 3]).reshape([0, 0, -1]), probs
+
+    def forward(self, hidden_states, attention_mask=None):
+        context, probs = self.attend(hidden_states, attention_mask)
         # LayerNorm(hidden_states + output_dropout(dense(context))), fused when nothing is trained
         return dense_residual_layer_norm(self.dense, self.output_dropout, self.LayerNorm, context, hidden_states), probs
 

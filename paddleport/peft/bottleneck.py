@@ -6,23 +6,32 @@ dependencies it fails on import (``cannot import name 'HfFolder' from 'huggingfa
 ``cannot import name 'is_remote_url' from 'transformers.utils'``). So both frameworks get paddleport's own
 adapter layers (``torch_bottleneck``, ``paddle_bottleneck``), which mirror AdapterHub's ``Adapter`` module:
 
-- placement: after the attention block's output projection (``…attention.output``, AdapterHub's ``mh_adapter``)
-  and after the feed-forward output projection (``…output``, ``output_adapter``);
-- names: ``<module>.adapters.<name>.adapter_down.0`` (Linear hidden -> hidden/reduction_factor), ``adapter_down.1``
-  (the non-linearity), ``<module>.adapters.<name>.adapter_up`` (Linear back to hidden);
+- placement (each registry entry's ``bottleneck_layout``, from AdapterHub's model integrations): the attention adapter
+  (``mh_adapter``) sits where the attention sub-block's output joins its residual before that sub-block's
+  LayerNorm, the feed-forward adapter (``output_adapter``) likewise after the feed-forward output. BERT-style blocks
+  (BERT, RoBERTa, XLM-R, ELECTRA, ERNIE, DeBERTa-v2) hold them in their ``…attention.output`` / ``…output`` modules;
+  DistilBERT's ``TransformerBlock`` in ``attention_adapters`` / ``output_adapters`` (before ``sa_layer_norm`` /
+  ``output_layer_norm``); ALBERT's shared ``AlbertLayer`` in ``attention.attention_adapters`` /
+  ``output_adapters``, one set per shared layer, applied at every application of it; SqueezeBERT (no AdapterHub
+  integration: paddleport's own layout) in its ``post_attention`` / ``output`` conv blocks, over the channels;
+- names: ``<holder>.adapters.<name>.adapter_down.0`` (Linear hidden -> hidden/reduction_factor), ``adapter_down.1``
+  (the non-linearity), ``<holder>.adapters.<name>.adapter_up`` (Linear back to hidden);
 - computation (``Adapter.pre_forward`` / ``forward`` / ``post_forward`` with one adapter, no adapter layer norms,
-  scaling 1, dropout 0): with ``h = dropout(dense(x))`` and ``r`` the sub-block's input,
+  scaling 1, dropout 0): with ``h`` the sub-block's output (after its dropout) and ``r`` its residual input,
   ``residual_before_ln``: the adapter's residual is ``h``; ``original_ln_before`` (Pfeiffer): the adapter reads
   ``LayerNorm(h + r)``, else (Houlsby) ``h``; the output is ``LayerNorm(h + up(act(down(a))) + r)`` with the
-  block's own (frozen) LayerNorm;
+  block's own (frozen) LayerNorm. ALBERT's attention passes AdapterHub's adapter layer its two inputs the other way
+  round (``attention_adapters(hidden_states, projected_context, LayerNorm)``), so there ``h`` is the attention's
+  input and ``r`` its projected output; paddleport does the same, so AdapterHub's ALBERT adapters compute alike;
 - initialisation (``init_weights="bert"``): Linear weights ~ N(0, 0.02), biases 0 (drawn from seeded numpy, so
   both frameworks start alike).
 
 A saved adapter is AdapterHub's layout: ``adapter_config.json`` (``build_full_config``: the full ``BnConfig``
 under ``config``, ``model_type``, ``hidden_size``, ``name``, ``model_class``, ``version``), ``adapter.safetensors``
-(the adapter tensors under their model names) and, for the trained classifier, ``head_config.json`` +
-``model_head.safetensors`` (a static head's files). Tensors are in torch layout (``format: pt``) or, written by
-the Paddle side, Paddle layout (``format: paddle``: Linear weights transposed).
+(the adapter tensors under their model names) and, for the trained head (every module outside the base model, as
+AdapterHub's ``freeze_model`` leaves it trainable: ``classifier``, DistilBERT's ``pre_classifier``, DeBERTa's
+``pooler``), ``head_config.json`` + ``model_head.safetensors`` (a static head's files). Tensors are in torch layout
+(``format: pt``) or, written by the Paddle side, Paddle layout (``format: paddle``: Linear weights transposed).
 """
 
 from __future__ import annotations
@@ -64,16 +73,15 @@ FIXED_OPTIONS = {
 }
 # Non-linearities both frameworks' ACT2FN tables define under the same name and formula.
 NON_LINEARITIES = ("relu", "swish", "silu", "gelu", "gelu_new", "tanh", "sigmoid")
-LOCATIONS = {"mh_adapter": "attention.output", "output_adapter": "output"}
-LAYER_MODULE = re.compile(r"(?P<layers>(?:.+\.)?encoder\.layer)\.(?P<index>\d+)\.(?P<location>attention\.output|output)"
-                          r"\.dense\.weight")
+LOCATIONS = ("mh_adapter", "output_adapter")  # AdapterHub's location keys, in a layer's order
+
+
 ADAPTER_RULES: tuple[tuple[str, Transform], ...] = (
     ("adapter_down.0.weight", LINEAR_WEIGHT),  # torch [bottleneck, hidden] <-> Paddle [hidden, bottleneck]
     ("adapter_down.0.bias", LINEAR_BIAS),
     ("adapter_up.weight", LINEAR_WEIGHT),
     ("adapter_up.bias", LINEAR_BIAS),
 )
-HEAD_MODULE = "classifier"  # trained and saved with the adapter (AdapterHub's static head)
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,8 @@ class BottleneckSettings:
     original_ln_before: bool = False
     reduction_factor: float = 16
     name: str = ADAPTER_NAME
-    modules_to_save: tuple[str, ...] = (HEAD_MODULE,)
+    # the head, trained and saved beside the adapter; plan_bottleneck sets it to the modules outside the base model
+    modules_to_save: tuple[str, ...] = ("classifier",)
 
     @classmethod
     def preset(cls, config: str, reduction_factor: float) -> "BottleneckSettings":
@@ -181,48 +190,73 @@ class BottleneckPlan(PlanParameters):
     model_type: str
     hidden_size: int
     bottleneck: int
-    adapted: tuple[str, ...]  # module names holding an adapter (…attention.output, …output), in model order
+    placed: tuple  # registry.AdapterSite, full module names, in model order: layer, attention before feed-forward
     params: list
 
-    def adapter_parameter(self, module: str, leaf: str) -> str:
-        return f"{module}.adapters.{self.settings.name}.{leaf}"
+    @property
+    def adapted(self) -> tuple[str, ...]:
+        """The modules holding an adapter, in model order."""
+        return tuple(place.holder for place in self.placed)
+
+    @property
+    def adapters_per_layer(self) -> int:
+        """Adapters one application of a layer runs (ALBERT applies its shared layers several times)."""
+        return sum(1 for location in LOCATIONS if getattr(self.settings, location))
 
     def is_head(self, name: str) -> bool:
         return any(name == module or name.startswith(module + ".") for module in self.settings.modules_to_save)
 
 
+def _join(layer: str, relative: str) -> str:
+    return f"{layer}.{relative}" if relative else layer
+
+
 def plan_bottleneck(config: dict, architecture: str, settings: BottleneckSettings) -> BottleneckPlan:
     """The adapted model's parameters from the conversion table (no model is built). Errors: an architecture
-    without BERT-style sub-block outputs, a reduction factor that does not divide the hidden size."""
+    adapters cannot adapt, a reduction factor that does not divide the hidden size."""
+    from dataclasses import replace
+
     from paddleport.convert import parameter_specs
     from paddleport.registry import architecture_of_class
 
     settings.check()
     entry = architecture_of_class(architecture, "config.json")
-    if entry.no_bottleneck_adapters:
+    layout = entry.bottleneck_layout
+    if layout is None:
         raise PaddleportError("--peft", f"bottleneck adapters cannot adapt {entry.model_type}: "
                                         f"{entry.no_bottleneck_adapters}")
-    hidden = int(config["hidden_size"])
+    hidden = int(entry.config_class(**config).hidden_size)  # DistilBERT's config.json calls it dim
     bottleneck = settings.bottleneck_size(hidden)
-    wanted = {location for key, location in LOCATIONS.items() if getattr(settings, key)}
-    params, adapted = [], []
-    for spec in parameter_specs(config, architecture):
-        trainable = any(spec.hf_name == m or spec.hf_name.startswith(m + ".") for m in settings.modules_to_save)
+    specs = list(parameter_specs(config, architecture))
+    base = entry.base_prefix  # "bert." (XLM-R's "roberta.")
+    # AdapterHub's freeze_model freezes the base model only: every module outside it trains and is the saved head
+    heads = tuple(dict.fromkeys(spec.hf_name.split(".")[0] for spec in specs if not spec.hf_name.startswith(base)))
+    settings = replace(settings, modules_to_save=heads)
+    layers = [match["layer"] for spec in specs if (match := re.fullmatch(layout.layer, spec.hf_name))]
+    if not layers:
+        raise PaddleportError("--peft", f"{architecture} has no layer where the adapters go")
+    shapes = {"adapter_down.0.weight": (bottleneck, hidden), "adapter_down.0.bias": (bottleneck,),
+              "adapter_up.weight": (hidden, bottleneck), "adapter_up.bias": (hidden,)}
+    placed, adapter_params = [], {}
+    for layer in layers:
+        for location in LOCATIONS:
+            if getattr(settings, location):
+                site = getattr(layout, location)
+                holder = _join(layer, site.holder)
+                placed.append(replace(site, holder=holder, patched=_join(layer, site.patched)))
+                for leaf, transform in ADAPTER_RULES:
+                    name = f"{holder}.adapters.{settings.name}.{leaf}"
+                    adapter_params.setdefault(layer, []).append(
+                        AdaptedParam(name, name, transform, shapes[leaf], True, name))
+    params = []
+    last_of_layer = {layer: max(i for i, spec in enumerate(specs) if spec.hf_name.startswith(layer + "."))
+                     for layer in layers}
+    for index, spec in enumerate(specs):
+        trainable = any(spec.hf_name == m or spec.hf_name.startswith(m + ".") for m in heads)
         params.append(AdaptedParam(spec.hf_name, spec.paddle_name, spec.transform, tuple(spec.hf_shape), trainable,
                                    spec.hf_name if trainable else None))
-        match = LAYER_MODULE.fullmatch(spec.hf_name)
-        if match and match["location"] in wanted:
-            module = spec.hf_name.removesuffix(".dense.weight")
-            adapted.append((int(match["index"]), match["location"] != "attention.output", module))
-            shapes = {"adapter_down.0.weight": (bottleneck, hidden), "adapter_down.0.bias": (bottleneck,),
-                      "adapter_up.weight": (hidden, bottleneck), "adapter_up.bias": (hidden,)}
-            for leaf, transform in ADAPTER_RULES:
-                name = f"{module}.adapters.{settings.name}.{leaf}"
-                params.append(AdaptedParam(name, name, transform, shapes[leaf], True, name))
-    if not adapted:
-        raise PaddleportError("--peft", f"{architecture} has no layer where the adapters go")
-    modules = tuple(module for *_, module in sorted(adapted))  # model order: layer, attention before feed-forward
-    return BottleneckPlan(settings, architecture, entry.model_type, hidden, bottleneck, modules, params)
+        params.extend(param for layer in layers if last_of_layer[layer] == index for param in adapter_params[layer])
+    return BottleneckPlan(settings, architecture, entry.model_type, hidden, bottleneck, tuple(placed), params)
 
 
 def is_bottleneck_parameter(name: str) -> bool:

@@ -30,42 +30,108 @@ class Activation(nn.Layer):
 
 
 class BottleneckAdapter(nn.Layer):
-    def __init__(self, hidden_size: int, bottleneck: int, non_linearity: str):
+    def __init__(self, hidden_size: int, bottleneck: int, non_linearity: str, original_ln_before: bool):
         super().__init__()
         self.adapter_down = nn.Sequential(Linear(hidden_size, bottleneck), Activation(non_linearity))
         self.adapter_up = Linear(bottleneck, hidden_size)
+        self.original_ln_before = original_ln_before
 
     def forward(self, x, residual):
         return self.adapter_up(self.adapter_down(x)) + residual
 
 
-def _adapted_output_forward(self, hidden_states, input_tensor):
-    """``BertSelfOutput`` / ``BertOutput`` with the adapter (the unfused path: dense, dropout, then the adapter)."""
-    hidden_states = self.dropout(self.dense(hidden_states))
-    adapter = self.adapters[self.adapter_name]
-    adapter_input = self.LayerNorm(hidden_states + input_tensor) if self.original_ln_before else hidden_states
-    return self.LayerNorm(adapter(adapter_input, hidden_states) + input_tensor)
+class AdapterHolder(nn.Layer):
+    """Holds ``adapters`` where the model has no layer of its own to hold them (DistilBERT's and ALBERT's
+    ``attention_adapters``, ``output_adapters``)."""
 
 
-def _sublayer(model: nn.Layer, name: str) -> nn.Layer:
+def held_adapter(holder: nn.Layer | None) -> BottleneckAdapter | None:
+    """The adapter ``holder`` holds; None where this site has none (Pfeiffer's attention)."""
+    adapters = getattr(holder, "adapters", None)
+    return None if adapters is None else adapters[holder.adapter_name]
+
+
+def adapter_site(adapter: BottleneckAdapter | None, hidden_states, input_tensor, layer_norm, channels_first=False):
+    """``layer_norm(hidden_states + input_tensor)`` with the adapter between, as torch_bottleneck.adapter_site."""
+    if adapter is None:
+        return layer_norm(hidden_states + input_tensor)
+    adapter_input = layer_norm(hidden_states + input_tensor) if adapter.original_ln_before else hidden_states
+    if channels_first:
+        adapted = adapter(adapter_input.transpose([0, 2, 1]), hidden_states.transpose([0, 2, 1])).transpose([0, 2, 1])
+    else:
+        adapted = adapter(adapter_input, hidden_states)
+    return layer_norm(adapted + input_tensor)
+
+
+# The forwards replacing an adapted layer's (as torch_bottleneck.FORWARDS; the unfused paths of paddleport's layers).
+
+def _output_block_forward(self, hidden_states, input_tensor):
+    return adapter_site(held_adapter(self), self.dropout(self.dense(hidden_states)), input_tensor, self.LayerNorm)
+
+
+def _channel_output_block_forward(self, hidden_states, input_tensor):
+    return adapter_site(held_adapter(self), self.dropout(self.conv1d(hidden_states)), input_tensor, self.layernorm,
+                        channels_first=True)
+
+
+def _distilbert_block_forward(self, hidden_states, attention_mask=None):
+    attention_output, probs = self.attention(hidden_states, attention_mask)
+    attention_output = adapter_site(held_adapter(getattr(self, "attention_adapters", None)), attention_output,
+                                    hidden_states, self.sa_layer_norm)
+    return adapter_site(held_adapter(getattr(self, "output_adapters", None)), self.ffn(attention_output),
+                        attention_output, self.output_layer_norm), probs
+
+
+def _albert_attention_forward(self, hidden_states, attention_mask=None):
+    """AdapterHub's ALBERT attention site: the adapter reads the attention's input (see torch_bottleneck)."""
+    context, probs = self.attend(hidden_states, attention_mask)
+    projected = self.output_dropout(self.dense(context))
+    return adapter_site(held_adapter(self.attention_adapters), hidden_states, projected, self.LayerNorm), probs
+
+
+def _albert_layer_forward(self, hidden_states, attention_mask=None):
+    attention_output, probs = self.attention(hidden_states, attention_mask)
+    ffn_output = self.ffn_output(self.activation(self.ffn(attention_output)))
+    return adapter_site(held_adapter(self.output_adapters), ffn_output, attention_output,
+                        self.full_layer_layer_norm), probs
+
+
+FORWARDS = {
+    "output_block": (_output_block_forward, ("dense", "dropout", "LayerNorm")),
+    "channel_output_block": (_channel_output_block_forward, ("conv1d", "dropout", "layernorm")),
+    "distilbert_block": (_distilbert_block_forward, ("attention", "sa_layer_norm", "ffn", "output_layer_norm")),
+    "albert_attention": (_albert_attention_forward, ("attend", "dense", "output_dropout", "LayerNorm")),
+    "albert_layer": (_albert_layer_forward, ("attention", "ffn", "activation", "ffn_output",
+                                             "full_layer_layer_norm")),
+}
+
+
+def _sublayer(model: nn.Layer, name: str) -> nn.Layer | None:
     layer = model
-    for part in name.split("."):
-        layer = getattr(layer, part)
+    for part in name.split(".") if name else []:
+        layer = getattr(layer, part, None)
     return layer
 
 
 def apply_bottleneck(model: nn.Layer, plan: BottleneckPlan) -> nn.Layer:
     """Add the planned adapters to ``model`` in place and train only them and the head."""
     settings = plan.settings
-    for name in plan.adapted:
+    for site in plan.placed:
+        holder = _sublayer(model, site.holder)
+        if holder is None:  # a holder the architecture lacks: AdapterHub adds one there
+            parent, _, leaf = site.holder.rpartition(".")
+            holder = AdapterHolder()
+            _sublayer(model, parent).add_sublayer(leaf, holder)
+        holder.adapters = nn.LayerDict({settings.name: BottleneckAdapter(
+            plan.hidden_size, plan.bottleneck, settings.non_linearity, settings.original_ln_before)})
+        holder.adapter_name = settings.name
+    for name, forward in dict.fromkeys((site.patched, site.forward) for site in plan.placed):
         layer = _sublayer(model, name)
-        if not all(hasattr(layer, part) for part in ("dense", "dropout", "LayerNorm")):
-            raise PaddleportError("--peft", f"{name} ({type(layer).__name__}) is not a BERT-style output block")
-        layer.adapters = nn.LayerDict({settings.name: BottleneckAdapter(plan.hidden_size, plan.bottleneck,
-                                                                        settings.non_linearity)})
-        layer.adapter_name = settings.name
-        layer.original_ln_before = settings.original_ln_before
-        layer.forward = types.MethodType(_adapted_output_forward, layer)
+        function, reads = FORWARDS[forward]
+        if not all(hasattr(layer, part) for part in reads):
+            raise PaddleportError("--peft", f"{name} ({type(layer).__name__}) lacks the layers its adapter site "
+                                            f"reads ({', '.join(reads)})")
+        layer.forward = types.MethodType(function, layer)
     return train_planned_parameters(model, plan)
 
 

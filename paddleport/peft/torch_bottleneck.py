@@ -29,36 +29,123 @@ class Activation(nn.Module):
 class BottleneckAdapter(nn.Module):
     """``adapter_up(act(adapter_down(x)))`` plus the adapter's residual (AdapterHub's ``Adapter.forward``)."""
 
-    def __init__(self, hidden_size: int, bottleneck: int, non_linearity: str):
+    def __init__(self, hidden_size: int, bottleneck: int, non_linearity: str, original_ln_before: bool):
         super().__init__()
         self.adapter_down = nn.Sequential(nn.Linear(hidden_size, bottleneck), Activation(non_linearity))
         self.adapter_up = nn.Linear(bottleneck, hidden_size)
+        self.original_ln_before = original_ln_before
 
     def forward(self, x, residual):
         return self.adapter_up(self.adapter_down(x)) + residual
 
 
-def _adapted_output_forward(self, hidden_states, input_tensor):
-    """A BERT-style SelfOutput / Output with its adapter (AdapterHub's ``bottleneck_layer_forward``)."""
-    hidden_states = self.dropout(self.dense(hidden_states))
-    adapter = self.adapters[self.adapter_name]
-    adapter_input = self.LayerNorm(hidden_states + input_tensor) if self.original_ln_before else hidden_states
-    return self.LayerNorm(adapter(adapter_input, hidden_states) + input_tensor)
+class AdapterHolder(nn.Module):
+    """Holds ``adapters`` where the model has no module of its own to hold them (AdapterHub's ``BottleneckLayer``
+    as DistilBERT's and ALBERT's integrations add it: ``attention_adapters``, ``output_adapters``)."""
+
+
+def held_adapter(holder: nn.Module | None) -> BottleneckAdapter | None:
+    """The adapter ``holder`` holds; None where this site has none (Pfeiffer's attention)."""
+    adapters = getattr(holder, "adapters", None)
+    return None if adapters is None else adapters[holder.adapter_name]
+
+
+def adapter_site(adapter: BottleneckAdapter | None, hidden_states, input_tensor, layer_norm, channels_first=False):
+    """AdapterHub's ``bottleneck_layer_forward`` with one adapter: ``layer_norm(hidden_states + input_tensor)`` with
+    the adapter between (``channels_first``: [batch, channels, width] data, the adapter over the channels)."""
+    if adapter is None:
+        return layer_norm(hidden_states + input_tensor)
+    adapter_input = layer_norm(hidden_states + input_tensor) if adapter.original_ln_before else hidden_states
+    if channels_first:
+        adapted = adapter(adapter_input.transpose(1, 2), hidden_states.transpose(1, 2)).transpose(1, 2)
+    else:
+        adapted = adapter(adapter_input, hidden_states)
+    return layer_norm(adapted + input_tensor)
+
+
+# The forwards that replace an adapted module's, by the names the registry's AdapterSite entries give:
+# each the transformers 5 module's computation with the adapter site in place of its residual LayerNorm.
+
+def _output_block_forward(self, hidden_states, input_tensor):
+    """BERT-style SelfOutput / Output (dense, dropout, LayerNorm)."""
+    return adapter_site(held_adapter(self), self.dropout(self.dense(hidden_states)), input_tensor, self.LayerNorm)
+
+
+def _channel_output_block_forward(self, hidden_states, input_tensor):
+    """SqueezeBERT's ConvDropoutLayerNorm (conv1d, dropout, channel LayerNorm) on [batch, channels, width]."""
+    return adapter_site(held_adapter(self), self.dropout(self.conv1d(hidden_states)), input_tensor, self.layernorm,
+                        channels_first=True)
+
+
+def _distilbert_block_forward(self, hidden_states, attention_mask=None, **kwargs):
+    """DistilBERT's TransformerBlock: the adapters before ``sa_layer_norm`` and ``output_layer_norm``."""
+    attention_output, _ = self.attention(hidden_states, attention_mask=attention_mask, **kwargs)
+    attention_output = adapter_site(held_adapter(getattr(self, "attention_adapters", None)), attention_output,
+                                    hidden_states, self.sa_layer_norm)
+    return adapter_site(held_adapter(getattr(self, "output_adapters", None)), self.ffn(attention_output),
+                        attention_output, self.output_layer_norm)
+
+
+def _albert_attention_forward(self, hidden_states, attention_mask=None, **kwargs):
+    """ALBERT's attention; AdapterHub's integration hands its adapter layer the attention's input as the hidden
+    states and the projected context as the residual input (``attention_adapters(hidden_states,
+    projected_context_layer_dropout, LayerNorm)``), so the adapter reads the input: kept as AdapterHub has it."""
+    from transformers.models.albert.modeling_albert import ALL_ATTENTION_FUNCTIONS, eager_attention_forward
+
+    input_shape = hidden_states.shape[:-1]
+    hidden_shape = (*input_shape, -1, self.attention_head_size)
+    query, key, value = (projection(hidden_states).view(*hidden_shape).transpose(1, 2)
+                         for projection in (self.query, self.key, self.value))
+    attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+    context, weights = attention(self, query, key, value, attention_mask,
+                                 dropout=self.attention_dropout.p if self.training else 0.0, scaling=self.scaling,
+                                 **kwargs)
+    projected = self.output_dropout(self.dense(context.reshape(*input_shape, -1).contiguous()))
+    return adapter_site(held_adapter(self.attention_adapters), hidden_states, projected, self.LayerNorm), weights
+
+
+def _albert_layer_forward(self, hidden_states, attention_mask=None, **kwargs):
+    """ALBERT's (shared) layer: the feed-forward adapter before ``full_layer_layer_norm``."""
+    from transformers.pytorch_utils import apply_chunking_to_forward
+
+    attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
+    ffn_output = apply_chunking_to_forward(self.ff_chunk, self.chunk_size_feed_forward, self.seq_len_dim,
+                                           attention_output)
+    return adapter_site(held_adapter(self.output_adapters), ffn_output, attention_output, self.full_layer_layer_norm)
+
+
+# forward name -> (forward, the attributes it reads from the module it replaces the forward of)
+FORWARDS = {
+    "output_block": (_output_block_forward, ("dense", "dropout", "LayerNorm")),
+    "channel_output_block": (_channel_output_block_forward, ("conv1d", "dropout", "layernorm")),
+    "distilbert_block": (_distilbert_block_forward, ("attention", "sa_layer_norm", "ffn", "output_layer_norm")),
+    "albert_attention": (_albert_attention_forward, ("query", "key", "value", "dense", "output_dropout",
+                                                     "LayerNorm", "attention_dropout")),
+    "albert_layer": (_albert_layer_forward, ("attention", "ff_chunk", "full_layer_layer_norm")),
+}
 
 
 def apply_bottleneck(model: nn.Module, plan: BottleneckPlan) -> nn.Module:
     """Add the planned adapters to ``model`` in place and train only them and the head."""
     settings = plan.settings
-    modules = dict(model.named_modules())
-    for name in plan.adapted:
-        module = modules[name]
-        if not all(hasattr(module, part) for part in ("dense", "dropout", "LayerNorm")):
-            raise PaddleportError("--peft", f"{name} ({type(module).__name__}) is not a BERT-style output block")
-        module.adapters = nn.ModuleDict({settings.name: BottleneckAdapter(
-            plan.hidden_size, plan.bottleneck, settings.non_linearity)}).to(module.dense.weight.device)
-        module.adapter_name = settings.name
-        module.original_ln_before = settings.original_ln_before
-        module.forward = types.MethodType(_adapted_output_forward, module)
+    device = next(model.parameters()).device
+    for site in plan.placed:
+        try:
+            holder = model.get_submodule(site.holder)
+        except AttributeError:  # a holder the architecture lacks: AdapterHub adds one there
+            parent, _, leaf = site.holder.rpartition(".")
+            holder = AdapterHolder()
+            model.get_submodule(parent).add_module(leaf, holder)
+        holder.adapters = nn.ModuleDict({settings.name: BottleneckAdapter(
+            plan.hidden_size, plan.bottleneck, settings.non_linearity, settings.original_ln_before)}).to(device)
+        holder.adapter_name = settings.name
+    for name, forward in dict.fromkeys((site.patched, site.forward) for site in plan.placed):
+        module = model.get_submodule(name)
+        function, reads = FORWARDS[forward]
+        if not all(hasattr(module, part) for part in reads):
+            raise PaddleportError("--peft", f"{name} ({type(module).__name__}) lacks the modules its adapter site "
+                                            f"reads ({', '.join(reads)})")
+        module.forward = types.MethodType(function, module)
     trainable = {param.name for param in plan.trainable}
     names = set()
     for name, param in model.named_parameters():
