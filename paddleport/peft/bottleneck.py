@@ -259,6 +259,39 @@ def plan_bottleneck(config: dict, architecture: str, settings: BottleneckSetting
     return BottleneckPlan(settings, architecture, entry.model_type, hidden, bottleneck, tuple(placed), params)
 
 
+# ----------------------------------------------------------------------------- forwards (either framework)
+# Written once for torch and Paddle: they only call the tensors' ``+`` and the layers passed in. Each framework's
+# ``BottleneckAdapter`` has ``original_ln_before`` and ``over_channels`` (its own transposes).
+
+
+def held_adapter(holder):
+    """The adapter ``holder`` holds; None where this site has none (Pfeiffer's attention, or no holder)."""
+    adapters = getattr(holder, "adapters", None)
+    return None if adapters is None else adapters[holder.adapter_name]
+
+
+def adapter_site(adapter, hidden_states, input_tensor, layer_norm, channels_first: bool = False):
+    """AdapterHub's ``bottleneck_layer_forward`` with one adapter: ``layer_norm(hidden_states + input_tensor)``
+    with the adapter between (``channels_first``: [batch, channels, width] data, the adapter over the channels)."""
+    if adapter is None:
+        return layer_norm(hidden_states + input_tensor)
+    adapter_input = layer_norm(hidden_states + input_tensor) if adapter.original_ln_before else hidden_states
+    adapted = (adapter.over_channels if channels_first else adapter)(adapter_input, hidden_states)
+    return layer_norm(adapted + input_tensor)
+
+
+def output_block_forward(self, hidden_states, input_tensor):
+    """A BERT-style SelfOutput / Output (dense, dropout, LayerNorm) with its adapter."""
+    return adapter_site(held_adapter(self), self.dropout(self.dense(hidden_states)), input_tensor, self.LayerNorm)
+
+
+def channel_output_block_forward(self, hidden_states, input_tensor):
+    """SqueezeBERT's ConvDropoutLayerNorm (conv1d, dropout, channel LayerNorm; [batch, channels, width]) with its
+    adapter."""
+    return adapter_site(held_adapter(self), self.dropout(self.conv1d(hidden_states)), input_tensor, self.layernorm,
+                        channels_first=True)
+
+
 def is_bottleneck_parameter(name: str) -> bool:
     return ".adapters." in name and any(name.endswith("." + leaf) for leaf, _ in ADAPTER_RULES)
 

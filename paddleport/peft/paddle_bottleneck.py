@@ -12,7 +12,9 @@ from paddle import nn
 from paddleport.core.tensor_io import PADDLE_FORMAT_TAG
 from paddleport.errors import PaddleportError
 from paddleport.models.layers import Linear
-from paddleport.peft.bottleneck import BottleneckPlan, check_bottleneck_fits, read_bottleneck_arrays
+from paddleport.peft.bottleneck import (BottleneckPlan, adapter_site, channel_output_block_forward,
+                                        check_bottleneck_fits, held_adapter, output_block_forward,
+                                        read_bottleneck_arrays)
 from paddleport.peft.paddle_lora import train_planned_parameters
 
 
@@ -39,40 +41,17 @@ class BottleneckAdapter(nn.Layer):
     def forward(self, x, residual):
         return self.adapter_up(self.adapter_down(x)) + residual
 
+    def over_channels(self, x, residual):
+        """The adapter on [batch, channels, width] data (SqueezeBERT's): its Linears act on the channels."""
+        return self(x.transpose([0, 2, 1]), residual.transpose([0, 2, 1])).transpose([0, 2, 1])
+
 
 class AdapterHolder(nn.Layer):
     """Holds ``adapters`` where the model has no layer of its own to hold them (DistilBERT's and ALBERT's
     ``attention_adapters``, ``output_adapters``)."""
 
 
-def held_adapter(holder: nn.Layer | None) -> BottleneckAdapter | None:
-    """The adapter ``holder`` holds; None where this site has none (Pfeiffer's attention)."""
-    adapters = getattr(holder, "adapters", None)
-    return None if adapters is None else adapters[holder.adapter_name]
-
-
-def adapter_site(adapter: BottleneckAdapter | None, hidden_states, input_tensor, layer_norm, channels_first=False):
-    """``layer_norm(hidden_states + input_tensor)`` with the adapter between, as torch_bottleneck.adapter_site."""
-    if adapter is None:
-        return layer_norm(hidden_states + input_tensor)
-    adapter_input = layer_norm(hidden_states + input_tensor) if adapter.original_ln_before else hidden_states
-    if channels_first:
-        adapted = adapter(adapter_input.transpose([0, 2, 1]), hidden_states.transpose([0, 2, 1])).transpose([0, 2, 1])
-    else:
-        adapted = adapter(adapter_input, hidden_states)
-    return layer_norm(adapted + input_tensor)
-
-
 # The forwards replacing an adapted layer's (as torch_bottleneck.FORWARDS; the unfused paths of paddleport's layers).
-
-def _output_block_forward(self, hidden_states, input_tensor):
-    return adapter_site(held_adapter(self), self.dropout(self.dense(hidden_states)), input_tensor, self.LayerNorm)
-
-
-def _channel_output_block_forward(self, hidden_states, input_tensor):
-    return adapter_site(held_adapter(self), self.dropout(self.conv1d(hidden_states)), input_tensor, self.layernorm,
-                        channels_first=True)
-
 
 def _distilbert_block_forward(self, hidden_states, attention_mask=None):
     attention_output, probs = self.attention(hidden_states, attention_mask)
@@ -97,8 +76,8 @@ def _albert_layer_forward(self, hidden_states, attention_mask=None):
 
 
 FORWARDS = {
-    "output_block": (_output_block_forward, ("dense", "dropout", "LayerNorm")),
-    "channel_output_block": (_channel_output_block_forward, ("conv1d", "dropout", "layernorm")),
+    "output_block": (output_block_forward, ("dense", "dropout", "LayerNorm")),
+    "channel_output_block": (channel_output_block_forward, ("conv1d", "dropout", "layernorm")),
     "distilbert_block": (_distilbert_block_forward, ("attention", "sa_layer_norm", "ffn", "output_layer_norm")),
     "albert_attention": (_albert_attention_forward, ("attend", "dense", "output_dropout", "LayerNorm")),
     "albert_layer": (_albert_layer_forward, ("attention", "ffn", "activation", "ffn_output",

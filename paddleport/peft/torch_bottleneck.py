@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from paddleport.errors import PaddleportError
-from paddleport.peft.bottleneck import BottleneckPlan, check_bottleneck_fits, read_bottleneck_arrays
+from paddleport.peft.bottleneck import (BottleneckPlan, adapter_site, channel_output_block_forward,
+                                        check_bottleneck_fits, held_adapter, output_block_forward,
+                                        read_bottleneck_arrays)
 
 
 class Activation(nn.Module):
@@ -38,44 +40,18 @@ class BottleneckAdapter(nn.Module):
     def forward(self, x, residual):
         return self.adapter_up(self.adapter_down(x)) + residual
 
+    def over_channels(self, x, residual):
+        """The adapter on [batch, channels, width] data (SqueezeBERT's): its Linears act on the channels."""
+        return self(x.transpose(1, 2), residual.transpose(1, 2)).transpose(1, 2)
+
 
 class AdapterHolder(nn.Module):
     """Holds ``adapters`` where the model has no module of its own to hold them (AdapterHub's ``BottleneckLayer``
     as DistilBERT's and ALBERT's integrations add it: ``attention_adapters``, ``output_adapters``)."""
 
 
-def held_adapter(holder: nn.Module | None) -> BottleneckAdapter | None:
-    """The adapter ``holder`` holds; None where this site has none (Pfeiffer's attention)."""
-    adapters = getattr(holder, "adapters", None)
-    return None if adapters is None else adapters[holder.adapter_name]
-
-
-def adapter_site(adapter: BottleneckAdapter | None, hidden_states, input_tensor, layer_norm, channels_first=False):
-    """AdapterHub's ``bottleneck_layer_forward`` with one adapter: ``layer_norm(hidden_states + input_tensor)`` with
-    the adapter between (``channels_first``: [batch, channels, width] data, the adapter over the channels)."""
-    if adapter is None:
-        return layer_norm(hidden_states + input_tensor)
-    adapter_input = layer_norm(hidden_states + input_tensor) if adapter.original_ln_before else hidden_states
-    if channels_first:
-        adapted = adapter(adapter_input.transpose(1, 2), hidden_states.transpose(1, 2)).transpose(1, 2)
-    else:
-        adapted = adapter(adapter_input, hidden_states)
-    return layer_norm(adapted + input_tensor)
-
-
 # The forwards that replace an adapted module's, by the names the registry's AdapterSite entries give:
 # each the transformers 5 module's computation with the adapter site in place of its residual LayerNorm.
-
-def _output_block_forward(self, hidden_states, input_tensor):
-    """BERT-style SelfOutput / Output (dense, dropout, LayerNorm)."""
-    return adapter_site(held_adapter(self), self.dropout(self.dense(hidden_states)), input_tensor, self.LayerNorm)
-
-
-def _channel_output_block_forward(self, hidden_states, input_tensor):
-    """SqueezeBERT's ConvDropoutLayerNorm (conv1d, dropout, channel LayerNorm) on [batch, channels, width]."""
-    return adapter_site(held_adapter(self), self.dropout(self.conv1d(hidden_states)), input_tensor, self.layernorm,
-                        channels_first=True)
-
 
 def _distilbert_block_forward(self, hidden_states, attention_mask=None, **kwargs):
     """DistilBERT's TransformerBlock: the adapters before ``sa_layer_norm`` and ``output_layer_norm``."""
@@ -116,8 +92,8 @@ def _albert_layer_forward(self, hidden_states, attention_mask=None, **kwargs):
 
 # forward name -> (forward, the attributes it reads from the module it replaces the forward of)
 FORWARDS = {
-    "output_block": (_output_block_forward, ("dense", "dropout", "LayerNorm")),
-    "channel_output_block": (_channel_output_block_forward, ("conv1d", "dropout", "layernorm")),
+    "output_block": (output_block_forward, ("dense", "dropout", "LayerNorm")),
+    "channel_output_block": (channel_output_block_forward, ("conv1d", "dropout", "layernorm")),
     "distilbert_block": (_distilbert_block_forward, ("attention", "sa_layer_norm", "ffn", "output_layer_norm")),
     "albert_attention": (_albert_attention_forward, ("query", "key", "value", "dense", "output_dropout",
                                                      "LayerNorm", "attention_dropout")),
