@@ -92,9 +92,21 @@ def read_model_config(path: Path) -> dict:
     if not config_path.is_file():
         raise PaddleportError(path, "has no config.json" if path.is_dir() else "config file not found")
     try:
-        return json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise PaddleportError(config_path, f"is not valid JSON ({error})") from None
+    return _with_common_names(config, config_path)
+
+
+def _with_common_names(config: dict, source: Path) -> dict:
+    """config.json with the sizes the estimate reads also under their common names where the architecture has its
+    own (DistilBERT's ``dim``, ``n_layers``, ``n_heads``, ``hidden_dim``: its config class's ``attribute_map``)."""
+    from paddleport.registry import architecture
+
+    if not isinstance(config, dict):
+        raise PaddleportError(source, "is not a JSON object")
+    own_names = architecture(config.get("model_type"), source).config_class.attribute_map
+    return {common: config[own] for common, own in own_names.items() if own in config} | config
 
 
 def _parameter_counts(config: dict, request: MemoryRequest) -> tuple[int, int, int, object]:

@@ -66,6 +66,27 @@ def test_parameter_counts_equal_the_models(tmp_path):
     assert lora.trainable == sum(param.numel() for param in adapted.parameters() if param.requires_grad)
 
 
+@pytest.mark.parametrize("architecture", ("DistilBertModel", "AlbertModel", "DebertaV2Model", "SqueezeBertModel"))
+def test_adapter_counts_equal_the_adapted_models(architecture, tmp_path):
+    """Architectures with their own config names (DistilBERT's dim, n_layers), shared layers (ALBERT), a head
+    outside the base model (DistilBERT's pre_classifier, DeBERTa's pooler), channel-first blocks (SqueezeBERT)."""
+    import transformers
+
+    from paddleport.peft import torch_bottleneck
+    from paddleport.peft.bottleneck import BottleneckSettings
+    from paddleport.peft.methods import plan_for_checkpoint
+
+    model_dir = make_tiny_hf_checkpoint(tmp_path / "model", architecture)
+    settings = BottleneckSettings.preset("houlsby", 4)
+    estimate = estimate_memory(MemoryRequest(model_dir, batch_size=2, max_length=16, lora=settings))
+    plan = plan_for_checkpoint(json.loads((model_dir / "config.json").read_text()), 2, settings)
+    model = torch_bottleneck.apply(
+        transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=2), plan)
+    assert estimate.parameters == sum(param.numel() for param in model.parameters())
+    assert estimate.trainable == sum(param.numel() for param in model.parameters() if param.requires_grad)
+    assert estimate.activation_terms["adapter paths (input, bottleneck activations) x 2 layers"] > 0
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(PaddleportError, match="must be positive"):
         estimate_memory(MemoryRequest(tmp_path, batch_size=0, max_length=8))
