@@ -139,6 +139,19 @@ def test_accumulation_checkpointing_and_early_stopping(framework, tiny_bert, tmp
     assert [row["global_step"] for row in metrics["epochs"]] == [2, 3]
 
 
+@pytest.mark.parametrize("peft", ("lora", "adapter"))
+def test_paddle_gradient_checkpointing_trains_a_peft_model_as_without(peft, tiny_bert, tmp_path):
+    """The frozen embeddings feed the first checkpointed layer an input that needs no gradient: its LoRA matrices
+    or adapters must still get theirs (Paddle's reentrant recompute gave them none)."""
+    losses = {}
+    for checkpointing in (False, True):
+        metrics = run_glue(small_config("paddle", tiny_bert, tmp_path / str(checkpointing), peft=peft, epochs=1,
+                                        max_train_samples=16, max_eval_samples=8, max_length=32, lr=1e-2,
+                                        dropout_masks="shared", gradient_checkpointing=checkpointing))
+        losses[checkpointing] = metrics["epochs"][0]["train_loss"]
+    assert abs(losses[True] - losses[False]) <= 1e-6
+
+
 def test_torch_bf16_autocast_runs(tiny_bert, tmp_path):
     metrics = run_glue(small_config("torch", tiny_bert, tmp_path / "out", amp="bf16", epochs=1))
     assert np.isfinite(metrics["epochs"][0]["train_loss"])

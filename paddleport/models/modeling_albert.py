@@ -27,6 +27,7 @@ from paddleport.models.modeling_utils import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
     UntiedDecoder,
+    checkpointed,
     flatten_choices,
     layer_attention_mask,
     masked_lm_loss,
@@ -133,9 +134,7 @@ class AlbertTransformer(nn.Layer):
         for layer in range(self.config.num_hidden_layers):
             group = self.albert_layer_groups[self.config.group_of_layer(layer)]
             if self.gradient_checkpointing and self.training:
-                from paddle.distributed.fleet.utils import recompute
-
-                hidden_states, states, probs = recompute(group, hidden_states, attention_mask)
+                hidden_states, states, probs = checkpointed(group, hidden_states, attention_mask)
             else:
                 hidden_states, states, probs = group(hidden_states, attention_mask)
             if output_hidden_states:

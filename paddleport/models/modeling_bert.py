@@ -24,6 +24,7 @@ from paddleport.models.modeling_utils import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
     UntiedDecoder,
+    checkpointed,
     flatten_choices,
     layer_attention_mask,
     masked_lm_loss,
@@ -156,9 +157,7 @@ class BertEncoder(nn.Layer):
         all_attentions = () if output_attentions else None
         for layer in self.layer:
             if self.gradient_checkpointing and self.training:
-                from paddle.distributed.fleet.utils import recompute
-
-                hidden_states, probs = recompute(layer, hidden_states, attention_mask)
+                hidden_states, probs = checkpointed(layer, hidden_states, attention_mask)
             else:
                 hidden_states, probs = layer(hidden_states, attention_mask)
             if output_hidden_states:

@@ -34,6 +34,7 @@ from paddleport.models.modeling_utils import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
     UntiedDecoder,
+    checkpointed,
     flatten_choices,
     masked_lm_loss,
     question_answering_loss,
@@ -306,10 +307,8 @@ class DebertaV2Encoder(nn.Layer):
         rel_embeddings = self.get_rel_embedding()
         for index, layer_module in enumerate(self.layer):
             if self.gradient_checkpointing and self.training:
-                from paddle.distributed.fleet.utils import recompute
-
-                output_states, attn_weights = recompute(layer_module, next_kv, attention_mask, relative_pos,
-                                                        rel_embeddings, output_attentions)
+                output_states, attn_weights = checkpointed(layer_module, next_kv, attention_mask, relative_pos,
+                                                           rel_embeddings, output_attentions)
             else:
                 output_states, attn_weights = layer_module(next_kv, attention_mask, relative_pos=relative_pos,
                                                            rel_embeddings=rel_embeddings,

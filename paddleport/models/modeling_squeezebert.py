@@ -25,6 +25,7 @@ from paddleport.models.modeling_utils import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
+    checkpointed,
     flatten_choices,
     layer_attention_mask,
     masked_lm_loss,
@@ -166,9 +167,7 @@ class SqueezeBertEncoder(nn.Layer):
         hidden_states = hidden_states.transpose([0, 2, 1])
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
-                from paddle.distributed.fleet.utils import recompute
-
-                hidden_states, probs = recompute(layer, hidden_states, attention_mask)
+                hidden_states, probs = checkpointed(layer, hidden_states, attention_mask)
             else:
                 hidden_states, probs = layer(hidden_states, attention_mask)
             if output_hidden_states:

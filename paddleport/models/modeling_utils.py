@@ -152,6 +152,15 @@ ACT2FN = {
 }
 
 
+def checkpointed(layer: nn.Layer, *args):
+    """``layer(*args)``, its activations recomputed in backward (gradient checkpointing). Non-reentrant: Paddle's
+    reentrant recompute gives the layer's parameters no gradient when none of its inputs needs one (the frozen
+    embeddings under PEFT: the first layer's LoRA matrices or adapters would not train)."""
+    from paddle.distributed.fleet.utils import recompute
+
+    return recompute(layer, *args, use_reentrant=False)
+
+
 def extended_attention_mask(attention_mask: paddle.Tensor, dtype) -> paddle.Tensor:
     """[batch, seq] 1/0 mask -> additive [batch, 1, 1, seq] mask (0 keeps, dtype's minimum drops)."""
     mask = attention_mask.astype(dtype).unsqueeze([1, 2])
