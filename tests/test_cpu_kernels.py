@@ -257,6 +257,106 @@ def test_channel_inference_fusions_in_the_layers_equal_the_unfused_layers(built,
     assert not np.allclose(trained.numpy(), fused.numpy())  # dropout applied: the unfused path ran
 
 
+def disentangled_reference(raw, c2p, c2p_index, p2c, p2c_index, keep, scale):
+    """DeBERTa's masked attention probabilities from Paddle's ops, in transformers' order: the gathers (p2c's
+    index given as [query, key], transposed back to transformers' [key, query]), divisions, adds, fill, softmax."""
+    shape = raw.shape
+    rel = None
+    if c2p is not None:
+        rel = paddle.take_along_axis(c2p, c2p_index.expand(shape), axis=-1, broadcast=False) / scale
+    if p2c is not None:
+        index = p2c_index.transpose([1, 0]).expand(shape)
+        gathered = paddle.take_along_axis(p2c, index, axis=-1, broadcast=False).transpose([0, 1, 3, 2]) / scale
+        rel = gathered if rel is None else rel + gathered
+    scores = raw / scale if rel is None else raw / scale + rel
+    lowest = paddle.full_like(scores, np.finfo(np.float32).min)
+    return F.softmax(paddle.where(keep, scores, lowest), axis=-1)
+
+
+@pytest.mark.parametrize("terms", ["c2p+p2c", "c2p", "p2c", "none"])
+@pytest.mark.parametrize("length", [5, 40])
+def test_disentangled_softmax_matches_paddle_ops(built, rng, threads, strided_views, terms, length):
+    """pp_disentangled_softmax (DeBERTa's attention, inference only) on strided inputs, a padded key, a padded
+    query row (uniform, as transformers' fill gives) and either relative term left out."""
+    batch, heads, span, scale = 2, 3, 9, 3.5
+    _, raw = strided_leaf(rng, batch, heads, length, length, scale=4.0)
+    _, c2p = strided_leaf(rng, batch, heads, length, span, scale=4.0)
+    _, p2c = strided_leaf(rng, batch, heads, length, span, scale=4.0)
+    c2p_index, p2c_index = (paddle.to_tensor(rng.integers(0, span, (length, length))) for _ in range(2))
+    kept = np.ones((batch, length), bool)
+    kept[1, length // 2:] = False
+    keep = paddle.to_tensor(kept[:, None, :, None] & kept[:, None, None, :])
+    if "c2p" not in terms:
+        c2p = c2p_index = None
+    if "p2c" not in terms:
+        p2c = p2c_index = None
+    with paddle.no_grad():
+        fused = built.pp_disentangled_softmax(raw, c2p, c2p_index, p2c, p2c_index, keep, scale).numpy()
+        expected = disentangled_reference(raw, c2p, c2p_index, p2c, p2c_index, keep, scale).numpy()
+    assert_close(fused, expected)
+    assert float(fused[1, :, :length // 2, length // 2:].max()) == 0.0  # padded keys of kept queries
+    assert_close(fused[1, :, length - 1], np.full((heads, length), 1 / length))  # a padded query: uniform
+
+
+def test_disentangled_softmax_refuses_an_index_out_of_range(built, rng):
+    raw = paddle.to_tensor(rng.standard_normal((1, 2, 4, 4)).astype("float32"))
+    scores = paddle.to_tensor(rng.standard_normal((1, 2, 4, 3)).astype("float32"))
+    index = paddle.full([4, 4], 3, dtype="int64")  # span is 3
+    keep = paddle.ones([1, 1, 4, 4], dtype="bool")
+    with paddle.no_grad(), pytest.raises(Exception, match="index out of range"):
+        built.pp_disentangled_softmax(raw, scores, index, None, None, keep, 2.0)
+
+
+# DeBERTa's attention variants: log buckets with shared keys (deberta-v3's), separate position projections with
+# distances past max_relative_positions (clipped indices), either relative term alone, no relative attention
+DEBERTA_VARIANTS = {
+    "v3-shared-keys": dict(share_att_key=True, position_buckets=16, max_relative_positions=64),
+    "separate-projections-clipped": dict(share_att_key=False, position_buckets=-1, max_relative_positions=4),
+    "c2p-only": dict(pos_att_type="c2p", position_buckets=8, max_relative_positions=32),
+    "p2c-only": dict(pos_att_type="p2c", position_buckets=8, max_relative_positions=32),
+    "no-relative-attention": dict(relative_attention=False, position_biased_input=True),
+}
+
+
+@pytest.mark.parametrize("variant", list(DEBERTA_VARIANTS))
+def test_deberta_inference_attention_equals_paddle_ops(built, rng, monkeypatch, variant):
+    """DeBERTa without autograd runs its attention on pp_disentangled_softmax (projecting only the relative
+    embedding rows some distance selects): hidden states and attention probabilities equal the ops path's."""
+    from paddleport.models import DebertaV2Config, DebertaV2Model
+
+    config = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                  max_position_embeddings=64, type_vocab_size=0, relative_attention=True, pos_att_type="p2c|c2p",
+                  norm_rel_ebd="layer_norm", position_biased_input=False, hidden_dropout_prob=0.0,
+                  attention_probs_dropout_prob=0.0)
+    paddle.seed(0)
+    model = DebertaV2Model.from_config(DebertaV2Config(**{**config, **DEBERTA_VARIANTS[variant]}))
+    model.eval()
+    input_ids = paddle.to_tensor(rng.integers(1, 100, (3, 21)))
+    attention_mask = paddle.to_tensor((np.arange(21)[None, :] < np.array([[21], [9], [1]])).astype("int64"))
+    calls = []
+    fused_kernel = built.pp_disentangled_softmax
+    monkeypatch.setattr(built, "pp_disentangled_softmax", lambda *args: calls.append(1) or fused_kernel(*args))
+
+    def forward():
+        with paddle.no_grad():
+            out = model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True,
+                        output_hidden_states=True)
+        return [t.numpy() for t in out.hidden_states + out.attentions]
+
+    fused = forward()
+    assert len(calls) == 2  # one per layer
+    layers.set_fast_cpu_paths(False)
+    try:
+        plain = forward()
+    finally:
+        layers.set_fast_cpu_paths(True)
+    kept = attention_mask.numpy().astype(bool)
+    for got, want in zip(fused, plain):
+        if got.ndim == 3:  # hidden states, at the kept positions
+            got, want = got[kept], want[kept]
+        assert_close(got, want, atol=1e-5)
+
+
 def test_dropout_keeps_one_minus_p_scales_and_reuses_its_mask_in_the_gradient(built, rng, threads):
     x = leaf(rng, 64, 1024)
     grad_out = paddle.to_tensor(rng.standard_normal((64, 1024)).astype("float32"))

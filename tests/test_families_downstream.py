@@ -181,6 +181,7 @@ def test_scibert_vocabulary_converts_and_runs(tmp_path):
 
 # DeBERTa-v2/v3 options the tiny registry config (tests/fixtures.py) leaves out; each against transformers.
 DEBERTA_VARIANTS = {
+    "tiny-registry-config": ("DebertaV2Model", {}),
     "v3-shared-keys": ("DebertaV2Model", dict(share_att_key=True, embedding_size=32, conv_kernel_size=0,
                                              position_buckets=256, max_relative_positions=-1)),
     "v2-token-types-absolute-positions-c2p": ("DebertaV2Model", dict(
@@ -198,6 +199,9 @@ DEBERTA_VARIANTS = {
 
 @pytest.mark.parametrize("variant", list(DEBERTA_VARIANTS))
 def test_deberta_options_match_transformers_and_round_trip(tmp_path, variant):
+    """With autograd and without (the inference path), each option within 1e-5 of transformers; HF -> Paddle -> HF
+    bit for bit."""
+    import paddle
     from safetensors.numpy import load_file
 
     from tests.fixtures import assert_within, forward_diffs
@@ -211,6 +215,8 @@ def test_deberta_options_match_transformers_and_round_trip(tmp_path, variant):
     batch = {name: value for name, value in qqp_batch(pairs=3).items() if name in paddle_model.input_names}
     assert ("token_type_ids" in batch) == (hf_model.config.type_vocab_size > 0)
     assert_within(forward_diffs(hf_model, paddle_model, batch), 1e-5)
+    with paddle.no_grad():  # inference: the attention on paddleport's fused CPU kernel (tests/test_cpu_kernels.py)
+        assert_within(forward_diffs(hf_model, paddle_model, batch), 1e-5)
     convert_checkpoint(tmp_path / "paddle", tmp_path / "back", to="hf", progress=False)
     before, after = load_file(tmp_path / "hf" / "model.safetensors"), load_file(tmp_path / "back" / "model.safetensors")
     assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)

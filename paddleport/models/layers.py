@@ -180,14 +180,14 @@ def attention_mask_for_layers(mask, num_heads: int):
 
 # --- inference-only fusions: a Linear's bias folded into the op after its matmul --------------------
 
-def _inference_kernels_for(x):
+def inference_kernels_for(x):
     """The kernels when no gradient is recorded (the fused ops below have no backward)."""
     return None if paddle.is_grad_enabled() else _cpu_kernels_for(x)
 
 
 def dense_gelu(dense: nn.Linear, hidden_states):
     """``gelu(dense(hidden_states))``; without autograd, the bias add and GELU are one pass after the matmul."""
-    kernels = _inference_kernels_for(hidden_states)
+    kernels = inference_kernels_for(hidden_states)
     if kernels is None or not isinstance(dense, nn.Linear):  # a wrapped Linear (LoRA) runs its own forward
         return gelu(dense(hidden_states))
     return kernels.pp_bias_gelu(paddle.matmul(hidden_states, dense.weight), dense.bias)
@@ -198,7 +198,7 @@ def dense_residual_layer_norm(dense: nn.Linear, dropout: nn.Dropout | None, laye
     """``layer_norm(dropout(dense(hidden_states)) + residual)`` (no dropout when ``dropout`` is None); without
     autograd and with dropout off, the bias, residual add and norm are one pass after the matmul (saves two
     full-size adds per block)."""
-    kernels = _inference_kernels_for(hidden_states)
+    kernels = inference_kernels_for(hidden_states)
     dropout_off = dropout is None or not dropout.training or dropout.p == 0
     if (kernels is None or not dropout_off or not _kernel_can_normalise(layer_norm)
             or not isinstance(dense, nn.Linear)):  # a wrapped Linear (LoRA) runs its own forward
@@ -229,14 +229,14 @@ def add_channel_bias(x, bias):
 
 def channel_bias_gelu(x, bias):
     """``gelu(x + bias)`` over [batch, channels, width]; without autograd, one pass (SqueezeBERT's intermediate)."""
-    kernels = _inference_kernels_for(x)
+    kernels = inference_kernels_for(x)
     return gelu(add_channel_bias(x, bias)) if kernels is None else kernels.pp_channel_bias_gelu(x, bias)
 
 
 def channel_bias_residual_layer_norm(x, bias, dropout: nn.Dropout, layer_norm: nn.LayerNorm, residual):
     """``layer_norm(dropout(x + bias) + residual)`` over the channels of [batch, channels, width]; without autograd
     and with dropout off, one pass (the bias, residual add and norm of SqueezeBERT's conv blocks)."""
-    kernels = _inference_kernels_for(x)
+    kernels = inference_kernels_for(x)
     if kernels is None or (dropout.training and dropout.p != 0):
         return layer_norm(dropout(add_channel_bias(x, bias)) + residual)
     return kernels.pp_channel_bias_residual_layer_norm(x, bias, residual, layer_norm.weight, layer_norm.bias,

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "paddle/extension.h"
@@ -619,6 +620,102 @@ std::vector<paddle::Tensor> DropoutBackward(const paddle::Tensor& grad_out_arg, 
   return {ApplyDropoutMask(grad_out, p, seed)};
 }
 
+// ---- DeBERTa's disentangled attention probabilities (inference only: no gradient) ------------------------
+// softmax over the keys of where(keep, raw / scale + (c2p[q, c2p_index[q, k]] / scale + p2c[k, p2c_index[q, k]]
+// / scale), lowest), in transformers' order of operations: the gathers of the content->position and
+// position->content scores, the transposed p2c gather (p2c_index is given already transposed: [query, key]),
+// the divisions, the adds, the masked fill with the dtype's minimum and the softmax are one pass over each score
+// row, where Paddle's ops wrote and read a [batch, heads, query, key] tensor ten times (take_along_axis with
+// materialised broadcast indices was the slowest). Either relative term may be absent (DeBERTa's pos_att_type).
+
+std::vector<paddle::Tensor> DisentangledSoftmaxForward(const paddle::Tensor& raw_arg,
+                                                       const paddle::optional<paddle::Tensor>& c2p_arg,
+                                                       const paddle::optional<paddle::Tensor>& c2p_index_arg,
+                                                       const paddle::optional<paddle::Tensor>& p2c_arg,
+                                                       const paddle::optional<paddle::Tensor>& p2c_index_arg,
+                                                       const paddle::Tensor& keep_arg, float scale) {
+  const paddle::Tensor raw = Dense(raw_arg);
+  const paddle::Tensor keep = Dense(keep_arg);
+  CheckFloat32Cpu(raw, "pp_disentangled_softmax");
+  const auto& shape = raw.shape();
+  PD_CHECK(shape.size() == 4 && shape[2] == shape[3],
+           "pp_disentangled_softmax: expects [batch, heads, length, length] scores");
+  const int64_t batch = shape[0], heads = shape[1], length = shape[3];
+  PD_CHECK(keep.dtype() == paddle::DataType::BOOL && keep.numel() == batch * length * length,
+           "pp_disentangled_softmax: keep must be a [batch, 1, length, length] bool mask");
+  PD_CHECK(c2p_arg.is_initialized() == c2p_index_arg.is_initialized() &&
+               p2c_arg.is_initialized() == p2c_index_arg.is_initialized(),
+           "pp_disentangled_softmax: each relative term needs its scores and its index");
+  // the optional relative terms: scores [batch, heads, length, span] and int64 indices [length, length]
+  struct Term {
+    paddle::Tensor scores, index;
+    const float* data = nullptr;
+    const int64_t* at = nullptr;
+    int64_t span = 0;
+  };
+  auto term_of = [&](const paddle::optional<paddle::Tensor>& scores, const paddle::optional<paddle::Tensor>& index,
+                     const char* name) {
+    Term term;
+    if (!scores.is_initialized()) return term;
+    term.scores = Dense(*scores);
+    term.index = Dense(*index);
+    CheckFloat32Cpu(term.scores, name);
+    const auto& dims = term.scores.shape();
+    PD_CHECK(dims.size() == 4 && dims[0] == batch && dims[1] == heads && dims[2] == length, name,
+             ": scores must be [batch, heads, length, span]");
+    PD_CHECK(term.index.dtype() == paddle::DataType::INT64 && term.index.numel() == length * length, name,
+             ": index must be [length, length] int64");
+    term.span = dims[3];
+    const int64_t* at = term.index.data<int64_t>();
+    for (int64_t i = 0; i < length * length; ++i)
+      PD_CHECK(at[i] >= 0 && at[i] < term.span, name, ": index out of range");
+    term.data = term.scores.data<float>();
+    term.at = at;
+    return term;
+  };
+  const Term c2p = term_of(c2p_arg, c2p_index_arg, "pp_disentangled_softmax (c2p)");
+  const Term p2c = term_of(p2c_arg, p2c_index_arg, "pp_disentangled_softmax (p2c)");
+  auto out = paddle::empty_like(raw);
+  const float* in = raw.data<float>();
+  const bool* kept = keep.data<bool>();
+  float* result = out.data<float>();
+  const float lowest = std::numeric_limits<float>::lowest();
+  const int64_t rows = batch * heads * length;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t plane = row / length, query = row % length, n = plane / heads;
+    const float* source = in + row * length;
+    const bool* keep_row = kept + (n * length + query) * length;
+    float* target = result + row * length;
+    for (int64_t key = 0; key < length; ++key) target[key] = 0.f;
+    if (c2p.data != nullptr) {  // c2p[batch, head, query, c2p_index[query, key]]
+      const float* scores = c2p.data + row * c2p.span;
+      const int64_t* index = c2p.at + query * length;
+      for (int64_t key = 0; key < length; ++key) target[key] = scores[index[key]] / scale;
+    }
+    if (p2c.data != nullptr) {  // p2c[batch, head, key, p2c_index[query, key]] (the transposed gather)
+      const float* scores = p2c.data + plane * length * p2c.span;
+      const int64_t* index = p2c.at + query * length;
+      for (int64_t key = 0; key < length; ++key) target[key] += scores[key * p2c.span + index[key]] / scale;
+    }
+    float largest = lowest;
+    for (int64_t key = 0; key < length; ++key) {
+      target[key] = keep_row[key] ? source[key] / scale + target[key] : lowest;
+      largest = std::max(largest, target[key]);
+    }
+    float total = 0.f;
+#pragma omp simd reduction(+ : total)
+    for (int64_t key = 0; key < length; ++key) {
+      target[key] = Exp(target[key] - largest);
+      total += target[key];
+    }
+    const float inverse = 1.f / total;
+#pragma omp simd
+    for (int64_t key = 0; key < length; ++key) target[key] *= inverse;
+  }
+  return {out};
+}
+
 // ---- shape and dtype inference -----------------------------------------------------------------------
 
 std::vector<std::vector<int64_t>> SameShape(const std::vector<int64_t>& x_shape) { return {x_shape}; }
@@ -744,3 +841,10 @@ PD_BUILD_OP(pp_channel_bias_gelu)
     .SetKernelFn(PD_KERNEL(ChannelBiasGeluForward))
     .SetInferShapeFn(PD_INFER_SHAPE(FirstShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(FirstDtype));
+
+PD_BUILD_OP(pp_disentangled_softmax)
+    .Inputs({"Raw", paddle::Optional("C2p"), paddle::Optional("C2pIndex"), paddle::Optional("P2c"),
+             paddle::Optional("P2cIndex"), "Keep"})
+    .Outputs({"Out"})
+    .Attrs({"scale: float"})
+    .SetKernelFn(PD_KERNEL(DisentangledSoftmaxForward));
