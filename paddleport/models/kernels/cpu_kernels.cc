@@ -79,6 +79,19 @@ void SumPartials(const std::vector<float>& partial, int threads, int64_t size, f
   }
 }
 
+// The softmax of a row of `count` scores whose maximum is `largest`, in place: exp(x - largest) / their sum.
+inline void NormaliseExponentials(float* row, int64_t count, float largest) {
+  float total = 0.f;
+#pragma omp simd reduction(+ : total)
+  for (int64_t j = 0; j < count; ++j) {
+    row[j] = Exp(row[j] - largest);
+    total += row[j];
+  }
+  const float inverse = 1.f / total;
+#pragma omp simd
+  for (int64_t j = 0; j < count; ++j) row[j] *= inverse;
+}
+
 // ---- softmax(x * scale + mask) over the last axis; mask is additive, [batch, 1, 1, keys] ----------------
 
 std::vector<paddle::Tensor> SoftmaxMaskForward(const paddle::Tensor& x_arg, const paddle::Tensor& mask_arg,
@@ -107,15 +120,7 @@ std::vector<paddle::Tensor> SoftmaxMaskForward(const paddle::Tensor& x_arg, cons
       target[j] = source[j] * scale + mask_row[j];
       largest = std::max(largest, target[j]);
     }
-    float total = 0.f;
-#pragma omp simd reduction(+ : total)
-    for (int64_t j = 0; j < keys; ++j) {
-      target[j] = Exp(target[j] - largest);
-      total += target[j];
-    }
-    const float inverse = 1.f / total;
-#pragma omp simd
-    for (int64_t j = 0; j < keys; ++j) target[j] *= inverse;
+    NormaliseExponentials(target, keys, largest);
   }
   return {out};
 }
@@ -703,15 +708,7 @@ std::vector<paddle::Tensor> DisentangledSoftmaxForward(const paddle::Tensor& raw
       target[key] = keep_row[key] ? source[key] / scale + target[key] : lowest;
       largest = std::max(largest, target[key]);
     }
-    float total = 0.f;
-#pragma omp simd reduction(+ : total)
-    for (int64_t key = 0; key < length; ++key) {
-      target[key] = Exp(target[key] - largest);
-      total += target[key];
-    }
-    const float inverse = 1.f / total;
-#pragma omp simd
-    for (int64_t key = 0; key < length; ++key) target[key] *= inverse;
+    NormaliseExponentials(target, length, largest);
   }
   return {out};
 }
