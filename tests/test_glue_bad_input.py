@@ -98,3 +98,9 @@ def test_gpu_without_one_is_a_one_line_exit_2(framework, tiny_bert, tmp_path, ca
     error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("paddleport")]
     assert code == 2 and error_lines == [error_lines[0]] and "--device: gpu requested" in error_lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_gradient_checkpointing_transformers_cannot_do(tmp_path):
+    albert = make_tiny_hf_checkpoint(tmp_path / "albert", "AlbertModel")
+    expect_error(config(albert, tmp_path / "out", gradient_checkpointing=True),
+                 r"--gradient-checkpointing: transformers' AlbertForSequenceClassification does not support it")

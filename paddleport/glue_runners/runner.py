@@ -372,6 +372,8 @@ def _run_glue(config: GlueRunConfig, launch: LaunchInfo) -> dict:
                                                             reserved=virtual_tokens(config.peft_settings())))
     if config.peft_settings() is not None:  # what the method needs of the model: checked before training
         plan_for_checkpoint(info.config, task.num_labels, config.peft_settings())
+    if config.gradient_checkpointing and config.framework == "torch":
+        check_torch_checkpointing(info.config)
     data = load_run_data(config, task)
     tokenizer = load_tokenizer(config.tokenizer_dir())
     with output_dir_lock(config, launch):
@@ -379,6 +381,18 @@ def _run_glue(config: GlueRunConfig, launch: LaunchInfo) -> dict:
         # threads and CPU settings: the entry point's runtime.setup, or one for this call, restored after it
         with runtime.ensure(config.device, config.num_threads, (config.framework,)):
             return _train_and_report(config, launch, task, info, data, tokenizer)
+
+
+def check_torch_checkpointing(model_config: dict) -> None:
+    """transformers' ALBERT and SqueezeBERT cannot checkpoint (``supports_gradient_checkpointing`` False)."""
+    import transformers
+
+    from paddleport.peft.methods import sequence_classification_class
+
+    name = sequence_classification_class(model_config)
+    if not getattr(transformers, name).supports_gradient_checkpointing:
+        raise PaddleportError("--gradient-checkpointing", f"transformers' {name} does not support it (paddleport's "
+                                                          "Paddle model does: --framework paddle)")
 
 
 def _train_and_report(config: GlueRunConfig, launch: LaunchInfo, task: GlueTask, info: ModelDirInfo,
