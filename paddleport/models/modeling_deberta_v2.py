@@ -104,7 +104,7 @@ class DisentangledSelfAttention(nn.Layer):
         return x.reshape([0, 0, self.num_attention_heads, self.attention_head_size]).transpose([0, 2, 1, 3])
 
     def forward(self, hidden_states, attention_mask, output_attentions=False, relative_pos=None,
-                rel_embeddings=None):
+                rel_embeddings=None, gather_index=None):
         query_layer = self.transpose_for_scores(self.query_proj(hidden_states))
         key_layer = self.transpose_for_scores(self.key_proj(hidden_states))
         value_layer = self.transpose_for_scores(self.value_proj(hidden_states))
@@ -118,10 +118,12 @@ class DisentangledSelfAttention(nn.Layer):
                                                          relative_pos, rel_embeddings, scale_factor)
         else:
             scale = scaled_size_sqrt(self.attention_head_size, scale_factor)
-            attention_scores = paddle.matmul(query_layer, key_layer.transpose([0, 1, 3, 2]) / scale)
+            attention_scores = paddle.matmul(query_layer, key_layer / scale, transpose_y=True)
             if self.relative_attention:
+                if gather_index is None:
+                    gather_index = self.gather_indices(relative_pos, attention_scores)
                 attention_scores = attention_scores + self.disentangled_attention_bias(
-                    query_layer, key_layer, attention_scores, relative_pos, rel_embeddings, scale)
+                    query_layer, key_layer, gather_index, rel_embeddings, scale)
             # transformers' masked_fill, as a where (paddle2onnx has no masked_fill)
             lowest = paddle.full_like(attention_scores, paddle.finfo(attention_scores.dtype).min)
             attention_scores = paddle.where(attention_mask, attention_scores, lowest)
@@ -146,28 +148,36 @@ class DisentangledSelfAttention(nn.Layer):
                 pos_query_layer = self.transpose_for_scores(self.pos_query_proj(rel_embeddings))
         return pos_query_layer, pos_key_layer
 
-    def disentangled_attention_bias(self, query_layer, key_layer, scores, relative_pos, rel_embeddings, scale):
-        """c2p and p2c scores [batch, heads, query, key]; ``scores`` only lends its shape to the gather indices."""
+    def gather_indices(self, relative_pos, like):
+        """(c2p, p2c) gather indices [batch, heads, query, key] (int64) of the relative positions [1, query, key],
+        expanded as transformers expands them; ``like`` [batch, 1 or heads, query, key] lends its batch and length.
+        Every layer's are the same, so the encoder builds them once per forward (in the exported program each layer
+        built its own: a zeros_like and two full-size int64 adds per layer, 11 % of the program's time)."""
         att_span = self.pos_ebd_size
         relative_pos = relative_pos.unsqueeze(1)  # [1, 1, query, key]
-        # zeros [batch, heads, query, key]: added to a [1, 1, query, key] index, the gather index transformers
-        # expands to (an add where expand_as would do: paddle2onnx's Expand fails on dynamic shapes)
-        index_shape = paddle.zeros_like(scores, dtype="int64")
-        pos_query_layer, pos_key_layer = self.relative_projections(rel_embeddings[0:att_span * 2, :])
+        # zeros [batch, heads, query, key] added to a [1, 1, query, key] index (an add where expand_as would do:
+        # paddle2onnx's Expand fails on dynamic shapes)
+        index_shape = (paddle.zeros_like(like, dtype="int64")
+                       + paddle.zeros([1, self.num_attention_heads, 1, 1], dtype="int64"))
+        c2p_pos = paddle.clip(relative_pos + att_span, 0, att_span * 2 - 1) if "c2p" in self.pos_att_type else None
+        # position -> content (query and key lengths are equal: transformers' build_rpos returns relative_pos)
+        p2c_pos = paddle.clip(-relative_pos + att_span, 0, att_span * 2 - 1) if "p2c" in self.pos_att_type else None
+        return tuple(None if pos is None else pos + index_shape for pos in (c2p_pos, p2c_pos))
 
+    def disentangled_attention_bias(self, query_layer, key_layer, gather_index, rel_embeddings, scale):
+        """c2p and p2c scores [batch, heads, query, key], gathered at ``gather_index`` (:meth:`gather_indices`)."""
+        c2p_index, p2c_index = gather_index
+        pos_query_layer, pos_key_layer = self.relative_projections(rel_embeddings[0:self.pos_ebd_size * 2, :])
         score = None
         # content -> position
         if "c2p" in self.pos_att_type:
             c2p_att = paddle.matmul(query_layer, pos_key_layer, transpose_y=True)
-            c2p_pos = paddle.clip(relative_pos + att_span, 0, att_span * 2 - 1)
-            c2p_att = paddle.take_along_axis(c2p_att, c2p_pos + index_shape, axis=-1, broadcast=False)
+            c2p_att = paddle.take_along_axis(c2p_att, c2p_index, axis=-1, broadcast=False)
             score = c2p_att / scale
-        # position -> content (query and key lengths are equal: transformers' build_rpos returns relative_pos)
+        # position -> content
         if "p2c" in self.pos_att_type:
-            p2c_pos = paddle.clip(-relative_pos + att_span, 0, att_span * 2 - 1)
             p2c_att = paddle.matmul(key_layer, pos_query_layer, transpose_y=True)
-            p2c_att = paddle.take_along_axis(p2c_att, p2c_pos + index_shape, axis=-1,
-                                             broadcast=False).transpose([0, 1, 3, 2])
+            p2c_att = paddle.take_along_axis(p2c_att, p2c_index, axis=-1, broadcast=False).transpose([0, 1, 3, 2])
             score = p2c_att / scale if score is None else score + p2c_att / scale
         return 0 if score is None else score
 
@@ -207,9 +217,11 @@ class DebertaV2Attention(nn.Layer):
         self.self = DisentangledSelfAttention(config)
         self.output = DebertaV2SelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask, output_attentions=False, relative_pos=None, rel_embeddings=None):
+    def forward(self, hidden_states, attention_mask, output_attentions=False, relative_pos=None, rel_embeddings=None,
+                gather_index=None):
         self_output, att_matrix = self.self(hidden_states, attention_mask, output_attentions,
-                                            relative_pos=relative_pos, rel_embeddings=rel_embeddings)
+                                            relative_pos=relative_pos, rel_embeddings=rel_embeddings,
+                                            gather_index=gather_index)
         return self.output(self_output, hidden_states), att_matrix
 
 
@@ -233,9 +245,10 @@ class DebertaV2Layer(nn.Layer):
         self.output = DebertaV2Output(config)
 
     def forward(self, hidden_states, attention_mask, relative_pos=None, rel_embeddings=None,
-                output_attentions=False):
+                output_attentions=False, gather_index=None):
         attention_output, att_matrix = self.attention(hidden_states, attention_mask, output_attentions,
-                                                      relative_pos=relative_pos, rel_embeddings=rel_embeddings)
+                                                      relative_pos=relative_pos, rel_embeddings=rel_embeddings,
+                                                      gather_index=gather_index)
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layer_output, att_matrix
 
@@ -339,6 +352,13 @@ class DebertaV2Encoder(nn.Layer):
         return build_relative_position(length, length, bucket_size=self.position_buckets,
                                        max_position=self.max_relative_positions)
 
+    def get_gather_index(self, hidden_states, relative_pos, attention_mask):
+        """The c2p/p2c gather indices every layer's Paddle ops share, built once per forward; None when the layers
+        run paddleport's fused kernel instead (eager inference on CPU), which gathers without them."""
+        if not self.relative_attention or inference_kernels_for(hidden_states) is not None:
+            return None
+        return self.layer[0].attention.self.gather_indices(relative_pos, attention_mask)
+
     def forward(self, hidden_states, attention_mask, output_hidden_states=False, output_attentions=False):
         input_mask = attention_mask
         attention_mask = self.get_attention_mask(attention_mask)
@@ -347,14 +367,16 @@ class DebertaV2Encoder(nn.Layer):
         all_attentions = () if output_attentions else None
         next_kv = hidden_states
         rel_embeddings = self.get_rel_embedding()
+        gather_index = self.get_gather_index(hidden_states, relative_pos, attention_mask)
         for index, layer_module in enumerate(self.layer):
             if self.gradient_checkpointing and self.training:
                 output_states, attn_weights = checkpointed(layer_module, next_kv, attention_mask, relative_pos,
-                                                           rel_embeddings, output_attentions)
+                                                           rel_embeddings, output_attentions, gather_index)
             else:
                 output_states, attn_weights = layer_module(next_kv, attention_mask, relative_pos=relative_pos,
                                                            rel_embeddings=rel_embeddings,
-                                                           output_attentions=output_attentions)
+                                                           output_attentions=output_attentions,
+                                                           gather_index=gather_index)
             if output_attentions:
                 all_attentions += (attn_weights,)
             if index == 0 and self.conv is not None:
