@@ -34,7 +34,7 @@ def built():
 
 
 def test_the_kernels_build(built):
-    assert hasattr(built, "pp_layer_norm") and hasattr(built, "pp_bias_residual_layer_norm")
+    assert hasattr(built, "pp_layer_norm") and hasattr(built, "pp_pointwise_conv_residual_layer_norm")
 
 
 @pytest.fixture
@@ -165,19 +165,72 @@ def test_channel_layer_norm_of_one_sequence_matches_paddle_across_column_blocks(
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-@pytest.mark.parametrize("channels", WIDTHS)
-@pytest.mark.parametrize("batch, width", [(1, 70), (3, 11)])
-def test_fused_channel_kernels_match_paddle_ops_with_distinct_biases(built, rng, threads, strided_views, channels,
-                                                                     batch, width):
-    _, x = strided_leaf(rng, batch, channels, width, scale=3.0)
-    _, residual = strided_leaf(rng, batch, channels, width)
-    conv_bias, weight, norm_bias = leaf(rng, channels), leaf(rng, channels), leaf(rng, channels)
+def conv_inputs(rng, batch, in_channels, out_channels, groups, width):
+    """A strided [batch, in, width] input, the Conv1D weight [out, in / groups, 1], distinct biases and a residual;
+    outputs of order 1 (weights scaled by 1/sqrt(fan-in)), as in a model, so float32 sums of up to 769 terms in a
+    different order stay within the tolerance."""
+    _, x = strided_leaf(rng, batch, in_channels, width)
+    _, residual = strided_leaf(rng, batch, out_channels, width)
+    weight = leaf(rng, out_channels, in_channels // groups, 1, scale=(in_channels // groups) ** -0.5)
+    conv_bias, norm_weight, norm_bias = leaf(rng, out_channels), leaf(rng, out_channels), leaf(rng, out_channels)
+    return x, weight, conv_bias, residual, norm_weight, norm_bias
+
+
+# (in, out, groups): SqueezeBERT's q/k/v, post-attention, intermediate and output shapes in small, and widths and
+# channel counts that are not multiples of a vector
+CONV_SHAPES = [(64, 64, 4), (48, 48, 1), (32, 128, 4), (128, 32, 4), (40, 24, 2), (769, 769, 1)]
+
+
+@pytest.mark.parametrize("in_channels, out_channels, groups", CONV_SHAPES)
+@pytest.mark.parametrize("batch, width", [(1, 70), (3, 11), (2, 129)])  # batch 1: the columns split into tiles
+def test_pointwise_conv_kernels_match_paddle_conv1d(built, rng, threads, strided_views, in_channels, out_channels,
+                                                    groups, batch, width):
+    x, weight, conv_bias, residual, norm_weight, norm_bias = conv_inputs(rng, batch, in_channels, out_channels,
+                                                                         groups, width)
     with paddle.no_grad():
-        fused = built.pp_channel_bias_residual_layer_norm(x, conv_bias, residual, weight, norm_bias, 1e-12)
-        summed = (x + conv_bias.unsqueeze(-1) + residual).transpose([0, 2, 1])
-        expected = F.layer_norm(summed, [channels], weight, norm_bias, 1e-12).transpose([0, 2, 1])
+        conv = F.conv1d(x, weight, conv_bias, groups=groups)
+        assert_close(built.pp_pointwise_conv(x, weight, conv_bias, groups).numpy(), conv.numpy(), atol=1e-5)
+        assert_close(built.pp_pointwise_conv_gelu(x, weight, conv_bias, groups).numpy(), F.gelu(conv).numpy(),
+                     atol=1e-5)
+        fused = built.pp_pointwise_conv_residual_layer_norm(x, weight, conv_bias, residual, norm_weight, norm_bias,
+                                                            groups, 1e-12)
+        expected = F.layer_norm((conv + residual).transpose([0, 2, 1]), [out_channels], norm_weight, norm_bias,
+                                1e-12).transpose([0, 2, 1])
         assert_close(fused.numpy(), expected.numpy(), atol=1e-5)
-        assert_close(built.pp_channel_bias_gelu(x, conv_bias).numpy(), F.gelu(x + conv_bias.unsqueeze(-1)).numpy())
+
+
+def test_pointwise_conv_kernels_reject_a_weight_of_the_wrong_shape(built, rng):
+    x, weight, conv_bias, *_ = conv_inputs(rng, 2, 64, 64, 4, 5)
+    with paddle.no_grad(), pytest.raises(OSError, match="weight must be"):
+        built.pp_pointwise_conv(x, weight, conv_bias, 2)  # [64, 16, 1] is the weight of 4 groups, not 2
+
+
+def heads_attention(query, key, value, mask, scaling, num_heads):
+    """Paddle ops: context [batch, channels, width] and scores (scaled, masked, before the softmax)."""
+    batch, channels, width = query.shape
+    q, k, v = (t.reshape([batch, num_heads, channels // num_heads, width]) for t in (query, key, value))
+    scores = paddle.matmul(q, k, transpose_x=True) * scaling + mask
+    context = paddle.matmul(v, F.softmax(scores, axis=-1), transpose_y=True)
+    return context.reshape([batch, channels, width]), scores
+
+
+@pytest.mark.parametrize("channels, num_heads", [(64, 4), (48, 12), (40, 5)])
+@pytest.mark.parametrize("batch, width", [(1, 70), (3, 11), (2, 129)])
+def test_channel_attention_kernel_matches_paddle_ops(built, rng, threads, strided_views, channels, num_heads, batch,
+                                                     width):
+    (_, query), (_, key), (_, value) = (strided_leaf(rng, batch, channels, width) for _ in range(3))
+    mask = additive_mask(rng, batch, width)
+    with paddle.no_grad():
+        context, scores = heads_attention(query, key, value, mask, 0.3, num_heads)
+        for keep_scores in (False, True):
+            ours, our_scores = built.pp_channel_attention(query, key, value, mask, 0.3, num_heads, keep_scores)
+            assert_close(ours.numpy(), context.numpy(), atol=1e-5)
+            if keep_scores:  # masked keys hold float32's min plus a score: compared where the mask keeps a key
+                kept = np.broadcast_to(mask.numpy() == 0, scores.shape)
+                assert_close(our_scores.numpy()[kept], scores.numpy()[kept], atol=1e-5)
+                assert (our_scores.numpy()[~kept] < -1e38).all()
+            else:
+                assert our_scores.shape == [0]
 
 
 @pytest.mark.parametrize("channels", WIDTHS)
@@ -237,24 +290,40 @@ def test_inference_fusions_in_the_layers_equal_the_unfused_layers(built, rng):
     assert_close(fused_gelu, F.gelu(linear).numpy())
 
 
-def test_channel_inference_fusions_in_the_layers_equal_the_unfused_layers(built, rng):
-    """SqueezeBERT's helpers: the convolution's bias into the fusion, the norm's into the norm; dropout on in
-    training falls back to the unfused ops."""
-    norm, dropout = layers.ChannelLayerNorm(48, epsilon=1e-12), layers.Dropout(0.1)
-    for parameter in (norm.weight, norm.bias):
+def test_squeezebert_layers_without_autograd_equal_paddle_ops(built, rng):
+    """PointwiseConv1D, its fused GELU and residual + norm, and channel_attention: the kernels without autograd,
+    Paddle's ops with autograd or with the fast paths off; dropout on in training falls back to the unfused ops."""
+    conv, norm = layers.PointwiseConv1D(48, 48, groups=4), layers.ChannelLayerNorm(48, epsilon=1e-12)
+    dropout, attention_dropout = layers.Dropout(0.1), layers.Dropout(0.1)
+    for parameter in (*conv.parameters(), *norm.parameters()):
         parameter.set_value(rng.standard_normal(parameter.shape).astype("float32"))
-    conv_bias = paddle.to_tensor(rng.standard_normal(48).astype("float32"))
     x, residual = (paddle.to_tensor(rng.standard_normal((2, 48, 9)).astype("float32")) for _ in range(2))
-    shifted = x + conv_bias.unsqueeze(-1)
-    expected = F.layer_norm((shifted + residual).transpose([0, 2, 1]), [48], norm.weight, norm.bias, 1e-12)
-    dropout.eval()
+    mask = additive_mask(rng, 2, 9)
+
+    def outputs():
+        context, scores = layers.channel_attention(conv(x), x, residual, mask, 0.25, 4, attention_dropout, True)
+        return [conv(x), layers.pointwise_conv_gelu(conv, x),
+                layers.pointwise_conv_residual_layer_norm(conv, dropout, norm, x, residual), context, scores]
+
+    dropout.eval(), attention_dropout.eval()
     with paddle.no_grad():
-        fused = layers.channel_bias_residual_layer_norm(x, conv_bias, dropout, norm, residual)
-        assert_close(fused.numpy(), expected.transpose([0, 2, 1]).numpy(), atol=1e-5)
-        assert_close(layers.channel_bias_gelu(x, conv_bias).numpy(), F.gelu(shifted).numpy())
-        dropout.train()
-        trained = layers.channel_bias_residual_layer_norm(x, conv_bias, dropout, norm, residual)
-    assert not np.allclose(trained.numpy(), fused.numpy())  # dropout applied: the unfused path ran
+        fused = outputs()
+        layers.set_fast_cpu_paths(False)
+        try:
+            plain = outputs()
+        finally:
+            layers.set_fast_cpu_paths(True)
+    with_autograd = outputs()
+    kept = np.broadcast_to(mask.numpy() == 0, fused[-1].shape)
+    for ours, theirs, grads_recorded in zip(fused, plain, with_autograd):
+        expected = [t.numpy()[kept] if t.ndim == 4 else t.numpy() for t in (theirs, grads_recorded)]
+        for reference in expected:
+            assert_close(ours.numpy()[kept] if ours.ndim == 4 else ours.numpy(), reference, atol=1e-5)
+    assert layers.channel_attention(x, x, x, mask, 0.25, 4, attention_dropout, False)[1] is None
+    dropout.train()
+    with paddle.no_grad():
+        trained = layers.pointwise_conv_residual_layer_norm(conv, dropout, norm, x, residual)
+    assert not np.allclose(trained.numpy(), fused[2].numpy())  # dropout applied: the unfused path ran
 
 
 def disentangled_reference(raw, c2p, c2p_index, p2c, p2c_index, keep, scale):
@@ -429,6 +498,30 @@ def test_tiny_training_step_equals_paddle_ops(built, architecture):
     for name, grad in fast_grads.items():
         scale = max(1.0, float(np.abs(plain_grads[name]).max()))
         assert float(np.abs(grad - plain_grads[name]).max()) <= 1e-5 * scale, name
+
+
+def test_squeezebert_training_step_is_the_same_with_gradient_checkpointing(built):
+    """The recomputed layers return only tensors (their attention scores), with or without output_attentions."""
+    from paddleport.models import SqueezeBertConfig, SqueezeBertForSequenceClassification
+
+    rng = np.random.default_rng(1)
+    input_ids, labels = paddle.to_tensor(rng.integers(1, 100, (3, 7))), paddle.to_tensor(rng.integers(0, 3, (3,)))
+    paddle.seed(0)
+    model = SqueezeBertForSequenceClassification.from_config(SqueezeBertConfig(**TINY_CONFIGS["squeezebert"]))
+    model.train()
+    steps = []
+    for checkpointing, output_attentions in [(False, False), (True, False), (True, True)]:
+        model.transformer.encoder.gradient_checkpointing = checkpointing
+        model.clear_gradients()
+        paddle.seed(5)  # the same dropout masks in each step
+        output = model(input_ids=input_ids, labels=labels, output_attentions=output_attentions)
+        output.loss.backward()
+        assert (output.attentions is not None) == output_attentions
+        steps.append((float(output.loss), {name: param.grad.numpy() for name, param in model.named_parameters()}))
+    for loss, grads in steps[1:]:
+        assert loss == steps[0][0]
+        for name, grad in grads.items():
+            np.testing.assert_allclose(grad, steps[0][1][name], rtol=0, atol=1e-6, err_msg=name)
 
 
 def test_a_kernel_that_cannot_be_built_falls_back_with_a_warning(tmp_path, monkeypatch, caplog, capsys):

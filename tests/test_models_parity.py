@@ -131,3 +131,34 @@ def test_unsupported_config_options_are_errors(tmp_path):
     for flag in ("is_decoder", "add_cross_attention"):
         with pytest.raises(PaddleportError, match=f"{flag}=true is not supported"):
             models.BertConfig.from_dict({flag: True})
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["paddleport-kernels", "paddle-ops"])
+def test_squeezebert_attentions_match_transformers(tmp_path, batch, fast):
+    """SqueezeBERT's ``attentions`` are its scaled, masked scores before the softmax, as transformers returns them,
+    compared where the attention mask keeps both the query and the key."""
+    import paddle
+    import torch
+
+    from paddleport.models import layers
+
+    hf_model = make_tiny_hf_model("SqueezeBertModel", seed=3)
+    hf_model.save_pretrained(tmp_path / "hf")
+    convert_checkpoint(tmp_path / "hf", tmp_path / "paddle")
+    paddle_model = models.SqueezeBertModel.from_pretrained(tmp_path / "paddle")
+    paddle_model.eval()
+    with torch.no_grad():
+        expected = hf_model(**{k: torch.from_numpy(v) for k, v in batch.items()}, output_attentions=True).attentions
+    layers.set_fast_cpu_paths(fast)
+    try:
+        with paddle.no_grad():
+            actual = paddle_model(**{k: paddle.to_tensor(v) for k, v in batch.items()}, output_attentions=True)
+    finally:
+        layers.set_fast_cpu_paths(True)
+    keep = batch["attention_mask"].astype(bool)
+    kept = keep[:, None, :, None] & keep[:, None, None, :]
+    assert len(actual.attentions) == len(expected) == hf_model.config.num_hidden_layers
+    for want, got in zip(expected, actual.attentions):
+        assert list(got.shape) == list(want.shape)
+        within = np.broadcast_to(kept, want.shape)
+        assert np.abs(got.numpy()[within] - want.numpy()[within]).max() <= ATOL

@@ -227,17 +227,98 @@ def add_channel_bias(x, bias):
     return x + bias.unsqueeze(-1) if kernels is None else kernels.pp_channel_bias(x, bias)
 
 
-def channel_bias_gelu(x, bias):
-    """``gelu(x + bias)`` over [batch, channels, width]; without autograd, one pass (SqueezeBERT's intermediate)."""
-    kernels = inference_kernels_for(x)
-    return gelu(add_channel_bias(x, bias)) if kernels is None else kernels.pp_channel_bias_gelu(x, bias)
+def _dropout_off(dropout: nn.Dropout) -> bool:
+    return not dropout.training or dropout.p == 0
 
 
-def channel_bias_residual_layer_norm(x, bias, dropout: nn.Dropout, layer_norm: nn.LayerNorm, residual):
-    """``layer_norm(dropout(x + bias) + residual)`` over the channels of [batch, channels, width]; without autograd
-    and with dropout off, one pass (the bias, residual add and norm of SqueezeBERT's conv blocks)."""
-    kernels = inference_kernels_for(x)
-    if kernels is None or (dropout.training and dropout.p != 0):
-        return layer_norm(dropout(add_channel_bias(x, bias)) + residual)
-    return kernels.pp_channel_bias_residual_layer_norm(x, bias, residual, layer_norm.weight, layer_norm.bias,
-                                                       layer_norm._epsilon)
+class PointwiseConv1D(nn.Conv1D):
+    """A kernel-size-1 grouped ``Conv1D`` (same parameters, same layout) over [batch, channels, width] data.
+
+    Paddle's CPU grouped convolution is several times slower than a matmul over the groups, which is what this
+    computes; without autograd, paddleport's kernel runs the groups as sgemm tiles with the bias (and, through
+    :func:`pointwise_conv_gelu` / :func:`pointwise_conv_residual_layer_norm`, what follows it) added while each
+    tile is in cache.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, bias_attr=None):
+        super().__init__(in_channels, out_channels, kernel_size=1, groups=groups, bias_attr=bias_attr)
+        self.groups = groups
+
+    def forward(self, x):
+        kernels = _conv_kernels_for(self, x)
+        if kernels is None:
+            output = self.without_bias(x)
+            return output if self.bias is None else add_channel_bias(output, self.bias)
+        return kernels.pp_pointwise_conv(x, self.weight, self.bias, self.groups)
+
+    def without_bias(self, x):
+        """The convolution before its bias is added, [N, out_channels, W]."""
+        out_channels, in_per_group = self.weight.shape[0], self.weight.shape[1]
+        weight = self.weight.reshape([self.groups, out_channels // self.groups, in_per_group])
+        if paddle.is_grad_enabled():
+            grouped = self._differentiable_matmul(weight, x)
+        else:  # inference: the weight broadcast over the batch, no transposes
+            grouped = paddle.matmul(weight, x.reshape([0, self.groups, in_per_group, -1]))
+        return grouped.reshape([0, out_channels, -1])
+
+    def _differentiable_matmul(self, weight, x):
+        """[N, C, W] -> [groups, C/groups, N*W] -> one batched matmul -> [N, groups, out/groups, W].
+
+        Paddle cannot differentiate a matmul that broadcasts the weight over the batch.
+        """
+        batch, _, width = x.shape
+        groups, out_per_group, in_per_group = weight.shape
+        columns = x.reshape([batch, groups, in_per_group, width]).transpose([1, 2, 0, 3])
+        grouped = paddle.matmul(weight, columns.reshape([groups, in_per_group, batch * width]))
+        return grouped.reshape([groups, out_per_group, batch, width]).transpose([2, 0, 1, 3])
+
+
+def _conv_kernels_for(conv: nn.Layer, x):
+    """The kernels when no gradient is recorded and ``conv`` is a plain PointwiseConv1D with a bias (a LoRA-wrapped
+    convolution runs its own forward)."""
+    if not isinstance(conv, PointwiseConv1D) or conv.bias is None:
+        return None
+    return inference_kernels_for(x)
+
+
+def pointwise_conv_gelu(conv: PointwiseConv1D, x):
+    """``gelu(conv(x))``; without autograd, one kernel (SqueezeBERT's intermediate block)."""
+    kernels = _conv_kernels_for(conv, x)
+    if kernels is None:
+        return gelu(conv(x))
+    return kernels.pp_pointwise_conv_gelu(x, conv.weight, conv.bias, conv.groups)
+
+
+def pointwise_conv_residual_layer_norm(conv: PointwiseConv1D, dropout: nn.Dropout, layer_norm: ChannelLayerNorm, x,
+                                       residual):
+    """``layer_norm(dropout(conv(x)) + residual)`` over the channels of [batch, channels, width]; without autograd
+    and with dropout off, one kernel (SqueezeBERT's conv blocks)."""
+    kernels = _conv_kernels_for(conv, x)
+    if kernels is None or not _dropout_off(dropout):
+        return layer_norm(dropout(conv(x)) + residual)
+    return kernels.pp_pointwise_conv_residual_layer_norm(x, conv.weight, conv.bias, residual, layer_norm.weight,
+                                                         layer_norm.bias, conv.groups, layer_norm._epsilon)
+
+
+def channel_attention(query, key, value, mask, scaling: float, num_heads: int, dropout: nn.Dropout,
+                      output_attentions: bool):
+    """``(context, scores)``: attention over [batch, channels, width] query, key and value whose heads are blocks of
+    channels (SqueezeBERT's layout), the context in the same layout; ``scores`` is None unless ``output_attentions``,
+    else ``query^T key * scaling + mask`` [batch, heads, queries, keys], before the softmax (what transformers'
+    SqueezeBERT returns as its attentions). Without autograd and with dropout off, one kernel: each head's scores,
+    masked softmax and context computed in cache, nothing but the context written out."""
+    kernels = inference_kernels_for(query)
+    batch, channels, width = query.shape
+    if kernels is not None and _dropout_off(dropout) and (mask is None or mask.shape[1:3] == [1, 1]):
+        if mask is None:
+            mask = paddle.zeros([batch, 1, 1, width], dtype=query.dtype)
+        context, scores = kernels.pp_channel_attention(query, key, value, mask, scaling, num_heads,
+                                                       output_attentions)
+        return context, (scores if output_attentions else None)
+    heads = [t.reshape([0, num_heads, channels // num_heads, -1]) for t in (query, key, value)]
+    scores = paddle.matmul(heads[0], heads[1], transpose_x=True)
+    probs = dropout(attention_probs(scores, mask, scaling))
+    context = paddle.matmul(heads[2], probs, transpose_y=True)  # [N, heads, head_size, W]
+    if output_attentions:
+        scores = scores * scaling if mask is None else scores * scaling + mask
+    return context.reshape([0, channels, -1]), (scores if output_attentions else None)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import math
 
-import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
 from paddleport.core.configuration import SqueezeBertConfig
-from paddleport.models.layers import (ChannelLayerNorm, Dropout, Linear, add_channel_bias, attention_probs,
-                                      channel_bias_gelu, channel_bias_residual_layer_norm, gelu)
+from paddleport.models.layers import (ChannelLayerNorm, Dropout, Linear, PointwiseConv1D, channel_attention, gelu,
+                                      pointwise_conv_gelu, pointwise_conv_residual_layer_norm)
 from paddleport.models.modeling_bert import BertEmbeddings, BertOnlyMLMHead, BertPooler
 from paddleport.models.modeling_utils import (
     ACT2FN,
@@ -44,42 +43,6 @@ class SqueezeBertEmbeddings(BertEmbeddings):
         super().__init__(config, embedding_size=config.embedding_size)
 
 
-class PointwiseConv1D(nn.Conv1D):
-    """A kernel-size-1 grouped ``Conv1D`` (same parameters, same layout) computed as one batched matmul.
-
-    Paddle's CPU grouped convolution is several times slower than a matmul over the groups.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, groups: int, bias_attr=None):
-        super().__init__(in_channels, out_channels, kernel_size=1, groups=groups, bias_attr=bias_attr)
-        self.groups = groups
-
-    def forward(self, x):
-        output = self.without_bias(x)
-        return output if self.bias is None else add_channel_bias(output, self.bias)
-
-    def without_bias(self, x):
-        """The convolution before its bias is added, [N, out_channels, W]."""
-        out_channels, in_per_group = self.weight.shape[0], self.weight.shape[1]
-        weight = self.weight.reshape([self.groups, out_channels // self.groups, in_per_group])
-        if paddle.is_grad_enabled():
-            grouped = self._differentiable_matmul(weight, x)
-        else:  # inference: the weight broadcast over the batch, no transposes
-            grouped = paddle.matmul(weight, x.reshape([0, self.groups, in_per_group, -1]))
-        return grouped.reshape([0, out_channels, -1])
-
-    def _differentiable_matmul(self, weight, x):
-        """[N, C, W] -> [groups, C/groups, N*W] -> one batched matmul -> [N, groups, out/groups, W].
-
-        Paddle cannot differentiate a matmul that broadcasts the weight over the batch.
-        """
-        batch, _, width = x.shape
-        groups, out_per_group, in_per_group = weight.shape
-        columns = x.reshape([batch, groups, in_per_group, width]).transpose([1, 2, 0, 3])
-        grouped = paddle.matmul(weight, columns.reshape([groups, in_per_group, batch * width]))
-        return grouped.reshape([groups, out_per_group, batch, width]).transpose([2, 0, 1, 3])
-
-
 class SqueezeBertLayerNorm(ChannelLayerNorm):
     """LayerNorm over the channel dimension of NCW data."""
 
@@ -95,9 +58,9 @@ class ConvDropoutLayerNorm(nn.Layer):
         self.dropout = Dropout(dropout_prob)
 
     def forward(self, hidden_states, input_tensor):
-        # layernorm(dropout(conv1d(hidden_states)) + input_tensor), one pass after the matmul when nothing is trained
-        return channel_bias_residual_layer_norm(self.conv1d.without_bias(hidden_states), self.conv1d.bias,
-                                                self.dropout, self.layernorm, input_tensor)
+        # layernorm(dropout(conv1d(hidden_states)) + input_tensor), one kernel when nothing is trained
+        return pointwise_conv_residual_layer_norm(self.conv1d, self.dropout, self.layernorm, hidden_states,
+                                                  input_tensor)
 
 
 class ConvActivation(nn.Layer):
@@ -107,8 +70,8 @@ class ConvActivation(nn.Layer):
         self.act = ACT2FN[act]
 
     def forward(self, x):
-        if self.act is gelu:  # bias and GELU in one pass after the matmul when nothing is trained
-            return channel_bias_gelu(self.conv1d.without_bias(x), self.conv1d.bias)
+        if self.act is gelu:  # one kernel when nothing is trained
+            return pointwise_conv_gelu(self.conv1d, x)
         return self.act(self.conv1d(x))
 
 
@@ -123,18 +86,12 @@ class SqueezeBertSelfAttention(nn.Layer):
         self.value = PointwiseConv1D(cin, cin, v_groups)
         self.dropout = Dropout(config.attention_probs_dropout_prob)
 
-    def split_heads(self, x):
-        """[N, C, W] -> [N, heads, head_size, W]"""
-        return x.reshape([0, self.num_attention_heads, self.attention_head_size, -1])
-
-    def forward(self, hidden_states, attention_mask=None):
-        query = self.split_heads(self.query(hidden_states))
-        key = self.split_heads(self.key(hidden_states))
-        value = self.split_heads(self.value(hidden_states))
-        scores = paddle.matmul(query, key, transpose_x=True)
-        probs = self.dropout(attention_probs(scores, attention_mask, 1.0 / math.sqrt(self.attention_head_size)))
-        context = paddle.matmul(value, probs, transpose_y=True)  # [N, heads, head_size, W]
-        return context.reshape([0, -1, context.shape[-1]]), probs
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        """Returns the context [N, C, W] and, with ``output_attentions``, the scaled and masked attention scores
+        before the softmax (as transformers' SqueezeBERT does), else None."""
+        return channel_attention(self.query(hidden_states), self.key(hidden_states), self.value(hidden_states),
+                                 attention_mask, 1.0 / math.sqrt(self.attention_head_size), self.num_attention_heads,
+                                 self.dropout, output_attentions)
 
 
 class SqueezeBertModule(nn.Layer):
@@ -148,10 +105,10 @@ class SqueezeBertModule(nn.Layer):
         self.intermediate = ConvActivation(hidden, intermediate, config.intermediate_groups, config.hidden_act)
         self.output = ConvDropoutLayerNorm(intermediate, hidden, config.output_groups, config.hidden_dropout_prob)
 
-    def forward(self, hidden_states, attention_mask=None):
-        context, probs = self.attention(hidden_states, attention_mask)
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        context, scores = self.attention(hidden_states, attention_mask, output_attentions)
         post_attention_output = self.post_attention(context, hidden_states)
-        return self.output(self.intermediate(post_attention_output), post_attention_output), probs
+        return self.output(self.intermediate(post_attention_output), post_attention_output), scores
 
 
 class SqueezeBertEncoder(nn.Layer):
@@ -167,13 +124,14 @@ class SqueezeBertEncoder(nn.Layer):
         hidden_states = hidden_states.transpose([0, 2, 1])
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
-                hidden_states, probs = checkpointed(layer, hidden_states, attention_mask)
+                # every output of a recomputed layer must be a tensor: the scores are returned (and dropped below)
+                hidden_states, scores = checkpointed(layer, hidden_states, attention_mask, True)
             else:
-                hidden_states, probs = layer(hidden_states, attention_mask)
+                hidden_states, scores = layer(hidden_states, attention_mask, output_attentions)
             if output_hidden_states:
                 all_hidden_states += (hidden_states.transpose([0, 2, 1]),)
             if output_attentions:
-                all_attentions += (probs,)
+                all_attentions += (scores,)
         return hidden_states.transpose([0, 2, 1]), all_hidden_states, all_attentions
 
 

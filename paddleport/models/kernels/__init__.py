@@ -35,8 +35,9 @@ BUILD_MESSAGE = "building paddleport CPU kernels (once per machine, ~20 s)..."
 # leaves the GELU loops scalar there ("control flow in loop"); with it they vectorise on AVX2 as on AVX-512.
 # The kernels never read floating-point exception flags, and no result changes.
 CXX_FLAGS = ["-O3", "-fopenmp", "-march=native", "-fno-math-errno", "-fno-trapping-math"]
-# OpenMP from the libiomp5 that Paddle's MKL uses: a second runtime (libgomp) would spin beside it
-LD_FLAGS = ["-l:libiomp5.so"]
+# OpenMP from the libiomp5 that Paddle's MKL uses: a second runtime (libgomp) would spin beside it; and that MKL
+# (libmklml_intel, shipped in Paddle's x86 wheels without its headers) for the sgemm tiles of the SqueezeBERT kernels
+LD_FLAGS = ["-l:libiomp5.so", "-l:libmklml_intel.so"]
 
 
 def _cpu_features() -> str:

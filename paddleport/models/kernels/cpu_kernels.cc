@@ -1,5 +1,6 @@
 // float32 CPU kernels for the layers where Paddle 3.3's eager CPU kernels are slowest in BERT training:
-// masked softmax, layer norm, erf GELU and dropout, each with its gradient. Rows are split over OpenMP
+// masked softmax, layer norm, erf GELU and dropout, each with its gradient; and inference-only fusions, up to
+// SqueezeBERT's grouped 1x1 convolutions and attention as sgemm tiles. Rows or tiles are split over OpenMP
 // threads; inner loops are written for the compiler to vectorise. See paddleport/models/kernels/__init__.py.
 
 #include <omp.h>
@@ -70,6 +71,9 @@ inline float Erf(float x) {
   return x * alpha / beta;
 }
 
+// GELU, erf form: x * Phi(x)
+inline float Gelu(float x) { return 0.5f * x * (1.f + Erf(x * kInvSqrt2)); }
+
 // sums[j] = sum over threads of partial[thread * size + j]
 void SumPartials(const std::vector<float>& partial, int threads, int64_t size, float* sums) {
   for (int64_t j = 0; j < size; ++j) {
@@ -94,6 +98,31 @@ inline void NormaliseExponentials(float* row, int64_t count, float largest) {
 
 // ---- softmax(x * scale + mask) over the last axis; mask is additive, [batch, 1, 1, keys] ----------------
 
+// The largest of `count` values, as kLanes running maxima: GCC leaves a max reduction scalar even under
+// `omp simd reduction(max)` (it was 4x slower than the rest of the softmax), but vectorises an element-wise max.
+constexpr int64_t kLanes = 16;
+
+inline float Largest(const float* values, int64_t count) {
+  float lanes[kLanes];
+  std::fill(lanes, lanes + kLanes, -INFINITY);
+  int64_t j = 0;
+  for (; j + kLanes <= count; j += kLanes)
+    for (int64_t lane = 0; lane < kLanes; ++lane) lanes[lane] = std::max(lanes[lane], values[j + lane]);
+  float largest = *std::max_element(lanes, lanes + kLanes);
+  for (; j < count; ++j) largest = std::max(largest, values[j]);
+  return largest;
+}
+
+// target[j] = softmax(source * scale + mask_row)[j] over one row of `keys` scores; `target` may be `source`.
+// `scaled`, when given, receives source * scale + mask_row (the scores before the softmax).
+inline void SoftmaxRow(const float* source, const float* mask_row, float scale, int64_t keys, float* target,
+                       float* scaled = nullptr) {
+#pragma omp simd
+  for (int64_t j = 0; j < keys; ++j) target[j] = source[j] * scale + mask_row[j];
+  if (scaled != nullptr) std::copy(target, target + keys, scaled);
+  NormaliseExponentials(target, keys, Largest(target, keys));
+}
+
 std::vector<paddle::Tensor> SoftmaxMaskForward(const paddle::Tensor& x_arg, const paddle::Tensor& mask_arg,
                                                float scale) {
   const paddle::Tensor x = Dense(x_arg);
@@ -111,17 +140,8 @@ std::vector<paddle::Tensor> SoftmaxMaskForward(const paddle::Tensor& x_arg, cons
   const float* add = mask.data<float>();
   float* result = out.data<float>();
 #pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
-    const float* source = in + row * keys;
-    const float* mask_row = add + (row / rows_per_batch) * keys;
-    float* target = result + row * keys;
-    float largest = -INFINITY;
-    for (int64_t j = 0; j < keys; ++j) {
-      target[j] = source[j] * scale + mask_row[j];
-      largest = std::max(largest, target[j]);
-    }
-    NormaliseExponentials(target, keys, largest);
-  }
+  for (int64_t row = 0; row < rows; ++row)
+    SoftmaxRow(in + row * keys, add + (row / rows_per_batch) * keys, scale, keys, result + row * keys);
   return {out};
 }
 
@@ -304,8 +324,7 @@ std::vector<paddle::Tensor> BiasGeluForward(const paddle::Tensor& x_arg, const p
   for (int64_t row = 0; row < rows; ++row) {
 #pragma omp simd
     for (int64_t j = 0; j < width; ++j) {
-      const float value = in[row * width + j] + b[j];
-      result[row * width + j] = 0.5f * value * (1.f + Erf(value * kInvSqrt2));
+      result[row * width + j] = Gelu(in[row * width + j] + b[j]);
     }
   }
   return {out};
@@ -380,66 +399,6 @@ std::vector<paddle::Tensor> ChannelLayerNormForward(const paddle::Tensor& x_arg,
   return {out, mean, inv_std};
 }
 
-// Inference-only (no gradient): channel LayerNorm(x + bias[c] + residual), SqueezeBERT's conv + dropout + residual
-// + layer norm blocks after their grouped matmul.
-std::vector<paddle::Tensor> ChannelBiasResidualLayerNormForward(
-    const paddle::Tensor& x_arg, const paddle::Tensor& bias_arg, const paddle::Tensor& residual_arg,
-    const paddle::Tensor& weight_arg, const paddle::Tensor& ln_bias_arg, float epsilon) {
-  const paddle::Tensor x = Dense(x_arg);
-  const paddle::Tensor bias = Dense(bias_arg);
-  const paddle::Tensor residual = Dense(residual_arg);
-  const paddle::Tensor weight = Dense(weight_arg);
-  const paddle::Tensor ln_bias = Dense(ln_bias_arg);
-  CheckFloat32Cpu(x, "pp_channel_bias_residual_layer_norm");
-  const NcwShape dims = NcwOf(x, "pp_channel_bias_residual_layer_norm");
-  PD_CHECK(residual.numel() == x.numel(), "pp_channel_bias_residual_layer_norm: residual shape != input shape");
-  PD_CHECK(bias.numel() == dims.channels && weight.numel() == dims.channels && ln_bias.numel() == dims.channels,
-           "pp_channel_bias_residual_layer_norm: bias/weight size != channels");
-  auto out = paddle::empty_like(x);
-  const int64_t width = dims.width, channels = dims.channels, blocks = ColumnBlocks(width);
-  std::vector<float> means(static_cast<size_t>(dims.batch * width)), inv_stds(means.size());  // not returned
-  const float* b = bias.data<float>();
-  float* result = out.data<float>();
-#pragma omp parallel for schedule(static)
-  for (int64_t task = 0; task < dims.batch * blocks; ++task) {
-    const int64_t n = task / blocks, begin = (task % blocks) * kColumnBlock;
-    const int64_t end = std::min(begin + kColumnBlock, width);
-    const float* in = x.data<float>() + n * channels * width;
-    const float* skip = residual.data<float>() + n * channels * width;
-    float* target = result + n * channels * width;
-    for (int64_t c = 0; c < channels; ++c)
-#pragma omp simd
-      for (int64_t j = begin; j < end; ++j) target[c * width + j] = in[c * width + j] + b[c] + skip[c * width + j];
-    NormaliseColumns(target, target, weight.data<float>(), ln_bias.data<float>(), channels, width, begin, end,
-                     epsilon, means.data() + n * width, inv_stds.data() + n * width);
-  }
-  return {out};
-}
-
-// Inference-only: GELU(x + bias[c]), SqueezeBERT's intermediate block after its grouped matmul.
-std::vector<paddle::Tensor> ChannelBiasGeluForward(const paddle::Tensor& x_arg, const paddle::Tensor& bias_arg) {
-  const paddle::Tensor x = Dense(x_arg);
-  const paddle::Tensor bias = Dense(bias_arg);
-  CheckFloat32Cpu(x, "pp_channel_bias_gelu");
-  const NcwShape dims = NcwOf(x, "pp_channel_bias_gelu");
-  PD_CHECK(bias.numel() == dims.channels, "pp_channel_bias_gelu: bias size != channels");
-  auto out = paddle::empty_like(x);
-  const float* in = x.data<float>();
-  const float* b = bias.data<float>();
-  float* result = out.data<float>();
-  const int64_t planes = dims.batch * dims.channels, width = dims.width;
-#pragma omp parallel for schedule(static)
-  for (int64_t plane = 0; plane < planes; ++plane) {
-    const float shift = b[plane % dims.channels];
-#pragma omp simd
-    for (int64_t j = 0; j < width; ++j) {
-      const float value = in[plane * width + j] + shift;
-      result[plane * width + j] = 0.5f * value * (1.f + Erf(value * kInvSqrt2));
-    }
-  }
-  return {out};
-}
-
 std::vector<paddle::Tensor> ChannelLayerNormBackward(const paddle::Tensor& x_arg, const paddle::Tensor& weight_arg,
                                                      const paddle::Tensor& mean_arg, const paddle::Tensor& inv_std_arg,
                                                      const paddle::Tensor& grad_out_arg) {
@@ -508,6 +467,22 @@ std::vector<paddle::Tensor> ChannelLayerNormBackward(const paddle::Tensor& x_arg
   return {grad_x, grad_weight, grad_bias};
 }
 
+// target = op(source + bias[c]) over rows [first, last) and columns [begin, end) of a [channels, width] plane
+// (`target` may be `source`): the channel bias, and the conv kernels' bias (+ GELU) below.
+template <typename ElementOp>
+inline void ChannelBiasRows(const float* source, float* target, const float* bias, int64_t width, int64_t first,
+                            int64_t last, int64_t begin, int64_t end, ElementOp op) {
+  for (int64_t c = first; c < last; ++c) {
+    const float shift = bias[c];
+#pragma omp simd
+    for (int64_t j = begin; j < end; ++j) target[c * width + j] = op(source[c * width + j] + shift);
+  }
+}
+
+// element operations as lambdas (not function pointers), so that the loops above inline and vectorise them
+constexpr auto kIdentity = [](float value) { return value; };
+constexpr auto kGelu = [](float value) { return Gelu(value); };
+
 std::vector<paddle::Tensor> ChannelBiasForward(const paddle::Tensor& x_arg, const paddle::Tensor& bias_arg) {
   const paddle::Tensor x = Dense(x_arg);
   const paddle::Tensor bias = Dense(bias_arg);
@@ -516,14 +491,13 @@ std::vector<paddle::Tensor> ChannelBiasForward(const paddle::Tensor& x_arg, cons
   PD_CHECK(bias.numel() == dims.channels, "pp_channel_bias: bias size != channels");
   auto out = paddle::empty_like(x);
   const float* in = x.data<float>();
-  const float* b = bias.data<float>();
   float* result = out.data<float>();
-  const int64_t planes = dims.batch * dims.channels, width = dims.width;
+  const int64_t plane_size = dims.channels * dims.width;
 #pragma omp parallel for schedule(static)
-  for (int64_t plane = 0; plane < planes; ++plane) {
-    const float value = b[plane % dims.channels];
-#pragma omp simd
-    for (int64_t j = 0; j < width; ++j) result[plane * width + j] = in[plane * width + j] + value;
+  for (int64_t plane = 0; plane < dims.batch * dims.channels; ++plane) {
+    const int64_t n = plane / dims.channels, c = plane % dims.channels;
+    ChannelBiasRows(in + n * plane_size, result + n * plane_size, bias.data<float>(), dims.width, c, c + 1, 0,
+                    dims.width, kIdentity);
   }
   return {out};
 }
@@ -548,6 +522,211 @@ std::vector<paddle::Tensor> ChannelBiasBackward(const paddle::Tensor& grad_out_a
   return {paddle::experimental::copy_to(grad_out, grad_out.place(), false), grad_bias};
 }
 
+// ---- SqueezeBERT's grouped 1x1 convolutions and attention as sgemm tiles, inference only ------------------
+// Each thread computes whole tiles (a sequence, or a block of its positions, or one attention head) with
+// single-threaded sgemm calls of Paddle's own MKL and finishes each tile while it is still in its cache: the conv
+// bias, with GELU or with the residual add and channel layer norm; for attention, the masked softmax between the
+// head's two matmuls. Paddle's broadcast matmul followed by a separate pass for each of these wrote every activation
+// out to memory and read it back.
+
+extern "C" {  // MKL's CBLAS (libmklml_intel.so, LP64), which Paddle ships without its headers
+void cblas_sgemm(int layout, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+                 const float* b, int ldb, float beta, float* c, int ldc);
+int MKL_Set_Num_Threads_Local(int threads);
+}
+constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112;
+
+// c[m x n] = op(a) op(b), row-major
+void Sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+           int64_t ldb, float* c, int64_t ldc) {
+  cblas_sgemm(kCblasRowMajor, trans_a ? kCblasTrans : kCblasNoTrans, trans_b ? kCblasTrans : kCblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.f, a, static_cast<int>(lda), b,
+              static_cast<int>(ldb), 0.f, c, static_cast<int>(ldc));
+}
+
+// Inside an OpenMP region: this thread's MKL calls run on this thread alone (the region's threads are the
+// parallelism); the thread's previous MKL setting comes back at the end of the scope.
+class SingleThreadedMkl {
+ public:
+  SingleThreadedMkl() : saved_(MKL_Set_Num_Threads_Local(1)) {}
+  ~SingleThreadedMkl() { MKL_Set_Num_Threads_Local(saved_); }
+
+ private:
+  int saved_;
+};
+
+// Tiles of [batch, channels, width] data: tile t is sequence t / per_sequence, columns [Begin(t), End(t)). Whole
+// sequences when there are two per thread or more, else blocks of columns (multiples of 16), so that a batch of one
+// still uses every thread.
+struct ColumnTiles {
+  int64_t width, per_sequence, block;
+  ColumnTiles(int64_t batch, int64_t width_arg, int threads) : width(width_arg) {
+    const int64_t wanted = (2 * threads + batch - 1) / batch;
+    const int64_t blocks = std::max<int64_t>(1, std::min(wanted, width / 16));
+    block = ((width + blocks - 1) / blocks + 15) / 16 * 16;
+    per_sequence = (width + block - 1) / block;
+  }
+  int64_t Sequence(int64_t tile) const { return tile / per_sequence; }
+  int64_t Begin(int64_t tile) const { return (tile % per_sequence) * block; }
+  int64_t End(int64_t tile) const { return std::min(Begin(tile) + block, width); }
+};
+
+// out[n] = weight (grouped) @ x[n] for each tile of columns, then finish_group(out plane, first channel, end channel,
+// begin, end) after each group's matmul and finish_tile(out plane, n, begin, end, scratch of 2 x width floats)
+// after all of them. weight: the Conv1D's [out_channels, in_channels / groups, 1].
+template <typename FinishGroup, typename FinishTile>
+paddle::Tensor GroupedPointwiseConv(const paddle::Tensor& x_arg, const paddle::Tensor& weight_arg, int64_t groups,
+                                    const char* op_name, FinishGroup finish_group, FinishTile finish_tile) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor weight = Dense(weight_arg);
+  CheckFloat32Cpu(x, op_name);
+  CheckFloat32Cpu(weight, op_name);
+  const NcwShape dims = NcwOf(x, op_name);
+  PD_CHECK(groups >= 1 && dims.channels % groups == 0, op_name, ": input channels not divisible by groups");
+  const int64_t in_per_group = dims.channels / groups, out_channels = weight.shape()[0];
+  PD_CHECK(out_channels % groups == 0 && weight.numel() == out_channels * in_per_group, op_name,
+           ": weight must be [out_channels, in_channels / groups, 1]");
+  const int64_t out_per_group = out_channels / groups, width = dims.width;
+  auto out = paddle::empty({dims.batch, out_channels, width}, paddle::DataType::FLOAT32, x.place());
+  const float* in = x.data<float>();
+  const float* w = weight.data<float>();
+  float* result = out.data<float>();
+  const ColumnTiles tiles(dims.batch, width, omp_get_max_threads());
+#pragma omp parallel
+  {
+    SingleThreadedMkl single_threaded;
+    std::vector<float> scratch(2 * width);
+#pragma omp for schedule(static)
+    for (int64_t tile = 0; tile < dims.batch * tiles.per_sequence; ++tile) {
+      const int64_t n = tiles.Sequence(tile), begin = tiles.Begin(tile), end = tiles.End(tile);
+      float* plane = result + n * out_channels * width;
+      for (int64_t g = 0; g < groups; ++g) {
+        Sgemm(false, false, out_per_group, end - begin, in_per_group, w + g * out_per_group * in_per_group,
+              in_per_group, in + (n * dims.channels + g * in_per_group) * width + begin, width,
+              plane + g * out_per_group * width + begin, width);
+        finish_group(plane, g * out_per_group, (g + 1) * out_per_group, begin, end);
+      }
+      finish_tile(plane, n, begin, end, scratch.data());
+    }
+  }
+  return out;
+}
+
+void NoTileFinish(float*, int64_t, int64_t, int64_t, float*) {}
+
+// finish_group of the conv kernels: op(y + bias[c]) in place
+template <typename ElementOp>
+auto AddChannelBias(const float* bias, int64_t width, ElementOp op) {
+  return [=](float* plane, int64_t first, int64_t last, int64_t begin, int64_t end) {
+    ChannelBiasRows(plane, plane, bias, width, first, last, begin, end, op);
+  };
+}
+
+paddle::Tensor ConvBias(const paddle::Tensor& bias_arg, int64_t channels, const char* op_name) {
+  const paddle::Tensor bias = Dense(bias_arg);
+  CheckFloat32Cpu(bias, op_name);
+  PD_CHECK(bias.numel() == channels, op_name, ": bias size != output channels");
+  return bias;
+}
+
+// op(conv1d(x, weight, bias, groups)) for kernel size 1
+template <typename ElementOp>
+std::vector<paddle::Tensor> PointwiseConvThen(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                              const paddle::Tensor& bias_arg, int64_t groups, const char* op_name,
+                                              ElementOp op) {
+  const paddle::Tensor bias = ConvBias(bias_arg, weight.shape()[0], op_name);
+  return {GroupedPointwiseConv(x, weight, groups, op_name, AddChannelBias(bias.data<float>(), x.shape().back(), op),
+                               NoTileFinish)};
+}
+
+std::vector<paddle::Tensor> PointwiseConvForward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                                 const paddle::Tensor& bias, int64_t groups) {
+  return PointwiseConvThen(x, weight, bias, groups, "pp_pointwise_conv", kIdentity);
+}
+
+// SqueezeBERT's intermediate block
+std::vector<paddle::Tensor> PointwiseConvGeluForward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                                     const paddle::Tensor& bias, int64_t groups) {
+  return PointwiseConvThen(x, weight, bias, groups, "pp_pointwise_conv_gelu", kGelu);
+}
+
+// channel LayerNorm(conv1d(x, weight, bias, groups) + residual): SqueezeBERT's conv + dropout (off) + residual +
+// layer norm blocks
+std::vector<paddle::Tensor> PointwiseConvResidualLayerNormForward(
+    const paddle::Tensor& x, const paddle::Tensor& weight, const paddle::Tensor& bias_arg,
+    const paddle::Tensor& residual_arg, const paddle::Tensor& ln_weight_arg, const paddle::Tensor& ln_bias_arg,
+    int64_t groups, float epsilon) {
+  const char* op = "pp_pointwise_conv_residual_layer_norm";
+  const int64_t channels = weight.shape()[0];
+  const paddle::Tensor bias = ConvBias(bias_arg, channels, op);
+  const paddle::Tensor residual = Dense(residual_arg);
+  const paddle::Tensor ln_weight = ConvBias(ln_weight_arg, channels, op);
+  const paddle::Tensor ln_bias = ConvBias(ln_bias_arg, channels, op);
+  const int64_t width = x.shape().back();
+  PD_CHECK(residual.numel() == x.shape()[0] * channels * width, op, ": residual shape != output shape");
+  const float* b = bias.data<float>();
+  const float* skip = residual.data<float>();
+  const float* w = ln_weight.data<float>();
+  const float* shift = ln_bias.data<float>();
+  auto finish_tile = [=](float* plane, int64_t n, int64_t begin, int64_t end, float* scratch) {
+    const float* skip_plane = skip + n * channels * width;
+    for (int64_t c = 0; c < channels; ++c)
+#pragma omp simd
+      for (int64_t j = begin; j < end; ++j) plane[c * width + j] += b[c] + skip_plane[c * width + j];
+    // the statistics are not kept (no backward): scratch holds them for this tile's columns
+    for (int64_t block = begin; block < end; block += kColumnBlock)
+      NormaliseColumns(plane, plane, w, shift, channels, width, block, std::min(block + kColumnBlock, end), epsilon,
+                       scratch, scratch + width);
+  };
+  return {GroupedPointwiseConv(x, weight, groups, op, [](float*, int64_t, int64_t, int64_t, int64_t) {},
+                               finish_tile)};
+}
+
+// softmax(q^T k * scale + mask) per head, then v @ probs^T: attention over [batch, channels, width] query, key and
+// value (heads = blocks of channels), the context in the same layout. `scores` is [batch, heads, W, W], q^T k * scale
+// + mask (what transformers' SqueezeBERT returns as its attentions), when keep_scores, else empty. mask: additive,
+// batch x keys values.
+std::vector<paddle::Tensor> ChannelAttentionForward(const paddle::Tensor& query_arg, const paddle::Tensor& key_arg,
+                                                    const paddle::Tensor& value_arg, const paddle::Tensor& mask_arg,
+                                                    float scale, int64_t heads, bool keep_scores) {
+  const char* op = "pp_channel_attention";
+  const paddle::Tensor query = Dense(query_arg);
+  const paddle::Tensor key = Dense(key_arg);
+  const paddle::Tensor value = Dense(value_arg);
+  const paddle::Tensor mask = Dense(mask_arg);
+  for (const auto* t : {&query, &key, &value, &mask}) CheckFloat32Cpu(*t, op);
+  const NcwShape dims = NcwOf(query, op);
+  PD_CHECK(key.shape() == query.shape() && value.shape() == query.shape(), op, ": query, key, value shapes differ");
+  PD_CHECK(heads >= 1 && dims.channels % heads == 0, op, ": channels not divisible by heads");
+  const int64_t width = dims.width, head_size = dims.channels / heads;
+  PD_CHECK(mask.numel() == dims.batch * width, op, ": mask must hold batch x keys values");
+  auto context = paddle::empty_like(query);
+  auto scores = paddle::empty(keep_scores ? std::vector<int64_t>{dims.batch, heads, width, width}
+                                          : std::vector<int64_t>{0},
+                              paddle::DataType::FLOAT32, query.place());
+  const float* q = query.data<float>();
+  const float* k = key.data<float>();
+  const float* v = value.data<float>();
+  const float* add = mask.data<float>();
+  float* result = context.data<float>();
+  float* kept = keep_scores ? scores.data<float>() : nullptr;
+#pragma omp parallel
+  {
+    SingleThreadedMkl single_threaded;
+    std::vector<float> probs(width * width);
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < dims.batch * heads; ++task) {
+      const int64_t n = task / heads, offset = (n * dims.channels + (task % heads) * head_size) * width;
+      Sgemm(true, false, width, width, head_size, q + offset, width, k + offset, width, probs.data(), width);
+      for (int64_t row = 0; row < width; ++row)
+        SoftmaxRow(probs.data() + row * width, add + n * width, scale, width, probs.data() + row * width,
+                   keep_scores ? kept + (task * width + row) * width : nullptr);
+      Sgemm(false, true, head_size, width, width, v + offset, width, probs.data(), width, result + offset, width);
+    }
+  }
+  return {context, scores};
+}
+
 // ---- GELU, erf form: x * Phi(x) ----------------------------------------------------------------------
 
 
@@ -559,7 +738,7 @@ std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x_arg) {
   float* result = out.data<float>();
   const int64_t count = x.numel();
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < count; ++i) result[i] = 0.5f * in[i] * (1.f + Erf(in[i] * kInvSqrt2));
+  for (int64_t i = 0; i < count; ++i) result[i] = Gelu(in[i]);
   return {out};
 }
 
@@ -826,18 +1005,29 @@ PD_BUILD_OP(pp_bias_gelu)
     .SetInferShapeFn(PD_INFER_SHAPE(FirstShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(FirstDtype));
 
-PD_BUILD_OP(pp_channel_bias_residual_layer_norm)
-    .Inputs({"X", "Bias", "Residual", "Weight", "LnBias"})
+PD_BUILD_OP(pp_pointwise_conv)
+    .Inputs({"X", "Weight", "Bias"})
     .Outputs({"Out"})
-    .Attrs({"epsilon: float"})
-    .SetKernelFn(PD_KERNEL(ChannelBiasResidualLayerNormForward));
+    .Attrs({"groups: int64_t"})
+    .SetKernelFn(PD_KERNEL(PointwiseConvForward));
 
-PD_BUILD_OP(pp_channel_bias_gelu)
-    .Inputs({"X", "Bias"})
+PD_BUILD_OP(pp_pointwise_conv_gelu)
+    .Inputs({"X", "Weight", "Bias"})
     .Outputs({"Out"})
-    .SetKernelFn(PD_KERNEL(ChannelBiasGeluForward))
-    .SetInferShapeFn(PD_INFER_SHAPE(FirstShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(FirstDtype));
+    .Attrs({"groups: int64_t"})
+    .SetKernelFn(PD_KERNEL(PointwiseConvGeluForward));
+
+PD_BUILD_OP(pp_pointwise_conv_residual_layer_norm)
+    .Inputs({"X", "Weight", "Bias", "Residual", "LnWeight", "LnBias"})
+    .Outputs({"Out"})
+    .Attrs({"groups: int64_t", "epsilon: float"})
+    .SetKernelFn(PD_KERNEL(PointwiseConvResidualLayerNormForward));
+
+PD_BUILD_OP(pp_channel_attention)
+    .Inputs({"Query", "Key", "Value", "Mask"})
+    .Outputs({"Context", "Scores"})
+    .Attrs({"scale: float", "heads: int64_t", "keep_scores: bool"})
+    .SetKernelFn(PD_KERNEL(ChannelAttentionForward));
 
 PD_BUILD_OP(pp_disentangled_softmax)
     .Inputs({"Raw", paddle::Optional("C2p"), paddle::Optional("C2pIndex"), paddle::Optional("P2c"),
