@@ -64,8 +64,8 @@ class LoraConv1D(nn.Layer):
     """peft's ``lora.Conv1d`` on paddleport's grouped 1x1 convolution (SqueezeBERT's ``PointwiseConv1D``):
     ``base_layer(x) + lora_B(lora_A(dropout(x))) * scaling`` over [batch, channels, width], with A a dense
     ``Conv1D(in, r, 1)`` and B a grouped ``Conv1D(r, out, 1, groups)`` without biases, as peft builds them (B's
-    output group g reads A's channels g·r/groups …). SqueezeBERT's blocks add the conv bias themselves after
-    ``without_bias`` (fused with the GELU or the residual layer norm): both are provided.
+    output group g reads A's channels g·r/groups …). ``bias`` and ``groups`` are the base layer's; SqueezeBERT's
+    fused conv kernels take only a plain PointwiseConv1D, so its blocks run this layer's forward.
     """
 
     def __init__(self, base_layer: PointwiseConv1D, r: int, lora_dropout: float, scaling: float):
