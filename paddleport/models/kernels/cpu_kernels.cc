@@ -882,12 +882,10 @@ std::vector<paddle::Tensor> DisentangledSoftmaxForward(const paddle::Tensor& raw
       const int64_t* index = p2c.at + query * length;
       for (int64_t key = 0; key < length; ++key) target[key] += scores[key * p2c.span + index[key]] / scale;
     }
-    float largest = lowest;
-    for (int64_t key = 0; key < length; ++key) {
+#pragma omp simd
+    for (int64_t key = 0; key < length; ++key)
       target[key] = keep_row[key] ? source[key] / scale + target[key] : lowest;
-      largest = std::max(largest, target[key]);
-    }
-    NormaliseExponentials(target, length, largest);
+    NormaliseExponentials(target, length, Largest(target, length));
   }
   return {out};
 }
