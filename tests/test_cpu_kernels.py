@@ -274,6 +274,17 @@ def test_fused_bias_residual_layer_norm_matches_paddle_ops_with_distinct_biases(
     assert_close(fused.numpy(), expected.numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("heads,head_size", [(4, 16), (12, 64), (3, 13)])
+def test_fused_bias_split_heads_matches_paddle_ops(built, rng, threads, strided_views, heads, head_size):
+    _, x = strided_leaf(rng, 3, 5, heads * head_size)
+    bias = leaf(rng, heads * head_size)
+    with paddle.no_grad():
+        fused = built.pp_bias_split_heads(x, bias, heads)
+        expected = (x + bias).reshape([3, 5, heads, head_size]).transpose([0, 2, 1, 3])
+    assert fused.shape == [3, heads, 5, head_size] and fused.is_contiguous()
+    assert_close(fused.numpy(), expected.numpy())
+
+
 def test_inference_fusions_in_the_layers_equal_the_unfused_layers(built, rng):
     """The layer helpers pass each bias to its place: the Linear's into the fusion, the norm's into the norm."""
     dense, norm, dropout = layers.Linear(40, 48), layers.LayerNorm(48, epsilon=1e-12), layers.Dropout(0.1)
@@ -285,7 +296,9 @@ def test_inference_fusions_in_the_layers_equal_the_unfused_layers(built, rng):
     with paddle.no_grad():
         fused = layers.dense_residual_layer_norm(dense, dropout, norm, hidden, residual).numpy()
         fused_gelu = layers.dense_gelu(dense, hidden).numpy()
+        fused_heads = layers.dense_split_heads(dense, hidden, 4).numpy()
     linear = paddle.matmul(hidden, dense.weight) + dense.bias
+    assert_close(fused_heads, linear.reshape([3, 5, 4, 12]).transpose([0, 2, 1, 3]).numpy())
     assert_close(fused, F.layer_norm(linear + residual, [48], norm.weight, norm.bias, 1e-12).numpy(), atol=1e-5)
     assert_close(fused_gelu, F.gelu(linear).numpy())
 
@@ -539,3 +552,42 @@ def test_a_kernel_that_cannot_be_built_falls_back_with_a_warning(tmp_path, monke
 def test_kernels_can_be_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv(kernels.DISABLE_ENV, "0")
     assert kernels.cpu_kernels.__wrapped__() is None
+
+
+class _CallCounter:
+    """Wraps the kernels' module: counts the calls of each ``pp_`` op the layers make through it."""
+
+    def __init__(self, library):
+        self.library, self.calls = library, {}
+
+    def __getattr__(self, name):
+        op = getattr(self.library, name)
+
+        def counted(*args):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return op(*args)
+
+        return counted
+
+
+@pytest.mark.parametrize("architecture", ["BertModel", "RobertaModel", "XLMRobertaModel", "ErnieModel",
+                                          "ElectraModel"])
+def test_bert_family_inference_runs_every_fused_kernel_once_per_block(built, monkeypatch, architecture):
+    """Every model on BERT's encoder takes the same fused inference path per layer: the query, key and value bias
+    adds with their head transposes, the attention softmax, bias + GELU and both bias + residual + layer norms."""
+    import paddleport.models as models
+
+    counter = _CallCounter(built)
+    monkeypatch.setattr(layers, "cpu_kernels", lambda: counter)
+    model_class = getattr(models, architecture)
+    config = model_class.config_class(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                      intermediate_size=37, embedding_size=32, use_task_id=True)
+    paddle.seed(0)
+    model = model_class.from_config(config)
+    model.eval()
+    input_ids = paddle.to_tensor(np.random.default_rng(0).integers(3, 99, (2, 7)))
+    with paddle.no_grad():
+        model(input_ids=input_ids, attention_mask=paddle.ones([2, 7], dtype="int64"))
+    per_layer = {"pp_bias_split_heads": 3, "pp_softmax_mask": 1, "pp_bias_gelu": 1, "pp_bias_residual_layer_norm": 2}
+    assert {name: counter.calls.get(name, 0) for name in per_layer} == {name: 2 * count
+                                                                      for name, count in per_layer.items()}

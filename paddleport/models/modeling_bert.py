@@ -13,7 +13,7 @@ from paddle import nn
 
 from paddleport.core.configuration import BertConfig
 from paddleport.models.layers import (Dropout, LayerNorm, Linear, attention_probs, dense_gelu,
-                                      dense_residual_layer_norm, gelu)
+                                      dense_residual_layer_norm, dense_split_heads, gelu)
 from paddleport.models.modeling_utils import (
     ACT2FN,
     BaseModelOutputWithPooling,
@@ -77,14 +77,11 @@ class BertSelfAttention(nn.Layer):
         self.value = Linear(config.hidden_size, config.hidden_size)
         self.dropout = Dropout(config.attention_probs_dropout_prob)
 
-    def split_heads(self, x):
-        """[batch, seq, hidden] -> [batch, heads, seq, head_size]"""
-        return x.reshape([0, 0, self.num_attention_heads, self.attention_head_size]).transpose([0, 2, 1, 3])
-
     def forward(self, hidden_states, attention_mask=None):
-        query = self.split_heads(self.query(hidden_states))
-        key = self.split_heads(self.key(hidden_states))
-        value = self.split_heads(self.value(hidden_states))
+        # each projection split into heads; without autograd its bias add and head transpose are one pass
+        query = dense_split_heads(self.query, hidden_states, self.num_attention_heads)
+        key = dense_split_heads(self.key, hidden_states, self.num_attention_heads)
+        value = dense_split_heads(self.value, hidden_states, self.num_attention_heads)
         scores = paddle.matmul(query, key, transpose_y=True)
         probs = self.dropout(attention_probs(scores, attention_mask, self.scaling))
         context = paddle.matmul(probs, value).transpose([0, 2, 1, 3])

@@ -330,6 +330,37 @@ std::vector<paddle::Tensor> BiasGeluForward(const paddle::Tensor& x_arg, const p
   return {out};
 }
 
+// x + bias split into heads: [batch, seq, heads * head_size] -> [batch, heads, seq, head_size], dense. The query,
+// key and value projections' bias add and head transpose as one pass after their matmuls (no autograd).
+std::vector<paddle::Tensor> BiasSplitHeadsForward(const paddle::Tensor& x_arg, const paddle::Tensor& bias_arg,
+                                                  int heads) {
+  const paddle::Tensor x = Dense(x_arg);
+  const paddle::Tensor bias = Dense(bias_arg);
+  CheckFloat32Cpu(x, "pp_bias_split_heads");
+  PD_CHECK(x.shape().size() == 3, "pp_bias_split_heads: x must be [batch, seq, hidden]");
+  const int64_t batch = x.shape()[0], seq = x.shape()[1], width = x.shape()[2];
+  PD_CHECK(heads > 0 && width % heads == 0, "pp_bias_split_heads: hidden size not divisible by heads");
+  PD_CHECK(bias.numel() == width, "pp_bias_split_heads: bias size != last dim");
+  const int64_t head_size = width / heads;
+  auto out = paddle::empty({batch, heads, seq, head_size}, x.dtype(), x.place());
+  const float* in = x.data<float>();
+  const float* b = bias.data<float>();
+  float* result = out.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < batch * seq; ++row) {
+    const int64_t n = row / seq, position = row % seq;
+    const float* source = in + row * width;
+    for (int64_t h = 0; h < heads; ++h) {
+      float* target = result + ((n * heads + h) * seq + position) * head_size;
+      const float* source_head = source + h * head_size;
+      const float* bias_head = b + h * head_size;
+#pragma omp simd
+      for (int64_t j = 0; j < head_size; ++j) target[j] = source_head[j] + bias_head[j];
+    }
+  }
+  return {out};
+}
+
 // ---- channel-first variants for SqueezeBERT's [batch, channels, width] (NCW) tensors --------------------
 // Layer norm over the channels of every (batch, position) column, and the per-channel bias of its 1x1
 // convolutions; the inner loops run along the contiguous width, so no transposes are needed.
@@ -901,6 +932,11 @@ std::vector<paddle::DataType> FirstDtype(const paddle::DataType& x_dtype, const 
   return {x_dtype};
 }
 
+std::vector<std::vector<int64_t>> SplitHeadsShape(const std::vector<int64_t>& x_shape, const std::vector<int64_t>&,
+                                                  int heads) {
+  return {{x_shape[0], heads, x_shape[1], heads > 0 ? x_shape[2] / heads : -1}};
+}
+
 std::vector<std::vector<int64_t>> LayerNormShapes(const std::vector<int64_t>& x_shape,
                                                   const std::vector<int64_t>&, const std::vector<int64_t>&) {
   int64_t rows = 1;
@@ -1033,3 +1069,11 @@ PD_BUILD_OP(pp_disentangled_softmax)
     .Outputs({"Out"})
     .Attrs({"scale: float"})
     .SetKernelFn(PD_KERNEL(DisentangledSoftmaxForward));
+
+PD_BUILD_OP(pp_bias_split_heads)
+    .Inputs({"X", "Bias"})
+    .Outputs({"Out"})
+    .Attrs({"heads: int"})
+    .SetKernelFn(PD_KERNEL(BiasSplitHeadsForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(SplitHeadsShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(FirstDtype));
