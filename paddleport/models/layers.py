@@ -201,7 +201,7 @@ def split_heads(x, num_heads: int):
 def dense_split_heads(dense: nn.Linear, hidden_states, num_heads: int):
     """``split_heads(dense(hidden_states))``; without autograd, the bias add and the head transpose are one pass
     after the matmul (the query, key and value projections: 36 adds and 36 transposes fewer per BERT-base forward)."""
-    kernels = _inference_kernels_for(hidden_states)
+    kernels = inference_kernels_for(hidden_states)
     if (kernels is None or not isinstance(dense, nn.Linear)  # a wrapped Linear (LoRA) runs its own forward
             or dense.bias is None or len(hidden_states.shape) != 3):
         return split_heads(dense(hidden_states), num_heads)
