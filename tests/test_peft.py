@@ -154,6 +154,13 @@ def test_merged_model_equals_the_adapted_one(framework, adapter_case, tmp_path):
     # runs twice per layer
     ("DebertaV2Model", "query_proj,value_proj"),
     ("SqueezeBertModel", SQUEEZEBERT_TARGETS),  # peft's grouped lora.Conv1d and paddleport's twin, LoRA dropout on NCW
+    # the heads peft trains as modules_to_save differ: RoBERTa's / ELECTRA's classifier.dense + out_proj, DistilBERT's
+    # pre_classifier; ALBERT's shared layer runs its one LoRA pair at every application
+    ("RobertaModel", "query,value"),
+    ("XLMRobertaModel", "query,value"),
+    ("DistilBertModel", "q_lin,v_lin"),
+    ("ElectraModel", "query,value"),
+    ("AlbertModel", "query,value"),
 ])
 def test_train_parity_with_lora_and_its_dropout(architecture, targets, tiny_bert, tmp_path):
     overrides = {"share_att_key": True} if architecture == "DebertaV2Model" else {}
