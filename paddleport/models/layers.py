@@ -180,6 +180,11 @@ def attention_mask_for_layers(mask, num_heads: int):
 
 # --- inference-only fusions: a Linear's bias folded into the op after its matmul --------------------
 
+def _dropout_off(dropout: nn.Dropout) -> bool:
+    """Whether ``dropout`` is the identity now (evaluation, or p 0): the fused inference kernels need it."""
+    return not dropout.training or dropout.p == 0
+
+
 def inference_kernels_for(x):
     """The kernels when no gradient is recorded (the fused ops below have no backward)."""
     return None if paddle.is_grad_enabled() else _cpu_kernels_for(x)
@@ -214,7 +219,7 @@ def dense_residual_layer_norm(dense: nn.Linear, dropout: nn.Dropout | None, laye
     autograd and with dropout off, the bias, residual add and norm are one pass after the matmul (saves two
     full-size adds per block)."""
     kernels = inference_kernels_for(hidden_states)
-    dropout_off = dropout is None or not dropout.training or dropout.p == 0
+    dropout_off = dropout is None or _dropout_off(dropout)
     if (kernels is None or not dropout_off or not _kernel_can_normalise(layer_norm)
             or not isinstance(dense, nn.Linear)):  # a wrapped Linear (LoRA) runs its own forward
         projected = dense(hidden_states)
@@ -240,10 +245,6 @@ def add_channel_bias(x, bias):
     is slow on CPU, and so is the reduction that gives its bias gradient."""
     kernels = _cpu_kernels_for(x)
     return x + bias.unsqueeze(-1) if kernels is None else kernels.pp_channel_bias(x, bias)
-
-
-def _dropout_off(dropout: nn.Dropout) -> bool:
-    return not dropout.training or dropout.p == 0
 
 
 class PointwiseConv1D(nn.Conv1D):
