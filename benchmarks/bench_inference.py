@@ -3,10 +3,13 @@ by default, ``--models all`` adds roberta-base, xlm-roberta-base, distilbert-bas
 albert-base-v2 and ernie-3.0-base-zh.
 
 Times torch eager, Paddle eager, paddle.inference and ONNX Runtime (torch.onnx and paddle2onnx exports) at
-batch 16 x 128 tokens in float32 and bfloat16 and prints, side by side, fastest-Paddle / torch-eager (float32,
-target <= 0.9), fastest-Paddle / ONNX Runtime's torch.onnx row (float32, target <= 1.0) and
-fastest-Paddle-bf16 / fastest-torch-bf16 (target <= 1.0).  Usage:  .venv/bin/python benchmarks/bench_inference.py [--iters 10] [--json OUT]
-[--plot OUT.png] [--tiny] [--models all|NAME,...]   (--tiny: 2-layer models, for a smoke test).
+batch 16 x 128 tokens in float32 and bfloat16, each path in a fresh process that loads only its framework, and
+prints, side by side, fastest-Paddle / torch-eager (float32, target <= 0.9), fastest-Paddle / ONNX Runtime's
+torch.onnx row (float32, target <= 1.0) and fastest-Paddle-bf16 / fastest-torch-bf16 (target <= 1.0).
+
+Usage:  .venv/bin/python benchmarks/bench_inference.py [--iters 10] [--json OUT]
+[--plot OUT.png] [--tiny] [--in-process] [--models all|NAME,...]   (--tiny: 2-layer models, for a smoke test;
+--in-process: every path in this process, quicker, not for ratios).
 """
 
 from __future__ import annotations
@@ -104,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--tiny", action="store_true", help="2-layer models (smoke test)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="time every path in this process (smoke test; the default gives each path a fresh "
+                             "process that loads only its framework)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help=f"comma list of {', '.join(MODELS)}, or all (default: {', '.join(DEFAULT_MODELS)})")
     args = parser.parse_args(argv)
@@ -117,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     from paddleport.parity.bench import BenchOptions, run_benchmark
 
     options = BenchOptions(dtypes=tuple(args.dtypes.split(",")), batch_sizes=(args.batch_size,),
-                           seq_lens=(args.seq_len,), iters=args.iters, warmup=2, threads=args.threads)
+                           seq_lens=(args.seq_len,), iters=args.iters, warmup=2, threads=args.threads,
+                           isolate=not args.in_process)
     names = list(MODELS) if args.models == "all" else args.models.split(",")
     unknown = [name for name in names if name not in MODELS]
     if unknown:

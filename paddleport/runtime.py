@@ -302,6 +302,24 @@ def setup(device: str = "cpu", threads: int | None = None, frameworks: Iterable[
     return settings
 
 
+def user_environment() -> dict[str, str]:
+    """This process's environment as the user set it, for a child process that runs its own :func:`setup`:
+    without the values paddleport's active settings wrote, and with the user's ``OMP_NUM_THREADS`` (importing
+    paddle overwrites it)."""
+    environment = dict(os.environ)
+    for settings in reversed(_active):  # innermost first, so the outermost's earlier values end up in place
+        for name, value in settings._previous_environment.items():
+            if value is None:
+                environment.pop(name, None)
+            else:
+                environment[name] = value
+    if "paddle" in sys.modules:
+        environment.pop(THREADS_ENV, None)
+        if _USER_THREADS is not None:
+            environment[THREADS_ENV] = _USER_THREADS
+    return environment
+
+
 @contextlib.contextmanager
 def ensure(device: str = "cpu", threads: int | None = None, frameworks: Iterable[str] = FRAMEWORKS
            ) -> Iterator[RuntimeSettings]:

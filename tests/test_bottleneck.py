@@ -120,7 +120,10 @@ def test_adapted_forward_is_the_same_in_both_frameworks(architecture, config, tm
     assert np.abs(torch_out[1] - unadapted[1]).max() > 1e-3  # the adapters took part
 
 
-@pytest.mark.parametrize("architecture,config", [("BertModel", "houlsby"), *OTHER_LAYOUTS])
+# Houlsby on each layout in `make test`; Pfeiffer (the same code with fewer sites) on them in `make test-full`
+@pytest.mark.parametrize("architecture,config", [
+    ("BertModel", "houlsby"),
+    *(pytest.param(*case, marks=pytest.mark.full) if case[1] == "pfeiffer" else case for case in OTHER_LAYOUTS)])
 def test_adapters_train_alike_and_convert_both_ways(architecture, config, tiny_bert, tmp_path):
     from safetensors.numpy import load_file
 

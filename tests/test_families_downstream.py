@@ -91,7 +91,7 @@ def test_bench_runs_a_model_without_token_types(tmp_path, architecture):
     hf_dir, _ = converted(tmp_path, architecture)
     json_path = tmp_path / "rows.json"
     assert main(["bench", str(hf_dir), "--dtypes", "float32", "--batch-sizes", "2", "--seq-lens", "8",
-                 "--iters", "1", "--warmup", "0", "--end-to-end", "0", "--json", str(json_path)]) == 0
+                 "--iters", "1", "--warmup", "0", "--end-to-end", "0", "--in-process", "--json", str(json_path)]) == 0
     rows = [row for row in json.loads(json_path.read_text())["rows"] if row["skipped"] is None]
     assert {row["framework"] for row in rows} == {"torch", "paddle", "onnxruntime"}  # both ONNX exports too
     assert all(row["max_abs_diff"] <= 1e-5 for row in rows if row["max_abs_diff"] is not None)

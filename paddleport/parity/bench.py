@@ -13,6 +13,12 @@ Paths (one row each per model, dtype, batch size and sequence length):
   threads as intra-op threads; CUDAExecutionProvider on GPU).  float32 only.
 - ``onnxruntime paddle2onnx``: the exported Paddle program converted by ``paddle2onnx``, run the same way.
 
+Each path runs in a fresh child process that imports only its own framework and applies only its own runtime
+settings (``BenchOptions.isolate``, the default): in one process, a torch row ran about 25 % slower once Paddle,
+its MKL / OpenMP runtime and paddleport's kernels were loaded beside it, and every row's peak RSS held the
+models of the rows before it.  ``isolate=False`` (``bench --in-process``) times everything in this process:
+quicker to start, for smoke tests, not for ratios.
+
 Each row: warm-up, then ``iters`` timed calls with device synchronisation; median and p90 latency,
 samples/s, peak memory (process RSS on CPU, max allocated on GPU), threads, device name, and the max |Δ| of
 its output (logits, or the last hidden state of a base model) against torch float32 on the same batch.
@@ -21,6 +27,10 @@ its output (logits, or the last hidden state of a base model) against torch floa
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +69,7 @@ class BenchOptions:
     paths: tuple[str, ...] = ("torch eager", "torch autocast", "paddle eager", "paddle inference",
                               "onnxruntime torch.onnx", "onnxruntime paddle2onnx")
     seed: int = 0
+    isolate: bool = True  # each path in its own process (see the module docstring)
 
 
 @dataclass
@@ -154,7 +165,7 @@ def run_benchmark(model_dirs: Sequence[str | Path], options: BenchOptions = Benc
                     rows.extend(benchmark_end_to_end(model, options, settings.threads, Path(workdir) / str(index)))
         record = settings.as_json()
     for row in rows:
-        row.runtime = record
+        row.runtime = row.runtime or record  # a row timed in its own process carries that process's settings
     return BenchResult(rows, options, squeezebert_speedups(rows), record, notes)
 
 
@@ -249,13 +260,16 @@ Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 @dataclass
 class PathSpec:
-    """One benchmarked path: how to build its runner, or why it is skipped."""
+    """One benchmarked path, or why it is skipped."""
 
     framework: str
     mode: str
     dtype: str
-    build: Callable[[], Runner] | None
     skipped: str | None = None
+
+    @property
+    def autocast(self) -> bool:
+        return self.mode == "autocast"
 
 
 def main_output(output) -> Any:
@@ -319,9 +333,8 @@ def onnxruntime_runner(path: Path, device: str, threads: int) -> Runner:
     return lambda batch: session(batch)[0]
 
 
-def path_specs(model: BenchModel, torch_model, options: BenchOptions, dtype: str, threads: int,
-               workdir: Path) -> list[PathSpec]:
-    """Every path of ``options.paths`` for ``dtype``, each with a builder or a skip reason."""
+def path_specs(model: BenchModel, options: BenchOptions, dtype: str) -> list[PathSpec]:
+    """Every path of ``options.paths`` for ``dtype``, each with the reason it is skipped, if it is."""
     device = options.device
     torch_reason = devices.torch_supports(dtype, device)
     # Paddle is asked (and imported) only when a Paddle path is selected: torch-only GPU runs need no Paddle build
@@ -332,24 +345,38 @@ def path_specs(model: BenchModel, torch_model, options: BenchOptions, dtype: str
     mode = "eager" if dtype == "float32" else f"eager ({dtype} weights)"
     onnx_reason = onnxruntime_supports(device) or (
         None if dtype == "float32" else "the ONNX rows run the float32 exports (no half-precision export)")
-    specs = [
-        PathSpec("torch", mode, dtype, lambda: torch_runner(torch_model, device, dtype, autocast=False),
-                 torch_reason),
-        PathSpec("torch", "autocast", dtype, lambda: torch_runner(torch_model, device, dtype, autocast=True),
-                 torch_reason),
-        PathSpec("paddle", mode, dtype, lambda: paddle_eager_runner(model.paddle_dir, model.architecture, device,
-                                                                     dtype), paddle_reason),
-        PathSpec("paddle", "inference", dtype,
-                 lambda: paddle_inference_runner(ensure_export(model, workdir), device, dtype, threads),
-                 inference_reason),
-        *(PathSpec("onnxruntime", exporter, dtype,
-                   lambda exporter=exporter: onnxruntime_runner(ensure_onnx(model, exporter, torch_model, workdir),
-                                                                device, threads), onnx_reason)
-          for exporter in ("torch.onnx", "paddle2onnx")),
-    ]
+    specs = [PathSpec("torch", mode, dtype, torch_reason), PathSpec("torch", "autocast", dtype, torch_reason),
+             PathSpec("paddle", mode, dtype, paddle_reason), PathSpec("paddle", "inference", dtype, inference_reason),
+             *(PathSpec("onnxruntime", exporter, dtype, onnx_reason) for exporter in ("torch.onnx", "paddle2onnx"))]
     selected = [spec for spec in specs if _path_key(spec) in options.paths]
     # autocast at float32 would repeat the eager row
-    return [spec for spec in selected if not (spec.mode == "autocast" and dtype == "float32")]
+    return [spec for spec in selected if not (spec.autocast and dtype == "float32")]
+
+
+def prepare_path(model: BenchModel, spec: PathSpec, torch_model, workdir: Path) -> None:
+    """Write the files ``spec`` runs from, once per model: the exported program, an ONNX file."""
+    if spec.framework == "paddle" and spec.mode == "inference":
+        ensure_export(model, workdir)
+    elif spec.framework == "onnxruntime":
+        ensure_onnx(model, spec.mode, torch_model, workdir)
+
+
+def build_runner(model: BenchModel, spec: PathSpec, device: str, threads: int, torch_model=None) -> Runner:
+    """The runner of a prepared path (torch: ``torch_model``, else the model read from ``model.hf_dir``)."""
+    if spec.framework == "torch":
+        torch_model = torch_model if torch_model is not None else load_bench_torch_model(model)
+        return torch_runner(torch_model, device, spec.dtype, spec.autocast)
+    if spec.framework == "paddle" and spec.mode == "inference":
+        return paddle_inference_runner(model.export_dir, device, spec.dtype, threads)
+    if spec.framework == "paddle":
+        return paddle_eager_runner(model.paddle_dir, model.architecture, device, spec.dtype)
+    return onnxruntime_runner(model.onnx_files[spec.mode], device, threads)
+
+
+def load_bench_torch_model(model: BenchModel):
+    from paddleport.parity.loading import load_torch_model
+
+    return load_torch_model(CheckpointPair(model.hf_dir, model.paddle_dir, model.architecture, model.config))
 
 
 def _path_key(spec: PathSpec) -> str:
@@ -376,6 +403,7 @@ class Timing:
     latencies_s: list[float]
     peak_mem_mb: float | None
     output: np.ndarray
+    runtime: dict | None = None  # the settings of the process that timed it, when that was a child of its own
 
     @property
     def median_ms(self) -> float:
@@ -411,9 +439,7 @@ def time_runner(run: Runner, batch: dict[str, np.ndarray], *, framework: str, de
 
 def benchmark_model(model: BenchModel, options: BenchOptions, threads: int, workdir: Path) -> list[BenchRow]:
     """All rows of one model: each dtype and path over the batch-size x sequence-length grid."""
-    from paddleport.parity.loading import load_torch_model
-
-    torch_model = load_torch_model(CheckpointPair(model.hf_dir, model.paddle_dir, model.architecture, model.config))
+    torch_model = load_bench_torch_model(model)
     reference_run = torch_runner(torch_model, options.device, "float32", autocast=False)
     shapes = [(b, s) for b in options.batch_sizes for s in options.seq_lens]
     batches = {shape: synthetic_batch(*shape, int(model.config["vocab_size"]), options.seed, model.token_types)
@@ -421,25 +447,97 @@ def benchmark_model(model: BenchModel, options: BenchOptions, threads: int, work
     references = {shape: reference_run(batch) for shape, batch in batches.items() if shape[1] <= model.max_positions}
     rows = []
     for dtype in options.dtypes:
-        for spec in path_specs(model, torch_model, options, dtype, threads, workdir):
-            rows.extend(_benchmark_path(model, spec, batches, references, options, threads))
+        for spec in path_specs(model, options, dtype):
+            rows.extend(_benchmark_path(model, spec, torch_model, batches, references, options, threads, workdir))
     return rows
 
 
-def _benchmark_path(model: BenchModel, spec: PathSpec, batches: dict, references: dict, options: BenchOptions,
-                    threads: int) -> list[BenchRow]:
-    run = None if spec.skipped else spec.build()
+def _benchmark_path(model: BenchModel, spec: PathSpec, torch_model, batches: dict, references: dict,
+                    options: BenchOptions, threads: int, workdir: Path) -> list[BenchRow]:
+    timings: dict[tuple[int, int], Timing] = {}
+    if not spec.skipped:
+        prepare_path(model, spec, torch_model, workdir)
+        fitting = {shape: batch for shape, batch in batches.items() if shape in references}
+        timings = (time_in_own_process(model, spec, fitting, options, threads, workdir) if options.isolate else
+                   time_here(build_runner(model, spec, options.device, threads, torch_model), spec, fitting, options))
     rows = []
-    for (batch_size, seq_len), batch in batches.items():
+    for batch_size, seq_len in batches:
         row = _row(model, spec, batch_size, seq_len, options.device, threads)
         if spec.skipped or (batch_size, seq_len) not in references:
             row.skipped = spec.skipped or f"seq_len {seq_len} > max_position_embeddings {model.max_positions}"
         else:
-            timing = time_runner(run, batch, framework=spec.framework, device=options.device,
-                                 iters=options.iters, warmup=options.warmup)
+            timing = timings[(batch_size, seq_len)]
             _fill(row, timing, batch_size, references[(batch_size, seq_len)])
+            row.runtime = timing.runtime
         rows.append(row)
     return rows
+
+
+def time_here(run: Runner, spec: PathSpec, batches: dict, options: BenchOptions) -> dict[tuple[int, int], Timing]:
+    """Time ``run`` on every batch in this process."""
+    return {shape: time_runner(run, batch, framework=spec.framework, device=options.device, iters=options.iters,
+                               warmup=options.warmup) for shape, batch in batches.items()}
+
+
+# --- one path in a process of its own ------------------------------------------------------------
+
+def time_in_own_process(model: BenchModel, spec: PathSpec, batches: dict, options: BenchOptions, threads: int,
+                        workdir: Path) -> dict[tuple[int, int], Timing]:
+    """``time_here`` in a fresh child process that imports only ``spec``'s framework and applies only its runtime
+    settings, from the environment as the user set it (``python -m paddleport.parity.bench_worker JOB_DIR``)."""
+    job = Path(tempfile.mkdtemp(prefix="path-", dir=workdir))
+    for (batch_size, seq_len), batch in batches.items():
+        np.savez(job / f"{batch_size}x{seq_len}.npz", **batch)
+    request = {"model": _model_record(model), "spec": asdict(spec), "device": options.device, "threads": threads,
+               "iters": options.iters, "warmup": options.warmup, "shapes": [list(shape) for shape in batches]}
+    (job / "request.json").write_text(json.dumps(request))
+    package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very paddleport
+    environment = runtime.user_environment()
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
+    child = subprocess.run([sys.executable, "-m", "paddleport.parity.bench_worker", str(job)],
+                           capture_output=True, text=True, env=environment)
+    if child.returncode != 0:
+        raise RuntimeError(f"bench path {spec.framework} {spec.mode} ({spec.dtype}) failed in its own process:\n"
+                           f"{child.stderr[-3000:]}")
+    result = json.loads((job / "result.json").read_text())
+    return {(b, s): Timing(entry["latencies_s"], entry["peak_mem_mb"], np.load(job / f"{b}x{s}.out.npy"),
+                           result["runtime"])
+            for entry in result["timings"] for b, s in [entry["shape"]]}
+
+
+def run_job(job: Path) -> None:
+    """The child's side of :func:`time_in_own_process`: set up for one framework, build, time, write back."""
+    request = json.loads((job / "request.json").read_text())
+    spec, model = PathSpec(**request["spec"]), _model_from_record(request["model"])
+    device, threads = request["device"], request["threads"]
+    frameworks = [spec.framework] if spec.framework in runtime.FRAMEWORKS else []
+    with runtime.setup(device, threads, frameworks) as settings:
+        run = build_runner(model, spec, device, threads)
+        timings = []
+        for batch_size, seq_len in request["shapes"]:
+            with np.load(job / f"{batch_size}x{seq_len}.npz") as stored:
+                batch = dict(stored)
+            timing = time_runner(run, batch, framework=spec.framework, device=device, iters=request["iters"],
+                                 warmup=request["warmup"])
+            np.save(job / f"{batch_size}x{seq_len}.out.npy", timing.output)
+            timings.append({"shape": [batch_size, seq_len], "latencies_s": timing.latencies_s,
+                            "peak_mem_mb": timing.peak_mem_mb})
+        record = {**settings.as_json(), "own_process": True,
+                  "imported": [name for name in ("torch", "paddle", "onnxruntime") if name in sys.modules]}
+    (job / "result.json").write_text(json.dumps({"runtime": record, "timings": timings}))
+
+
+def _model_record(model: BenchModel) -> dict:
+    record = asdict(model)
+    return {**record, **{key: str(record[key]) for key in ("hf_dir", "paddle_dir", "export_dir")
+                         if record[key] is not None},
+            "onnx_files": {name: str(path) for name, path in model.onnx_files.items()}}
+
+
+def _model_from_record(record: dict) -> BenchModel:
+    paths = {key: Path(record[key]) for key in ("hf_dir", "paddle_dir", "export_dir") if record[key] is not None}
+    return BenchModel(**{**record, **paths, "onnx_files": {name: Path(path)
+                                                            for name, path in record["onnx_files"].items()}})
 
 
 def _row(model: BenchModel, spec: PathSpec, batch_size: int, seq_len: int, device: str, threads: int) -> BenchRow:
@@ -465,22 +563,23 @@ def _fill(row: BenchRow, timing: Timing, samples: int, reference: np.ndarray | N
 def benchmark_end_to_end(model: BenchModel, options: BenchOptions, threads: int, workdir: Path) -> list[BenchRow]:
     """Tokenize + batch + forward over the first N QQP pairs, for each float32 and half-precision path."""
     from paddleport.parity.inputs import load_tokenizer, read_examples
-    from paddleport.parity.loading import load_torch_model
 
     batch_size = max(options.batch_sizes)
     max_length = min(max(options.seq_lens), model.max_positions)
     tokenizer = load_tokenizer(model.hf_dir)
     examples = read_examples(None, limit=options.end_to_end)
-    torch_model = load_torch_model(CheckpointPair(model.hf_dir, model.paddle_dir, model.architecture, model.config))
+    torch_model = load_bench_torch_model(model)
     rows = []
     for dtype in options.dtypes:
-        for spec in path_specs(model, torch_model, options, dtype, threads, workdir):
+        for spec in path_specs(model, options, dtype):
             row = _row(model, spec, batch_size, max_length, options.device, threads)
             row.scenario = f"end-to-end {len(examples)} QQP pairs"
             if spec.skipped:
                 row.skipped = spec.skipped
             else:
-                pipeline = _pipeline(spec.build(), tokenizer, examples, batch_size, max_length)
+                prepare_path(model, spec, torch_model, workdir)
+                pipeline = _pipeline(build_runner(model, spec, options.device, threads, torch_model), tokenizer,
+                                     examples, batch_size, max_length)
                 timing = time_runner(pipeline, {}, framework=spec.framework, device=options.device,
                                      iters=max(1, min(options.iters, 3)), warmup=1)
                 _fill(row, timing, len(examples), None)

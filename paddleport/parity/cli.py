@@ -106,6 +106,9 @@ def _register_bench(subparsers) -> None:
                              "affinity, cgroup quota, physical cores; or OMP_NUM_THREADS)")
     parser.add_argument("--end-to-end", type=int, default=0, metavar="N",
                         help="also time tokenize + batch + forward over the first N QQP pairs")
+    parser.add_argument("--in-process", action="store_true",
+                        help="time every path in this process (quicker to start; default: each path in a fresh "
+                             "process that loads only its framework, as the ratios need)")
     parser.add_argument("--json", type=Path, dest="json_path", help="write the rows as JSON here")
     parser.add_argument("--plot", type=Path, help="write a latency plot (PNG) here")
     parser.set_defaults(func=run_bench)
@@ -119,7 +122,8 @@ def run_bench(args: argparse.Namespace) -> int:
         device=args.device, dtypes=_split(args.dtypes, str, "--dtypes"),
         batch_sizes=_split(args.batch_sizes, int, "--batch-sizes"),
         seq_lens=None if args.seq_lens is None else _split(args.seq_lens, int, "--seq-lens"),
-        iters=args.iters, warmup=args.warmup, threads=args.threads, end_to_end=args.end_to_end)
+        iters=args.iters, warmup=args.warmup, threads=args.threads, end_to_end=args.end_to_end,
+        isolate=not args.in_process)
     result = run_benchmark(args.model_dirs, options)
     print(result.markdown())
     if args.json_path:
