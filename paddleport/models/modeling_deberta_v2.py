@@ -21,7 +21,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from paddleport.core.configuration import DebertaV2Config
-from paddleport.models.layers import Dropout, LayerNorm, Linear, inference_kernels_for
+from paddleport.models.layers import Dropout, LayerNorm, Linear, dense_split_heads, inference_kernels_for
 from paddleport.models.modeling_bert import (BertEmbeddings, BertIntermediate, BertLMPredictionHead,
                                              BertPredictionHeadTransform, BertSelfOutput)
 from paddleport.models.modeling_utils import (
@@ -99,15 +99,12 @@ class DisentangledSelfAttention(nn.Layer):
                     self.pos_query_proj = Linear(config.hidden_size, self.all_head_size)
         self.dropout = Dropout(config.attention_probs_dropout_prob)
 
-    def transpose_for_scores(self, x):
-        """[batch, seq, hidden] -> [batch, heads, seq, head_size]"""
-        return x.reshape([0, 0, self.num_attention_heads, self.attention_head_size]).transpose([0, 2, 1, 3])
-
     def forward(self, hidden_states, attention_mask, output_attentions=False, relative_pos=None,
                 rel_embeddings=None, gather_index=None):
-        query_layer = self.transpose_for_scores(self.query_proj(hidden_states))
-        key_layer = self.transpose_for_scores(self.key_proj(hidden_states))
-        value_layer = self.transpose_for_scores(self.value_proj(hidden_states))
+        # each projection split into heads; without autograd its bias add and head transpose are one pass (as BERT's)
+        query_layer = dense_split_heads(self.query_proj, hidden_states, self.num_attention_heads)
+        key_layer = dense_split_heads(self.key_proj, hidden_states, self.num_attention_heads)
+        value_layer = dense_split_heads(self.value_proj, hidden_states, self.num_attention_heads)
 
         scale_factor = 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
         if self.relative_attention:
@@ -137,15 +134,16 @@ class DisentangledSelfAttention(nn.Layer):
         """(position queries, position keys) [1, heads, rows, head size] of the relative embeddings [rows, hidden]
         (None where the attention types do not use them)."""
         rel_embeddings = rel_embeddings.unsqueeze(0)
+        heads = self.num_attention_heads
         pos_query_layer = pos_key_layer = None
         if self.share_att_key:
-            pos_query_layer = self.transpose_for_scores(self.query_proj(rel_embeddings))
-            pos_key_layer = self.transpose_for_scores(self.key_proj(rel_embeddings))
+            pos_query_layer = dense_split_heads(self.query_proj, rel_embeddings, heads)
+            pos_key_layer = dense_split_heads(self.key_proj, rel_embeddings, heads)
         else:
             if "c2p" in self.pos_att_type:
-                pos_key_layer = self.transpose_for_scores(self.pos_key_proj(rel_embeddings))
+                pos_key_layer = dense_split_heads(self.pos_key_proj, rel_embeddings, heads)
             if "p2c" in self.pos_att_type:
-                pos_query_layer = self.transpose_for_scores(self.pos_query_proj(rel_embeddings))
+                pos_query_layer = dense_split_heads(self.pos_query_proj, rel_embeddings, heads)
         return pos_query_layer, pos_key_layer
 
     def gather_indices(self, relative_pos, like):
