@@ -482,14 +482,16 @@ def time_here(run: Runner, spec: PathSpec, batches: dict, options: BenchOptions)
 # --- one path in a process of its own ------------------------------------------------------------
 
 def time_in_own_process(model: BenchModel, spec: PathSpec, batches: dict, options: BenchOptions, threads: int,
-                        workdir: Path) -> dict[tuple[int, int], Timing]:
+                        workdir: Path, end_to_end: dict | None = None) -> dict[tuple, Timing]:
     """``time_here`` in a fresh child process that imports only ``spec``'s framework and applies only its runtime
-    settings, from the environment as the user set it (``python -m paddleport.parity.bench_worker JOB_DIR``)."""
+    settings, from the environment as the user set it (``python -m paddleport.parity.bench_worker JOB_DIR``).
+    ``end_to_end`` (``end_to_end_pipeline``'s keywords) also times that pipeline, under the key END_TO_END."""
     job = Path(tempfile.mkdtemp(prefix="path-", dir=workdir))
     for (batch_size, seq_len), batch in batches.items():
         np.savez(job / f"{batch_size}x{seq_len}.npz", **batch)
     request = {"model": _model_record(model), "spec": asdict(spec), "device": options.device, "threads": threads,
-               "iters": options.iters, "warmup": options.warmup, "shapes": [list(shape) for shape in batches]}
+               "iters": options.iters, "warmup": options.warmup, "shapes": [list(shape) for shape in batches],
+               "end_to_end": end_to_end}
     (job / "request.json").write_text(json.dumps(request))
     package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very paddleport
     environment = runtime.user_environment()
@@ -500,9 +502,16 @@ def time_in_own_process(model: BenchModel, spec: PathSpec, batches: dict, option
         raise RuntimeError(f"bench path {spec.framework} {spec.mode} ({spec.dtype}) failed in its own process:\n"
                            f"{child.stderr[-3000:]}")
     result = json.loads((job / "result.json").read_text())
-    return {(b, s): Timing(entry["latencies_s"], entry["peak_mem_mb"], np.load(job / f"{b}x{s}.out.npy"),
-                           result["runtime"])
-            for entry in result["timings"] for b, s in [entry["shape"]]}
+    return {tuple(entry["key"]): Timing(entry["latencies_s"], entry["peak_mem_mb"],
+                                        np.load(job / f"{_file_stem(entry['key'])}.out.npy"), result["runtime"])
+            for entry in result["timings"]}
+
+
+END_TO_END = ("end-to-end",)  # the key of an end-to-end timing from time_in_own_process
+
+
+def _file_stem(key) -> str:
+    return "x".join(map(str, key))
 
 
 def run_job(job: Path) -> None:
@@ -513,15 +522,18 @@ def run_job(job: Path) -> None:
     frameworks = [spec.framework] if spec.framework in runtime.FRAMEWORKS else []
     with runtime.setup(device, threads, frameworks) as settings:
         run = build_runner(model, spec, device, threads)
-        timings = []
+        workloads = []  # (key, runner, batch)
         for batch_size, seq_len in request["shapes"]:
             with np.load(job / f"{batch_size}x{seq_len}.npz") as stored:
-                batch = dict(stored)
-            timing = time_runner(run, batch, framework=spec.framework, device=device, iters=request["iters"],
+                workloads.append(([batch_size, seq_len], run, dict(stored)))
+        if request["end_to_end"]:
+            workloads.append((list(END_TO_END), end_to_end_pipeline(run, model.hf_dir, **request["end_to_end"]), {}))
+        timings = []
+        for key, runner, batch in workloads:
+            timing = time_runner(runner, batch, framework=spec.framework, device=device, iters=request["iters"],
                                  warmup=request["warmup"])
-            np.save(job / f"{batch_size}x{seq_len}.out.npy", timing.output)
-            timings.append({"shape": [batch_size, seq_len], "latencies_s": timing.latencies_s,
-                            "peak_mem_mb": timing.peak_mem_mb})
+            np.save(job / f"{_file_stem(key)}.out.npy", timing.output)
+            timings.append({"key": key, "latencies_s": timing.latencies_s, "peak_mem_mb": timing.peak_mem_mb})
         record = {**settings.as_json(), "own_process": True,
                   "imported": [name for name in ("torch", "paddle", "onnxruntime") if name in sys.modules]}
     (job / "result.json").write_text(json.dumps({"runtime": record, "timings": timings}))
@@ -561,33 +573,43 @@ def _fill(row: BenchRow, timing: Timing, samples: int, reference: np.ndarray | N
 # --- end to end --------------------------------------------------------------------------------
 
 def benchmark_end_to_end(model: BenchModel, options: BenchOptions, threads: int, workdir: Path) -> list[BenchRow]:
-    """Tokenize + batch + forward over the first N QQP pairs, for each float32 and half-precision path."""
-    from paddleport.parity.inputs import load_tokenizer, read_examples
+    """Tokenize + batch + forward over the first N QQP pairs, for each float32 and half-precision path (each in
+    its own process unless ``options.isolate`` is off, as the forward rows)."""
+    from paddleport.parity.inputs import read_examples
 
-    batch_size = max(options.batch_sizes)
-    max_length = min(max(options.seq_lens), model.max_positions)
-    tokenizer = load_tokenizer(model.hf_dir)
-    examples = read_examples(None, limit=options.end_to_end)
+    workload = {"pairs": options.end_to_end, "batch_size": max(options.batch_sizes),
+                "max_length": min(max(options.seq_lens), model.max_positions)}
+    pairs = len(read_examples(None, limit=options.end_to_end))
+    timed = replace(options, iters=max(1, min(options.iters, 3)), warmup=1)  # whole passes: a few suffice
     torch_model = load_bench_torch_model(model)
     rows = []
     for dtype in options.dtypes:
         for spec in path_specs(model, options, dtype):
-            row = _row(model, spec, batch_size, max_length, options.device, threads)
-            row.scenario = f"end-to-end {len(examples)} QQP pairs"
+            row = _row(model, spec, workload["batch_size"], workload["max_length"], options.device, threads)
+            row.scenario = f"end-to-end {pairs} QQP pairs"
             if spec.skipped:
                 row.skipped = spec.skipped
             else:
                 prepare_path(model, spec, torch_model, workdir)
-                pipeline = _pipeline(build_runner(model, spec, options.device, threads, torch_model), tokenizer,
-                                     examples, batch_size, max_length)
-                timing = time_runner(pipeline, {}, framework=spec.framework, device=options.device,
-                                     iters=max(1, min(options.iters, 3)), warmup=1)
-                _fill(row, timing, len(examples), None)
+                if options.isolate:
+                    timing = time_in_own_process(model, spec, {}, timed, threads, workdir, workload)[END_TO_END]
+                else:
+                    pipeline = end_to_end_pipeline(build_runner(model, spec, options.device, threads, torch_model),
+                                                   model.hf_dir, **workload)
+                    timing = time_runner(pipeline, {}, framework=spec.framework, device=options.device,
+                                         iters=timed.iters, warmup=timed.warmup)
+                _fill(row, timing, pairs, None)
+                row.runtime = timing.runtime
             rows.append(row)
     return rows
 
 
-def _pipeline(run: Runner, tokenizer, examples, batch_size: int, max_length: int) -> Runner:
+def end_to_end_pipeline(run: Runner, hf_dir: Path, pairs: int, batch_size: int, max_length: int) -> Runner:
+    """One call: tokenize the first ``pairs`` QQP pairs with ``hf_dir``'s tokenizer, batch and run them all."""
+    from paddleport.parity.inputs import load_tokenizer, read_examples
+
+    tokenizer, examples = load_tokenizer(hf_dir), read_examples(None, limit=pairs)
+
     def whole_pass(_unused: dict) -> np.ndarray:
         last = None
         for start in range(0, len(examples), batch_size):
