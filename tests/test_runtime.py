@@ -128,6 +128,22 @@ def test_restore_undoes_flags_threads_and_environment(threads):
             os.environ.get("OMP_NUM_THREADS"), os.environ.get("MKL_DEBUG_CPU_TYPE")) == before
 
 
+@pytest.mark.filterwarnings("ignore:paddle was imported before")
+def test_a_child_process_gets_the_environment_as_the_user_set_it(monkeypatch):
+    """What bench hands each path's process: paddleport's own values taken back (the child sets up for itself),
+    the user's values kept."""
+    monkeypatch.setenv("PADDLEPORT_TEST_USER_VALUE", "kept")
+    monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
+    with runtime.setup("cpu", 1, cpu=runtime.detect_cpu(AMD_CPUINFO), build_kernels=False):
+        assert os.environ["MKL_DEBUG_CPU_TYPE"] == "5"
+        child = runtime.user_environment()
+    assert "MKL_DEBUG_CPU_TYPE" not in child and child["PADDLEPORT_TEST_USER_VALUE"] == "kept"
+    assert child.get("OMP_NUM_THREADS") == runtime._USER_THREADS  # not the "1" that importing paddle writes
+    monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "2")  # a user's own value stays, set up or not
+    with runtime.setup("cpu", 1, cpu=runtime.detect_cpu(AMD_CPUINFO), build_kernels=False):
+        assert runtime.user_environment()["MKL_DEBUG_CPU_TYPE"] == "2"
+
+
 def test_gpu_setup_leaves_cpu_only_settings_alone():
     import paddle
 
