@@ -454,12 +454,10 @@ def benchmark_model(model: BenchModel, options: BenchOptions, threads: int, work
 
 def _benchmark_path(model: BenchModel, spec: PathSpec, torch_model, batches: dict, references: dict,
                     options: BenchOptions, threads: int, workdir: Path) -> list[BenchRow]:
-    timings: dict[tuple[int, int], Timing] = {}
+    timings: dict[tuple, Timing] = {}
     if not spec.skipped:
-        prepare_path(model, spec, torch_model, workdir)
         fitting = {shape: batch for shape, batch in batches.items() if shape in references}
-        timings = (time_in_own_process(model, spec, fitting, options, threads, workdir) if options.isolate else
-                   time_here(build_runner(model, spec, options.device, threads, torch_model), spec, fitting, options))
+        timings = time_path(model, spec, torch_model, fitting, options, threads, workdir)
     rows = []
     for batch_size, seq_len in batches:
         row = _row(model, spec, batch_size, seq_len, options.device, threads)
@@ -473,22 +471,39 @@ def _benchmark_path(model: BenchModel, spec: PathSpec, torch_model, batches: dic
     return rows
 
 
-def time_here(run: Runner, spec: PathSpec, batches: dict, options: BenchOptions) -> dict[tuple[int, int], Timing]:
-    """Time ``run`` on every batch in this process."""
-    return {shape: time_runner(run, batch, framework=spec.framework, device=options.device, iters=options.iters,
-                               warmup=options.warmup) for shape, batch in batches.items()}
+END_TO_END = ("end-to-end",)  # the key of an end-to-end timing, beside the (batch size, length) keys of batches
+
+
+def time_path(model: BenchModel, spec: PathSpec, torch_model, batches: dict, options: BenchOptions, threads: int,
+              workdir: Path, end_to_end: dict | None = None) -> dict[tuple, Timing]:
+    """Prepare ``spec``'s files, then :func:`time_workloads` in a process of its own (``options.isolate``) or here."""
+    prepare_path(model, spec, torch_model, workdir)
+    if options.isolate:
+        return time_in_own_process(model, spec, batches, options, threads, workdir, end_to_end)
+    run = build_runner(model, spec, options.device, threads, torch_model)
+    return time_workloads(run, model, spec, batches, options, end_to_end)
+
+
+def time_workloads(run: Runner, model: BenchModel, spec: PathSpec, batches: dict, options: BenchOptions,
+                   end_to_end: dict | None = None) -> dict[tuple, Timing]:
+    """Time ``run`` on every batch (keyed by shape) and, with ``end_to_end`` (``end_to_end_pipeline``'s keywords),
+    the whole tokenize + batch + forward pipeline (keyed END_TO_END), in this process."""
+    workloads = [(shape, run, batch) for shape, batch in batches.items()]
+    if end_to_end:
+        workloads.append((END_TO_END, end_to_end_pipeline(run, model.hf_dir, **end_to_end), {}))
+    return {key: time_runner(runner, batch, framework=spec.framework, device=options.device, iters=options.iters,
+                             warmup=options.warmup) for key, runner, batch in workloads}
 
 
 # --- one path in a process of its own ------------------------------------------------------------
 
 def time_in_own_process(model: BenchModel, spec: PathSpec, batches: dict, options: BenchOptions, threads: int,
                         workdir: Path, end_to_end: dict | None = None) -> dict[tuple, Timing]:
-    """``time_here`` in a fresh child process that imports only ``spec``'s framework and applies only its runtime
-    settings, from the environment as the user set it (``python -m paddleport.parity.bench_worker JOB_DIR``).
-    ``end_to_end`` (``end_to_end_pipeline``'s keywords) also times that pipeline, under the key END_TO_END."""
+    """:func:`time_workloads` in a fresh child process that imports only ``spec``'s framework and applies only its
+    runtime settings, from the environment as the user set it (``python -m paddleport.parity.bench_worker JOB_DIR``)."""
     job = Path(tempfile.mkdtemp(prefix="path-", dir=workdir))
-    for (batch_size, seq_len), batch in batches.items():
-        np.savez(job / f"{batch_size}x{seq_len}.npz", **batch)
+    for shape, batch in batches.items():
+        np.savez(job / f"{_file_stem(shape)}.npz", **batch)
     request = {"model": _model_record(model), "spec": asdict(spec), "device": options.device, "threads": threads,
                "iters": options.iters, "warmup": options.warmup, "shapes": [list(shape) for shape in batches],
                "end_to_end": end_to_end}
@@ -507,9 +522,6 @@ def time_in_own_process(model: BenchModel, spec: PathSpec, batches: dict, option
             for entry in result["timings"]}
 
 
-END_TO_END = ("end-to-end",)  # the key of an end-to-end timing from time_in_own_process
-
-
 def _file_stem(key) -> str:
     return "x".join(map(str, key))
 
@@ -518,22 +530,19 @@ def run_job(job: Path) -> None:
     """The child's side of :func:`time_in_own_process`: set up for one framework, build, time, write back."""
     request = json.loads((job / "request.json").read_text())
     spec, model = PathSpec(**request["spec"]), _model_from_record(request["model"])
-    device, threads = request["device"], request["threads"]
+    options = BenchOptions(device=request["device"], iters=request["iters"], warmup=request["warmup"])
+    batches = {}
+    for shape in map(tuple, request["shapes"]):
+        with np.load(job / f"{_file_stem(shape)}.npz") as stored:
+            batches[shape] = dict(stored)
     frameworks = [spec.framework] if spec.framework in runtime.FRAMEWORKS else []
-    with runtime.setup(device, threads, frameworks) as settings:
-        run = build_runner(model, spec, device, threads)
-        workloads = []  # (key, runner, batch)
-        for batch_size, seq_len in request["shapes"]:
-            with np.load(job / f"{batch_size}x{seq_len}.npz") as stored:
-                workloads.append(([batch_size, seq_len], run, dict(stored)))
-        if request["end_to_end"]:
-            workloads.append((list(END_TO_END), end_to_end_pipeline(run, model.hf_dir, **request["end_to_end"]), {}))
+    with runtime.setup(options.device, request["threads"], frameworks) as settings:
+        run = build_runner(model, spec, options.device, request["threads"])
+        timed = time_workloads(run, model, spec, batches, options, request["end_to_end"])
         timings = []
-        for key, runner, batch in workloads:
-            timing = time_runner(runner, batch, framework=spec.framework, device=device, iters=request["iters"],
-                                 warmup=request["warmup"])
+        for key, timing in timed.items():
             np.save(job / f"{_file_stem(key)}.out.npy", timing.output)
-            timings.append({"key": key, "latencies_s": timing.latencies_s, "peak_mem_mb": timing.peak_mem_mb})
+            timings.append({"key": list(key), "latencies_s": timing.latencies_s, "peak_mem_mb": timing.peak_mem_mb})
         record = {**settings.as_json(), "own_process": True,
                   "imported": [name for name in ("torch", "paddle", "onnxruntime") if name in sys.modules]}
     (job / "result.json").write_text(json.dumps({"runtime": record, "timings": timings}))
@@ -590,14 +599,7 @@ def benchmark_end_to_end(model: BenchModel, options: BenchOptions, threads: int,
             if spec.skipped:
                 row.skipped = spec.skipped
             else:
-                prepare_path(model, spec, torch_model, workdir)
-                if options.isolate:
-                    timing = time_in_own_process(model, spec, {}, timed, threads, workdir, workload)[END_TO_END]
-                else:
-                    pipeline = end_to_end_pipeline(build_runner(model, spec, options.device, threads, torch_model),
-                                                   model.hf_dir, **workload)
-                    timing = time_runner(pipeline, {}, framework=spec.framework, device=options.device,
-                                         iters=timed.iters, warmup=timed.warmup)
+                timing = time_path(model, spec, torch_model, {}, timed, threads, workdir, workload)[END_TO_END]
                 _fill(row, timing, pairs, None)
                 row.runtime = timing.runtime
             rows.append(row)
